@@ -200,8 +200,8 @@ def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> A
         return _coerce(key, value, args[0], choices)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # comma-separated, from a flag; items typed as YAML scalars
+            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}",
                               hint="write a YAML list or comma-separated values")

@@ -1,0 +1,51 @@
+"""trtq imports and its CLI runs without TensorRT, CUDA or PyAV."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import trtq
+
+_BLOCK_OPTIONAL = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorrt', 'cuda', 'pycuda', 'av', 'torch'):
+            raise ImportError('blocked for test: ' + name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def _all_modules() -> list[str]:
+    names = ["trtq"]
+    for info in pkgutil.walk_packages(trtq.__path__, "trtq."):
+        names.append(info.name)
+    return names
+
+
+def test_every_module_imports_without_optional_packages():
+    code = _BLOCK_OPTIONAL + "import importlib\n" + "".join(
+        f"importlib.import_module({name!r})\n" for name in _all_modules()
+    ) + "print('ok')\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_cli_help_works_without_optional_packages():
+    code = _BLOCK_OPTIONAL + "from trtq.cli import main\nmain(['--help'])\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "inspect" in result.stdout and "doctor" in result.stdout
+
+
+def test_no_top_level_optional_imports():
+    # Imported modules must not have pulled TensorRT/CUDA into sys.modules.
+    for name in _all_modules():
+        importlib.import_module(name)
+    assert "tensorrt" not in sys.modules
+    assert "av" not in sys.modules
