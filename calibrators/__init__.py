@@ -1,5 +1,48 @@
 """trtq.calibrators: observers, range algorithms and TensorRT calibrator subclasses.
 
 The bottom of the house: it imports numpy (and TensorRT lazily), never the
-modules of trtq above it.
+modules of trtq above it (trtq.errors excepted).
+
+    stats = TensorStats()               # histogram of |x| + moving-average min/max
+    for batch in activations:
+        stats.update(batch)
+    amax = compute_amax("entropy", stats)
 """
+
+from trtq.calibrators.algorithms import (
+    ALGORITHMS,
+    available_methods,
+    compute_amax,
+    estimate_error,
+    method_parameters,
+    round_to_power_of_two,
+)
+from trtq.calibrators.histogram import HistogramObserver
+from trtq.calibrators.observers import (
+    EmaMinMaxObserver,
+    MinMaxObserver,
+    Observer,
+    count_nonfinite,
+    finite_values,
+)
+from trtq.calibrators.stats import TensorStats
+from trtq.calibrators.storage import load_observers, merge_observer_sets, save_observers
+
+__all__ = [
+    "ALGORITHMS",
+    "EmaMinMaxObserver",
+    "HistogramObserver",
+    "MinMaxObserver",
+    "Observer",
+    "TensorStats",
+    "available_methods",
+    "compute_amax",
+    "count_nonfinite",
+    "estimate_error",
+    "finite_values",
+    "load_observers",
+    "merge_observer_sets",
+    "method_parameters",
+    "round_to_power_of_two",
+    "save_observers",
+]

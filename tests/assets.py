@@ -80,3 +80,21 @@ def photo(name: str) -> Path:
 def color_photos() -> list[Path]:
     """All bundled colour photos."""
     return [photo(n) for n in COLOR_PHOTOS]
+
+
+def prepare_example(folder: Path) -> None:
+    """Copy the PP-OCR models and the real photos into `folder` (for the README's example)."""
+    import shutil
+
+    folder = Path(folder)
+    (folder / "photos").mkdir(parents=True, exist_ok=True)
+    for name in (OCR_DETECTOR, OCR_RECOGNIZER, OCR_CLASSIFIER):
+        shutil.copy(ocr_model(name), folder / name)
+    for path in color_photos():
+        shutil.copy(path, folder / "photos" / path.name)
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "example")
+    prepare_example(target)
+    print(f"example models and photos in {target}/")

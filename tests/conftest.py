@@ -34,9 +34,9 @@ def _has_gpu() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     trt_ok, gpu_ok = _has_tensorrt(), _has_gpu()
     for item in items:
-        if "trt" in item.keywords and not trt_ok:
+        if item.get_closest_marker("trt") and not trt_ok:
             item.add_marker(pytest.mark.skip(reason="TensorRT is not installed"))
-        if "gpu" in item.keywords and not gpu_ok:
+        if item.get_closest_marker("gpu") and not gpu_ok:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU"))
 
 

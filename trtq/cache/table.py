@@ -1,0 +1,199 @@
+"""The calibration table: tensor name -> symmetric amax, and where it came from.
+
+Units: `amax` is the symmetric range of a tensor (the largest |x| kept); the
+INT8 scale TensorRT uses is `amax / 127`.
+
+The cache module stores an algorithm *name* only; it never imports the range
+algorithms (see DESIGN.md, layout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from trtq._version import __version__
+from trtq.errors import CacheError
+
+# Largest INT8 magnitude: scale = amax / INT8_MAX.
+INT8_MAX = 127
+# Version of the JSON layouts written here (table, provenance, sidecar).
+SCHEMA_VERSION = 1
+# Range algorithms trtq names in caches; "unknown" for caches written by other tools.
+ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "unknown")
+
+
+def names_sha256(names: Iterable[str]) -> str:
+    """sha256 of the sorted tensor names, one per line (what Provenance.tensor_names_sha256 holds)."""
+    return hashlib.sha256("\n".join(sorted(names)).encode("utf-8")).hexdigest()
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A JSON-friendly copy of `value` (numpy scalars become Python numbers, tuples lists)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, where) for k, v in value.items()}
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_value(value.item(), where)
+    raise TypeError(f"{where} must hold JSON values (str, number, bool, None, list, dict), got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a calibration table came from, for checking it against a model later.
+
+    A flat, JSON-friendly record. The caller computes the hashes; this class only
+    stores and validates them.
+
+    Attributes:
+        model_graph_sha256: ModelFingerprint.graph of the calibrated model.
+        model_weights_sha256: ModelFingerprint.weights of the calibrated model.
+        tensor_names_sha256: names_sha256() of the calibrated tensor names.
+        algorithm: range algorithm name (entropy, minmax, percentile, mse, ema).
+        num_samples: calibration samples fed through the model.
+        trtq_version: trtq version that calibrated.
+        data_sha256: hash of the calibration data (sample keys, sizes, mtimes), or None.
+        algorithm_params: the algorithm's parameters (e.g. {"percentile": 99.99}), keys sorted.
+        num_bins: histogram bins per tensor, or None for non-histogram methods.
+        onnxruntime_version: ONNX Runtime version that ran the model, or None.
+        random_data: the statistics come from random inputs the user explicitly allowed.
+    """
+
+    model_graph_sha256: str
+    model_weights_sha256: str
+    tensor_names_sha256: str
+    algorithm: str
+    num_samples: int
+    trtq_version: str = __version__
+    data_sha256: str | None = None
+    algorithm_params: dict[str, Any] = field(default_factory=dict)
+    num_bins: int | None = None
+    onnxruntime_version: str | None = None
+    random_data: bool = False
+
+    def __post_init__(self) -> None:
+        params = {str(k): _json_value(v, "algorithm_params") for k, v in sorted(self.algorithm_params.items())}
+        object.__setattr__(self, "algorithm_params", params)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict, with "schema" first."""
+        data: dict[str, Any] = {"schema": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = dict(value) if isinstance(value, dict) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "provenance") -> Provenance:
+        """Rebuild from `to_dict()` output.
+
+        Raises:
+            CacheError: not a dict, wrong schema, an unknown or missing key, or a value of the wrong type.
+        """
+        if not isinstance(data, Mapping):
+            raise CacheError(f"{source} must be a JSON object, got {type(data).__name__}")
+        check_schema(data, source)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [k for k in data if k != "schema" and k not in known]
+        if unknown:
+            raise CacheError(f"{source} has unknown key {unknown[0]!r}",
+                             hint=f"known keys: schema, {', '.join(known)}")
+        required = [f.name for f in known.values()
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise CacheError(f"{source} lacks key {missing[0]!r}", hint="write it again with trtq")
+        kwargs = {k: v for k, v in data.items() if k != "schema"}
+        _check_types(kwargs, source)
+        return cls(**kwargs)
+
+
+# Expected JSON types of the Provenance fields (None allowed where the field is optional).
+_STR_FIELDS = ("model_graph_sha256", "model_weights_sha256", "tensor_names_sha256", "algorithm", "trtq_version")
+_OPTIONAL_STR_FIELDS = ("data_sha256", "onnxruntime_version")
+
+
+def _check_types(values: Mapping[str, Any], source: str) -> None:
+    def bad(key: str, want: str) -> CacheError:
+        return CacheError(f"{source} key {key!r} must be {want}, got {values[key]!r}")
+
+    for key, value in values.items():
+        if key in _STR_FIELDS and not isinstance(value, str):
+            raise bad(key, "a string")
+        if key in _OPTIONAL_STR_FIELDS and value is not None and not isinstance(value, str):
+            raise bad(key, "a string or null")
+        if key == "num_samples" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad(key, "an integer")
+        if key == "num_bins" and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad(key, "an integer or null")
+        if key == "random_data" and not isinstance(value, bool):
+            raise bad(key, "true or false")
+        if key == "algorithm_params" and not isinstance(value, dict):
+            raise bad(key, "an object")
+
+
+def check_schema(data: Mapping[str, Any], source: str) -> None:
+    """Raise CacheError unless `data["schema"]` is the schema version this trtq reads."""
+    schema = data.get("schema")
+    if schema is None:
+        raise CacheError(f"{source} has no 'schema' key", hint="it was not written by trtq; convert it with trtq")
+    if schema != SCHEMA_VERSION:
+        raise CacheError(f"{source} has schema {schema!r}, this trtq reads schema {SCHEMA_VERSION}",
+                         hint="upgrade trtq, or recalibrate")
+
+
+@dataclass(frozen=True)
+class CalibrationTable:
+    """Symmetric ranges of a model's activations.
+
+    Attributes:
+        amax: tensor name -> symmetric amax (scale = amax / 127 for INT8), in the
+            order the caller gives (graph order); writers keep this order.
+        algorithm: trtq range algorithm name (entropy, minmax, percentile, mse, ema, unknown).
+        trt_version: TensorRT version the table was read from or is meant for (e.g. "10.16.1"), or None.
+        provenance: where it came from, or None (e.g. a cache TensorRT wrote).
+        trt_algorithm: calibrator name of the TensorRT header it was read from
+            (e.g. "EntropyCalibration2"), or None.
+    """
+
+    amax: dict[str, float]
+    algorithm: str = "unknown"
+    trt_version: str | None = None
+    provenance: Provenance | None = None
+    trt_algorithm: str | None = None
+
+    def __post_init__(self) -> None:
+        amax: dict[str, float] = {}
+        for name, value in self.amax.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"tensor names must be non-empty strings, got {name!r}")
+            amax[name] = float(value)
+        object.__setattr__(self, "amax", amax)
+        if not isinstance(self.algorithm, str) or not self.algorithm:
+            raise ValueError(f"algorithm must be a non-empty string, got {self.algorithm!r}")
+
+    def names(self) -> list[str]:
+        """Tensor names in table order."""
+        return list(self.amax)
+
+    def scales(self) -> dict[str, float]:
+        """Tensor name -> INT8 scale (amax / 127)."""
+        return {name: amax / INT8_MAX for name, amax in self.amax.items()}
+
+    def __len__(self) -> int:
+        return len(self.amax)
+
+
+def check_finite(table: CalibrationTable, what: str) -> None:
+    """Raise CacheError naming the first tensor whose amax is NaN or infinite (writers refuse those)."""
+    for name, amax in table.amax.items():
+        if not math.isfinite(amax):
+            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax}",
+                             hint="recalibrate; the statistics of that tensor are broken")

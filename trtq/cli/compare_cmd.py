@@ -1,0 +1,80 @@
+"""`trtq compare REFERENCE CANDIDATE --data DATA`: accuracy of a quantized model vs ONNX Runtime FP32."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from trtq.cli import main
+from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.compare import Gates, Report, check_gates, compare_models, load_labels, raise_on_failures, write_report
+from trtq.compare.arrays import open_arrays
+from trtq.compare.report import render_summary
+from trtq.config import Config
+from trtq.model import graph_inputs, load_model
+
+
+def _open_data(data: str, reference: str, config: Config) -> tuple[Iterable[dict[str, Any]], list[str]]:
+    """(batches, sample keys) for `data`.
+
+    For now NumPy files only (trtq.compare.arrays). This is the one place to switch to the
+    trtq.data readers (image folders, video) once they exist: return the reader and its sample
+    keys (paths relative to the data folder), built from config.data / config.preprocess.
+    """
+    inputs = graph_inputs(load_model(reference, load_weights=False))
+    arrays = open_arrays(data, inputs, config.data.batch_size)
+    return arrays, arrays.keys()
+
+
+@main.command("compare")
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@click.option("--data", "data", required=True, type=click.Path(),
+              help="Evaluation data: a .npz/.npy file or a folder of them (arrays named after the model "
+                   "inputs, samples along axis 0).")
+@click.option("--batch-size", "batch_size", type=int, default=None, help="Samples per batch (default 8).")
+@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
+              help="True labels for top-1 accuracy: JSON {key: class} or 'key class' lines; "
+                   "keys are '<file>:<index in file>'.")
+@click.option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write report.json, report.md (and plots) into this folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
+@config_options("check")
+@click.pass_context
+def compare_command(ctx: click.Context, reference: str, candidate: str, data: str, labels_path: str | None,
+                    as_json: bool, **params: Any) -> None:
+    """Compare CANDIDATE (Q/DQ ONNX model, or TensorRT engine .engine/.plan) with the FP32 REFERENCE
+    on ONNX Runtime, with Polygraphy: SQNR, cosine, abs/rel errors, top-1/top-5 agreement per output.
+
+    \b
+    Exit codes: 0 all gates pass (or none set), 1 a gate failed, 3 TensorRT/GPU missing for an
+    engine, 4 missing or unreadable model, or bad data.
+    """
+    print_config = params.get("print_config")
+    config = resolve_config(params)
+    if print_config:
+        print_config_and_exit(ctx, config)
+    batches, keys = _open_data(data, reference, config)
+    labels = load_labels(labels_path) if labels_path else None
+    result = compare_models(reference, candidate, batches, per_layer=config.check.per_layer, labels=labels,
+                            keys=keys if labels else None, atol=config.check.atol, rtol=config.check.rtol,
+                            progress=not ctx.obj.get("quiet", False))
+    gates = Gates.from_config(config.check)
+    failures = check_gates(result, gates)
+    if as_json:
+        payload = {**result.to_dict(), "gates": {"thresholds": gates.to_dict(), "passed": not failures,
+                                                 "failures": [f.to_dict() for f in failures]}}
+        click.echo(json.dumps(payload, indent=2, allow_nan=False))
+    else:
+        click.echo(render_summary(result, failures))
+    if config.out_dir:
+        report = Report(command="compare")
+        report.set_config(config)
+        report.set_comparison(result)
+        if gates.any:
+            report.set_gates(gates, failures)
+        write_report(report, config.out_dir)
+    raise_on_failures(failures)

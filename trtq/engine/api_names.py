@@ -1,0 +1,81 @@
+"""The TensorRT and cuda-python names trtq's GPU code uses, per TensorRT version path.
+
+None of our machines can import TensorRT, so the GPU code is checked by name:
+tests/engine/test_trt_api_names.py reads every attribute used on TensorRT
+objects in calibrators/trt_calibrators.py and trtq/engine/*.py (with the ast
+module), asserts each is declared here, and checks the declared names against
+the identifiers in the real `tensorrt-cu12-bindings` wheels 10.16.1.11 and
+11.4.0.106.
+
+Conventions the check relies on:
+- TensorRT objects live in variables named as in TRT_OBJECT_ROOTS (the module is
+  always `trt`), cuda-python's runtime in `cudart` (CUDA_OBJECT_ROOTS).
+- Code that runs only on TensorRT 10 sits in functions whose names end in
+  `_trt10`, or in calibrators/trt_calibrators.py (calibrators exist only in 10).
+  Every other function must work on both 10.x and 11.x.
+"""
+
+from __future__ import annotations
+
+# Variable names that hold TensorRT objects; attributes on them are TensorRT API names.
+TRT_OBJECT_ROOTS = frozenset({
+    "trt", "builder", "network", "parser", "parser_error", "config", "profile", "tensor", "timing_cache",
+})
+# Variable names that hold cuda-python runtime objects.
+CUDA_OBJECT_ROOTS = frozenset({"cudart", "props"})
+
+# Used on every TensorRT version (must exist in 10.16 and 11.4).
+COMMON_NAMES = frozenset({
+    "__version__", "__init__",
+    # logging
+    "ILogger", "Severity", "INTERNAL_ERROR", "ERROR", "WARNING",
+    # builder, network, parser
+    "Builder", "create_network", "create_builder_config", "build_serialized_network",
+    "OnnxParser", "parse_from_file", "num_errors", "get_error",
+    "desc", "node", "node_name", "node_operator",
+    "num_inputs", "get_input", "name", "shape",
+    # config
+    "set_memory_pool_limit", "MemoryPoolType", "WORKSPACE",
+    "create_optimization_profile", "set_shape", "add_optimization_profile",
+    "create_timing_cache", "set_timing_cache", "get_timing_cache", "serialize",
+})
+
+# Used only on the TensorRT 10 path (must exist in 10.16).
+TRT10_ONLY_NAMES = frozenset({
+    "NetworkDefinitionCreationFlag", "STRONGLY_TYPED",
+    "set_flag", "BuilderFlag", "INT8", "FP16",
+    "int8_calibrator", "set_calibration_profile",
+    "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
+})
+
+# Used only on the TensorRT 11 path (none so far: 11 needs a subset of what 10 needs).
+TRT11_ONLY_NAMES: frozenset[str] = frozenset()
+
+TRT10_NAMES = COMMON_NAMES | TRT10_ONLY_NAMES
+TRT11_NAMES = COMMON_NAMES | TRT11_ONLY_NAMES
+
+# Methods our subclasses override; TensorRT calls them (calibrators: 10.x only).
+CALIBRATOR_METHODS = frozenset({"get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"})
+LOGGER_METHODS = frozenset({"log"})
+
+# Gone in TensorRT 11 (migration guide; checked absent from the 11.4 bindings where the name is unique).
+REMOVED_IN_TRT11 = frozenset({
+    "IInt8Calibrator", "IInt8EntropyCalibrator2", "IInt8EntropyCalibrator", "IInt8MinMaxCalibrator",
+    "IInt8LegacyCalibrator", "CalibrationAlgoType", "int8_calibrator", "set_calibration_profile",
+    "get_calibration_profile", "dynamic_range", "get_batch", "get_batch_size", "read_calibration_cache",
+    "write_calibration_cache", "EXPLICIT_BATCH", "QuantizationFlag", "set_quantization_flag",
+})
+# Enum members removed in 11 whose bare names live on elsewhere (DataType.INT8, DataType.FP8, ...),
+# so only their qualified use can be checked.
+REMOVED_MEMBERS_IN_TRT11 = frozenset({
+    "BuilderFlag.INT8", "BuilderFlag.FP16", "BuilderFlag.FP8", "BuilderFlag.BF16", "BuilderFlag.INT4",
+    "BuilderFlag.FP4", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
+    "BuilderFlag.DIRECT_IO", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+})
+
+# cuda-python runtime (cuda.bindings.runtime) names: device buffers and device queries.
+CUDA_NAMES = frozenset({
+    "cudaMalloc", "cudaFree", "cudaMemcpy", "cudaMemcpyKind", "cudaMemcpyHostToDevice",
+    "cudaError_t", "cudaSuccess", "cudaGetDevice", "cudaGetDeviceCount", "cudaGetDeviceProperties",
+    "name", "major", "minor",
+})
