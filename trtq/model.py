@@ -20,7 +20,7 @@ from trtq.errors import ModelError
 # so every model trtq writes is stamped with an IR version no newer than this.
 MAX_IR_VERSION = 13
 # protobuf cannot serialise a message over 2 GiB: larger models keep weights outside.
-_PROTOBUF_LIMIT = 2**31 - 1
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> None:
     """
     path = Path(path)
     model.ir_version = min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION)
-    large = model.ByteSize() > _PROTOBUF_LIMIT if _has_inline_weights(model) else False
+    large = _has_inline_weights(model) and model.ByteSize() > PROTOBUF_LIMIT
     with atomic_path(path) as tmp:
         if large:
             onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,

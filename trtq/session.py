@@ -19,9 +19,7 @@ import onnx
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError
-from trtq.model import MAX_IR_VERSION, external_data_files
-
-_PROTOBUF_LIMIT = 2**31 - 1
+from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, external_data_files
 
 
 def providers_for(choice: str) -> list[str]:
@@ -61,7 +59,7 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
     """
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
     external = external_data_files(model)
-    if not external and model.ByteSize() < _PROTOBUF_LIMIT:
+    if not external and model.ByteSize() < PROTOBUF_LIMIT:
         yield _new_session(model.SerializeToString(), providers)
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:

@@ -19,13 +19,12 @@ from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from trtq import _lazy
 from trtq.compare.layers import exact_pattern
 from trtq.errors import MissingDependencyError, ModelError
-from trtq.model import MAX_IR_VERSION, load_model
+from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, load_model
 from trtq.qdq.runtime import ort_optimization_level
 from trtq.session import providers_for
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 # protobuf cannot serialise more than 2 GiB into the bytes ONNX Runtime is given.
-_PROTOBUF_LIMIT = 2**31 - 1
 
 
 def is_engine(candidate: str | Path | onnx.ModelProto) -> bool:
@@ -58,7 +57,7 @@ def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], provi
     Raises:
         ModelError: the model is too large to pass as bytes, or ONNX Runtime cannot load it.
     """
-    if model.ByteSize() > _PROTOBUF_LIMIT:
+    if model.ByteSize() > PROTOBUF_LIMIT:
         raise ModelError(f"model '{model.graph.name}' is over 2 GiB, which the comparison cannot load yet",
                          hint="compare a model whose weights fit in 2 GiB")
     ort = _lazy.require("onnxruntime")
