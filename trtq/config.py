@@ -138,6 +138,10 @@ class CheckConfig:
     atol: float | None = _opt(None, "Gate: absolute tolerance.")
     rtol: float | None = _opt(None, "Gate: relative tolerance.")
     per_layer: bool = _opt(False, "Report SQNR per quantized layer, worst first.")
+    labels: str | None = _opt(
+        None, "True labels for top-1 accuracy: a labels file (JSON or 'key index' lines), or 'folders' "
+              "when the evaluation data is one subfolder per class."
+    )
 
 
 @dataclass(frozen=True)

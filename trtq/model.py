@@ -114,11 +114,13 @@ def opset_version(model: onnx.ModelProto) -> int:
 
 
 def _hash_graph(model: onnx.ModelProto) -> str:
-    """Hash of the graph structure: nodes, attributes and I/O, not weight values."""
+    """Hash of the graph structure: nodes, attributes and I/O, not weight values (nor Constant values)."""
     h = hashlib.sha256()
     for node in model.graph.node:
         h.update(f"{node.op_type}|{node.domain}|{','.join(node.input)}|{','.join(node.output)}\n".encode())
         for attr in node.attribute:
+            if node.op_type == "Constant" and attr.type == onnx.AttributeProto.TENSOR:
+                continue  # a weight stored in the graph: hashed with the weights
             if attr.type in (onnx.AttributeProto.TENSOR, onnx.AttributeProto.GRAPH):
                 h.update(attr.SerializeToString(deterministic=True))
             else:
@@ -129,11 +131,18 @@ def _hash_graph(model: onnx.ModelProto) -> str:
 
 
 def _hash_weights(model: onnx.ModelProto) -> str:
-    """Hash of every initializer's name, dtype, shape and values."""
+    """Hash of every initializer's (and Constant node tensor's) name, dtype, shape and values.
+
+    Exported models (e.g. PaddlePaddle's) often keep their weights in Constant nodes;
+    changing those is a weights change, not a graph change.
+    """
     h = hashlib.sha256()
-    for tensor in sorted(model.graph.initializer, key=lambda t: t.name):
+    tensors = [(t.name, t) for t in model.graph.initializer]
+    tensors += [(node.output[0], attr.t) for node in model.graph.node if node.op_type == "Constant"
+                for attr in node.attribute if attr.type == onnx.AttributeProto.TENSOR]
+    for name, tensor in sorted(tensors, key=lambda item: item[0]):
         array = numpy_helper.to_array(tensor)
-        h.update(f"{tensor.name}|{array.dtype}|{array.shape}\n".encode())
+        h.update(f"{name}|{array.dtype}|{array.shape}\n".encode())
         h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()
 

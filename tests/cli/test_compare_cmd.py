@@ -105,11 +105,11 @@ def test_bad_data_exits_4(case, tmp_path):
     np.savez(tmp_path / "wrong.npz", image=np.zeros((2, 3, 8, 8), np.float32))
     result = _compare(str(folder / "fp32.onnx"), str(folder / "qdq.onnx"), "--data", str(tmp_path / "wrong.npz"))
     assert result.exit_code == 4
-    assert "has no array named 'x'" in result.stderr
+    assert "'image' that matches no model input" in result.stderr
     np.savez(tmp_path / "shape.npz", x=np.zeros((2, 8, 8, 3), np.float32))
     result = _compare(str(folder / "fp32.onnx"), str(folder / "qdq.onnx"), "--data", str(tmp_path / "shape.npz"))
     assert result.exit_code == 4
-    assert "input 'x' of batch 0 has shape 2x8x8x3, the model expects Nx3x8x8" in result.stderr
+    assert "input 'x' expects Nx3x8x8 (float32), sample shape.npz:0 has 8x8x3" in result.stderr
 
 
 def test_print_config_shows_the_gates():

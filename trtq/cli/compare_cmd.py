@@ -2,49 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import click
 
 from trtq.cli import main
 from trtq.cli.options import config_options, print_config_and_exit, resolve_config
-from trtq.compare import Gates, Report, check_gates, compare_models, load_labels, raise_on_failures, write_report
-from trtq.compare.arrays import open_arrays
+from trtq.compare import Gates, Report, check_gates, compare_models, raise_on_failures, write_report
+from trtq.compare.labels import resolve_labels
 from trtq.compare.report import render_summary
 from trtq.config import Config
+from trtq.data import make_readers
+from trtq.data.reader import FeedDicts
 from trtq.model import graph_inputs, load_model
 
 
-def _open_data(data: str, reference: str, config: Config) -> tuple[Iterable[dict[str, Any]], list[str]]:
-    """(batches, sample keys) for `data`.
-
-    For now NumPy files only (trtq.compare.arrays). This is the one place to switch to the
-    trtq.data readers (image folders, video) once they exist: return the reader and its sample
-    keys (paths relative to the data folder), built from config.data / config.preprocess.
-    """
+def _open_data(data: str, reference: str, config: Config) -> tuple[FeedDicts, list[str]]:
+    """(batches, sample keys) for `data`, read by trtq's data readers with the config's preprocessing."""
     inputs = graph_inputs(load_model(reference, load_weights=False))
-    arrays = open_arrays(data, inputs, config.data.batch_size)
-    return arrays, arrays.keys()
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, calib=data, eval=None, eval_fraction=0.0,
+                                                                  max_samples=None))
+    plan = make_readers(config, inputs)
+    for warning in plan.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    return plan.calib.feed_dicts(), plan.calib.keys
 
 
 @main.command("compare")
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("candidate", type=click.Path(dir_okay=False))
 @click.option("--data", "data", required=True, type=click.Path(),
-              help="Evaluation data: a .npz/.npy file or a folder of them (arrays named after the model "
-                   "inputs, samples along axis 0).")
-@click.option("--batch-size", "batch_size", type=int, default=None, help="Samples per batch (default 8).")
-@click.option("--labels", "labels_path", type=click.Path(dir_okay=False), default=None,
-              help="True labels for top-1 accuracy: JSON {key: class} or 'key class' lines; "
-                   "keys are '<file>:<index in file>'.")
+              help="Evaluation data: an image folder/file, a .npz/.npy file or folder (arrays named after the "
+                   "model inputs, samples along axis 0), or a video; preprocessed as --config/flags say.")
 @click.option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write report.json, report.md (and plots) into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-@config_options("check")
+@config_options("check", "data", "preprocess", skip=("calib", "eval", "eval_fraction", "max_samples"))
 @click.pass_context
-def compare_command(ctx: click.Context, reference: str, candidate: str, data: str, labels_path: str | None,
+def compare_command(ctx: click.Context, reference: str, candidate: str, data: str,
                     as_json: bool, **params: Any) -> None:
     """Compare CANDIDATE (Q/DQ ONNX model, or TensorRT engine .engine/.plan) with the FP32 REFERENCE
     on ONNX Runtime, with Polygraphy: SQNR, cosine, abs/rel errors, top-1/top-5 agreement per output.
@@ -58,7 +55,7 @@ def compare_command(ctx: click.Context, reference: str, candidate: str, data: st
     if print_config:
         print_config_and_exit(ctx, config)
     batches, keys = _open_data(data, reference, config)
-    labels = load_labels(labels_path) if labels_path else None
+    labels = resolve_labels(config.check.labels, data)
     result = compare_models(reference, candidate, batches, per_layer=config.check.per_layer, labels=labels,
                             keys=keys if labels else None, atol=config.check.atol, rtol=config.check.rtol,
                             progress=not ctx.obj.get("quiet", False))

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from trtq.errors import DataError
+from trtq.errors import ConfigError, DataError
 
 
 def load_labels(path: str | Path) -> dict[str, int]:
@@ -76,3 +76,20 @@ def labels_from_class_folders(root: str | Path) -> dict[str, int]:
             if file.is_file() and not file.name.startswith("."):
                 labels[file.relative_to(root).as_posix()] = index
     return labels
+
+
+def resolve_labels(given: str | None, data_root: str | None) -> dict[str, int] | None:
+    """Labels as --labels says: None, a labels file, or 'folders' (class subfolders of `data_root`).
+
+    Raises:
+        ConfigError: 'folders' but the data is not a folder.
+        DataError: as load_labels / labels_from_class_folders.
+    """
+    if not given:
+        return None
+    if given != "folders":
+        return load_labels(given)
+    if data_root is None or not Path(data_root).is_dir():
+        raise ConfigError("--labels folders needs the evaluation data to be a folder with one subfolder per class",
+                          hint="give a labels file instead, or point the data at the class folders")
+    return labels_from_class_folders(data_root)

@@ -106,6 +106,10 @@ class DataReader:
         """Number of batches if no batch ends early."""
         return -(-len(self.indices) // self.batch_size)
 
+    def feed_dicts(self) -> FeedDicts:
+        """The batches as plain feed dicts, as Polygraphy and the TensorRT calibrators take them."""
+        return FeedDicts(self)
+
     def _samples(self) -> Iterator[tuple[int, dict[str, np.ndarray] | UnreadableFile]]:
         """(index, sample or the UnreadableFile it raised), in order."""
         if self.workers == 0:
@@ -149,3 +153,16 @@ class DataReader:
             reason = self.skipped[0][1]
             raise DataError(f"all {len(self.skipped)} samples were unreadable (first: {reason})",
                             hint="check the data path and files")
+
+
+class FeedDicts:
+    """A DataReader's batches as `{input name: array}` dicts; re-iterable, with a length."""
+
+    def __init__(self, reader: DataReader) -> None:
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return (batch.feeds for batch in self.reader)

@@ -1,0 +1,137 @@
+"""`trtq build --calib DATA MODEL` end to end on CPU: the real PP-OCR classifier and real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jsonschema
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from tests import assets
+from tests.qdq.helpers import session
+from trtq.cli import main
+from trtq.compare.report import SCHEMA_PATH
+from trtq.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_MISSING_DEPENDENCY
+from trtq.qdq import lint_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+CLS = ["-c", "ppocr", "--height", "48", "--width", "192", "--batch-size", "4"]
+
+
+@pytest.fixture()
+def workdir(tmp_path, ocr_classifier):
+    """A copy of the classifier and 10 real photos in a fresh folder."""
+    shutil.copy(ocr_classifier, tmp_path / "cls.onnx")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in assets.color_photos()[:10]:
+        shutil.copy(path, photos / path.name)
+    return tmp_path
+
+
+def _build(workdir, *extra: str):
+    return CliRunner().invoke(main, ["-q", "build", str(workdir / "cls.onnx"), "--calib", str(workdir / "photos"),
+                                     *CLS, *extra])
+
+
+def _report(out) -> dict:
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).validate(data)
+    return data
+
+
+def test_build_on_cpu_writes_cache_qdq_model_and_report(workdir):
+    result = _build(workdir, "--method", "mse")
+    assert result.exit_code == 0, result.output
+    out = workdir / "cls_trtq"
+    assert "skipped engine:" in result.stdout
+    data = _report(out)
+    assert {s["name"] for s in data["stages"]} == {"data", "calibrate", "quantize", "compare"}
+    assert data["skipped"][0]["step"] == "engine" and data["skipped"][0]["reason"]
+    # 10 photos, default eval fraction 0.2: 2 held out and compared, 8 calibrated.
+    assert data["provenance"]["calibration_samples"] == 8
+    assert data["comparison"]["samples"] == 2
+    assert data["comparison"]["candidate"].endswith("cls.qdq.onnx")
+    assert (out / "cls.cache").read_text().startswith("TRT-")
+    qdq = onnx.load(str(out / "cls.qdq.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node) > 50
+    assert not [f for f in lint_model(qdq) if f.severity == "error"]
+    # The report's SQNR is the SQNR of the Q/DQ model's outputs on the held-out samples.
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 48, 192)).astype(np.float32)
+    assert np.isfinite(session(qdq).run(None, {"x": x})[0]).all()
+    sqnr = next(iter(data["comparison"]["outputs"].values()))["sqnr_db"]
+    assert sqnr > 10
+    assert data["ranges"] and all(r["amax"] <= r["observed_max"] * (1 + 1e-6) for r in data["ranges"].values())
+
+
+def test_second_build_reuses_the_cache(workdir):
+    assert _build(workdir).exit_code == 0
+    cache = workdir / "cls_trtq" / "cls.cache"
+    before = cache.read_bytes()
+    again = _build(workdir)
+    assert again.exit_code == 0, again.output
+    data = _report(workdir / "cls_trtq")
+    assert data["provenance"]["cache_reused"] is True
+    assert "calibrate" in {s["name"] for s in data["stages"]}
+    assert cache.read_bytes() == before
+
+
+def test_failed_gate_exits_1_and_still_writes_the_report(workdir):
+    result = _build(workdir, "--min-sqnr", "200", "-o", str(workdir / "out"))
+    assert result.exit_code == EXIT_GATE_FAILED
+    assert "sqnr" in result.stderr.lower() and "200" in result.stderr
+    data = _report(workdir / "out")
+    assert data["status"] == "failed" and data["gates"]["failures"]
+
+
+def test_require_engine_fails_before_any_work(workdir):
+    result = _build(workdir, "--require-engine")
+    assert result.exit_code == EXIT_MISSING_DEPENDENCY
+    assert result.stderr.startswith("error: --require-engine") and "Traceback" not in result.output
+    assert not (workdir / "cls_trtq").exists()
+
+
+def test_no_held_out_samples_skips_compare(workdir):
+    result = _build(workdir, "--eval-fraction", "0")
+    assert result.exit_code == 0, result.output
+    data = _report(workdir / "cls_trtq")
+    assert data["comparison"] is None
+    assert any(s["step"] == "compare" and "--eval" in s["reason"] for s in data["skipped"])
+
+
+def test_fp16_writes_the_engine_twin_and_checks_the_fp32_one(workdir):
+    result = _build(workdir, "--fp16")
+    assert result.exit_code == 0, result.output
+    out = workdir / "cls_trtq"
+    fp16 = onnx.load(str(out / "cls.qdq.fp16.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert _report(out)["comparison"]["candidate"].endswith("cls.qdq.onnx")
+
+
+def test_labels_from_class_folders_give_accuracy(workdir):
+    data_dir = workdir / "classes"
+    photos = sorted((workdir / "photos").iterdir())
+    for i, path in enumerate(photos):
+        target = data_dir / ("upright" if i % 2 else "rotated")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target / path.name)
+    result = CliRunner().invoke(main, ["-q", "build", str(workdir / "cls.onnx"), "--calib", str(data_dir), *CLS,
+                                       "--labels", "folders", "--eval-fraction", "0.5"])
+    assert result.exit_code == 0, result.output
+    output = next(iter(_report(workdir / "cls_trtq")["comparison"]["outputs"].values()))
+    assert output["labeled_samples"] == 5
+    assert output["reference_top1_accuracy"] is not None
+
+
+def test_corrupt_image_exits_4_without_outputs(workdir):
+    (workdir / "photos" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = _build(workdir)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "broken.jpg" in result.stderr and "--skip-bad-files" in result.stderr
+    assert not (workdir / "cls_trtq" / "cls.qdq.onnx").exists()
+    assert not (workdir / "cls_trtq" / "report.json").exists()

@@ -1,0 +1,43 @@
+"""`trtq quantize MODEL --cache CACHE -o OUT`: apply a calibration cache as Q/DQ nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from trtq.cli import main
+from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+
+
+@main.command("quantize")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+              help="Q/DQ model to write (default: <model>.qdq.onnx next to the model).")
+@config_options("quantize", skip=())
+@click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
+              help="Calibration cache: trtq's, or one written by TensorRT 8.x/10.x (default: <model>.cache).")
+@click.option("--force", "force", is_flag=True, default=None, help="Use a cache even if it does not match the model.")
+@click.pass_context
+def quantize_command(ctx: click.Context, model: str, output: str | None, **params) -> None:
+    """Turn MODEL into an explicitly quantized (Q/DQ) ONNX model using the ranges of a calibration cache.
+
+    This is also how a TensorRT 8/10 calibration cache is carried to TensorRT 11, which accepts
+    INT8 only through Q/DQ nodes.
+
+    \b
+    Exit codes: 0 written, 2 bad option, 4 missing/unreadable model or cache, or a cache that
+    does not fit the model (use --force to apply it anyway).
+    """
+    print_config = params.get("print_config")
+    config = resolve_config(params)
+    if print_config:
+        print_config_and_exit(ctx, config)
+    from trtq.quantize import quantize_file
+
+    cache = config.calibration.cache or str(Path(model).with_suffix(".cache"))
+    outcome = quantize_file(model, cache, output, config.quantize, force=config.calibration.force)
+    for warning in outcome.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(outcome.result.report.summary().splitlines()[0])
+    click.echo(f"wrote {outcome.path}")
