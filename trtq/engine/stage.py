@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trtq.atomic import write_bytes
-from trtq.config import Config
+from trtq.config import Config  # named `settings` below: `config` means a TensorRT builder config here
 from trtq.data import DataReader
 from trtq.engine.builder import build_engine
 from trtq.engine.device import gpu_available
@@ -45,20 +45,20 @@ def observed_shapes(reader: DataReader, inputs: list[TensorSpec]) -> dict[str, l
     return observed
 
 
-def build_pipeline_engine(config: Config, qdq_path: Path, fp32_path: Path, engine_path: Path, *,
+def build_pipeline_engine(settings: Config, qdq_path: Path, fp32_path: Path, engine_path: Path, *,
                           inputs: list[TensorSpec], calib: DataReader, cache_path: Path,
                           fingerprint: ModelFingerprint) -> EngineInfo:
     """Build the engine `trtq build` asks for: explicit from the Q/DQ model, or implicit (TensorRT 10)."""
-    b = config.build
+    b = settings.build
     profiles: list[ShapeRange] = derive_profiles(inputs, observed_shapes(calib, inputs), b.min_shapes,
                                                  b.opt_shapes, b.max_shapes)
     common = dict(profiles=profiles, workspace_mb=b.workspace_mb, timing_cache_path=b.timing_cache,
-                  precision=config.quantize.precision, fingerprint=fingerprint)
+                  precision=settings.quantize.precision, fingerprint=fingerprint)
     if not b.implicit:
         return build_engine(qdq_path, engine_path, mode="explicit", **common)
     from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
-    kind = "minmax" if config.calibration.method == "minmax" else "entropy"
+    kind = "minmax" if settings.calibration.method == "minmax" else "entropy"
     opt = {r.name: r.opt for r in profiles}
     calibrator = make_trt_calibrator(
         kind, calib.feed_dicts(), read_cache=lambda: cache_path.read_bytes(),
