@@ -82,8 +82,31 @@ def color_photos() -> list[Path]:
     return [photo(n) for n in COLOR_PHOTOS]
 
 
+# Windows (left, top, width, height as fractions) cut from the scanned text images, so an OCR
+# detector sees real printed text at several scales, not only photos without any.
+TEXT_WINDOWS = ((0, 0, 1, 1), (0, 0, .5, .6), (.5, 0, .5, .6), (0, .4, .5, .6), (.5, .4, .5, .6),
+                (.25, .2, .5, .6), (0, 0, .7, .7))
+
+
+def text_images(folder: Path) -> list[Path]:
+    """Write windows of the scanned page.png and text.png into `folder` as RGB PNGs; return their paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in ("page.png", "text.png"):
+        with Image.open(photo(name)) as image:
+            rgb = image.convert("RGB")
+        w, h = rgb.size
+        for i, (fx, fy, fw, fh) in enumerate(TEXT_WINDOWS):
+            path = folder / f"text_{Path(name).stem}_{i}.png"
+            rgb.crop((int(fx * w), int(fy * h), int((fx + fw) * w), int((fy + fh) * h))).save(path)
+            paths.append(path)
+    return paths
+
+
 def prepare_example(folder: Path) -> None:
-    """Copy the PP-OCR models and the real photos into `folder` (for the README's example)."""
+    """Copy the PP-OCR models, the real photos and windows of scanned text into `folder` (the README's example)."""
     import shutil
 
     folder = Path(folder)
@@ -92,6 +115,7 @@ def prepare_example(folder: Path) -> None:
         shutil.copy(ocr_model(name), folder / name)
     for path in color_photos():
         shutil.copy(path, folder / "photos" / path.name)
+    text_images(folder / "photos")
 
 
 if __name__ == "__main__":
