@@ -116,3 +116,14 @@ def test_print_config_shows_the_gates():
     result = _compare("a.onnx", "b.onnx", "--data", "d", "--min-sqnr", "21", "--print-config")
     assert result.exit_code == 0, result.output
     assert "min_sqnr: 21.0" in result.stdout
+
+
+def test_image_folder_is_read_with_the_preset_preprocessing(ocr_classifier, photo_dir, tmp_path):
+    """`--data` takes an image folder; the same photos through both models: the FP32 model agrees with itself."""
+    result = _compare(str(ocr_classifier), str(ocr_classifier), "--data", str(photo_dir), "-c", "ppocr",
+                      "--height", "48", "--width", "192", "--batch-size", "5", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["samples"] == len(list(photo_dir.iterdir()))
+    (metrics,) = data["outputs"].values()
+    assert metrics["max_abs_error"] == 0.0 and metrics["top1_agreement"] == 1.0
