@@ -236,3 +236,10 @@ def test_bad_options_are_config_errors(options, text):
         _quantize(models.conv_bn_relu(), **options)
     if "exclude_nodes" in options:
         assert info.value.hint == "did you mean 'conv1'?"
+
+
+def test_excluded_op_type_absent_from_the_model_is_a_warning_with_a_suggestion(caplog):
+    with caplog.at_level("WARNING"):
+        result = _quantize(models.conv_bn_relu(), exclude_op_types=["Gem"])
+    assert "the model has no Gem node (did you mean 'Gemm'?)" in caplog.text
+    assert "fc" in {n.name for n in result.report.quantized}

@@ -65,6 +65,7 @@ why:
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ import onnx
 
 from trtq.errors import ConfigError
 from trtq.qdq.graph import GraphIndex, Use
+
+log = logging.getLogger(__name__)
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 POOL_OPS = ("AveragePool", "GlobalAveragePool")
@@ -157,6 +160,12 @@ class Exclusions:
             close = difflib.get_close_matches(name, names, n=1)
             hint = f"did you mean '{close[0]}'?" if close else "list node names with a model viewer (e.g. Netron)"
             raise ConfigError(f"--exclude-nodes names '{name}', which is not a node of the model", hint=hint)
+        present = sorted({n.op_type for n in model.graph.node})
+        for op_type in sorted(self.op_types - set(present)):
+            # A warning, not an error: one exclusion list (a preset) may serve several models.
+            close = difflib.get_close_matches(op_type, present, n=1)
+            log.warning("--exclude-op-types: the model has no %s node%s", op_type,
+                        f" (did you mean '{close[0]}'?)" if close else "")
 
     def reason(self, node: onnx.NodeProto) -> str | None:
         """Why `node` is excluded, or None."""
