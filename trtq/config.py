@@ -100,6 +100,9 @@ class CalibrationConfig:
     force: bool = _opt(False, "Use a cache even if it does not match the model.")
     save_stats: str | None = _opt(None, "Save the raw observer statistics to this file (.npz).")
     load_stats: list[str] = _opt([], "Load and merge observer statistics instead of running the model.")
+    compare_methods: bool = _opt(
+        False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
+    )
     provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
 
 

@@ -16,16 +16,39 @@ from trtq.cli.options import config_options, print_config_and_exit, resolve_conf
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and write a TensorRT calibration cache (+ JSON sidecar).
 
-    A cache that already matches the model is reused without running the model.
+    A cache that already matches the model is reused without running the model (unless
+    statistics are saved, loaded or compared).
+
+    \b
+    --save-stats FILE            also save the raw statistics (mergeable .npz)
+    --load-stats FILE[,FILE...]  merge saved statistics instead of running the model
+                                 (no --calib needed); shards merge exactly
+    --compare-methods            compare minmax, entropy, percentile and mse on held-out
+                                 data (--eval, or 20% of --calib by default)
     """
     print_config = params.get("print_config")
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
-    from trtq.calibrate import calibrate
+    progress = not ctx.obj.get("quiet")
+    comparison = None
+    if config.calibration.compare_methods:
+        from trtq.method_compare import compare_methods
 
-    outcome = calibrate(model, config, show_progress=not ctx.obj.get("quiet"))
+        comparison = compare_methods(model, config, show_progress=progress)
+        outcome = comparison.calibration
+    else:
+        from trtq.calibrate import calibrate
+
+        outcome = calibrate(model, config, show_progress=progress)
     for warning in outcome.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
+    if comparison is not None:
+        from trtq.method_compare import format_comparison
+
+        click.echo(format_comparison(comparison))
+    if outcome.saved_stats is not None:
+        click.echo(f"saved statistics to {outcome.saved_stats}")
     verb = "reused" if outcome.reused else "wrote"
-    click.echo(f"{verb} {outcome.cache_path} ({len(outcome.table.amax)} tensors, {outcome.table.algorithm})")
+    origin = f", from {len(outcome.stats_files)} statistics file(s)" if outcome.stats_files else ""
+    click.echo(f"{verb} {outcome.cache_path} ({len(outcome.table.amax)} tensors, {outcome.table.algorithm}{origin})")
