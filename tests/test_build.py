@@ -135,3 +135,20 @@ def test_corrupt_image_exits_4_without_outputs(workdir):
     assert "broken.jpg" in result.stderr and "--skip-bad-files" in result.stderr
     assert not (workdir / "cls_trtq" / "cls.qdq.onnx").exists()
     assert not (workdir / "cls_trtq" / "report.json").exists()
+
+
+def test_interrupt_while_writing_the_qdq_model_exits_130_and_leaves_no_partial_file(workdir, monkeypatch):
+    import trtq.model
+
+    def half_written(model, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trtq.model.onnx, "save_model", half_written)
+    result = _build(workdir)
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr
+    out = workdir / "cls_trtq"
+    assert (out / "cls.cache").exists()  # finished before the interrupt, complete
+    assert sorted(p.name for p in out.iterdir()) == ["cls.cache", "cls.cache.json"]
