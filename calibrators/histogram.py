@@ -18,13 +18,15 @@ TensorRT also grows its histogram range by powers of two (TENSORRT.md §5 [4]).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type, require_same
 
-# Elements binned per step: bounds the temporary buffers to ~12 MB whatever the tensor size.
-_CHUNK = 1 << 20
+# Elements binned per step: the chunk and its temporaries (~1 MB for float32) stay in a
+# core's L2 cache, so the several passes over each chunk cost one read of the tensor from memory.
+_CHUNK = 1 << 16
 
 
 def range_exponent(amax: float, num_bins: int) -> int:
@@ -52,6 +54,24 @@ def coarsen(bins: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+def _scale_into(values: np.ndarray, exponent: int, out: np.ndarray) -> None:
+    """out = |values| * 2**-exponent, exactly wherever the result is >= 1 (the only place it matters)."""
+    np.abs(values, out=out)
+    info = np.finfo(out.dtype)
+    if info.minexp <= -exponent < info.maxexp:  # 2**-exponent is a normal number: multiplying is exact
+        np.multiply(out, out.dtype.type(math.ldexp(1.0, -exponent)), out=out)
+    else:
+        np.ldexp(out, -exponent, out=out)
+
+
+def _add_counts(counts: np.ndarray, chunk: np.ndarray, exponent: int, scaled: np.ndarray,
+                index: np.ndarray) -> None:
+    """counts[floor(|v| * 2**-exponent)] += 1 for every v of `chunk` (scaled/index: scratch of its size)."""
+    _scale_into(chunk, exponent, scaled)
+    np.copyto(index, scaled, casting="unsafe")  # truncation == floor for values >= 0
+    np.add.at(counts, index, 1)  # in numpy 2 faster than bincount (and it needs no result array)
+
+
 def bin_counts(values: np.ndarray, exponent: int, num_bins: int) -> np.ndarray:
     """Counts of floor(|v| * 2**-exponent) for the flat float array `values` (all < num_bins * 2**exponent)."""
     counts = np.zeros(num_bins, dtype=np.int64)
@@ -60,12 +80,61 @@ def bin_counts(values: np.ndarray, exponent: int, num_bins: int) -> np.ndarray:
     index = np.empty(size, dtype=np.intp)
     for start in range(0, values.size, _CHUNK):
         chunk = values[start : start + _CHUNK]
-        s, i = scaled[: chunk.size], index[: chunk.size]
-        np.abs(chunk, out=s)
-        np.ldexp(s, -exponent, out=s)  # exact: multiplies by a power of two
-        np.copyto(i, s, casting="unsafe")  # truncation == floor for values >= 0
-        counts += np.bincount(i, minlength=num_bins)
+        _add_counts(counts, chunk, exponent, scaled[: chunk.size], index[: chunk.size])
     return counts
+
+
+@dataclass
+class BatchHistogram:
+    """One batch binned on its own: what HistogramObserver.update adds to its state.
+
+    Attributes:
+        exponent: range exponent of `bins` (None: only zeros so far).
+        bins: counts per bin.
+        lo, hi: exact min and max of the batch.
+        zeros: number of exact zeros (and -0.0).
+    """
+
+    exponent: int | None
+    bins: np.ndarray
+    lo: float = float("inf")
+    hi: float = float("-inf")
+    zeros: int = 0
+
+
+def bin_batch(values: np.ndarray, num_bins: int, exponent: int | None) -> BatchHistogram:
+    """Histogram of the flat float array `values` at the smallest exponent >= `exponent` covering it.
+
+    One pass over the data, chunk by chunk: each chunk's min/max/zeros are taken
+    while it is in cache and the exponent grows (re-binning exactly) whenever a
+    chunk exceeds the range, which gives the same counts as binning everything
+    at the final exponent.
+
+    Raises:
+        ValueError: `values` holds NaN or ±Inf (nothing is changed anywhere).
+    """
+    part = BatchHistogram(exponent, np.zeros(num_bins, dtype=np.int64))
+    size = min(_CHUNK, values.size)
+    scaled = np.empty(size, dtype=values.dtype)
+    index = np.empty(size, dtype=np.intp)
+    for start in range(0, values.size, _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        lo, hi = float(chunk.min()), float(chunk.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates through min/max
+            batch_range(values)  # raises with the count of NaN/Inf in the whole batch
+        part.lo, part.hi = min(part.lo, lo), max(part.hi, hi)
+        amax = max(-lo, hi)
+        if amax > 0.0 and (part.exponent is None or math.ldexp(amax, -part.exponent) >= num_bins):
+            grown = range_exponent(amax, num_bins)
+            if part.exponent is not None:
+                part.bins = coarsen(part.bins, grown - part.exponent)
+            part.exponent = grown
+        part.zeros += int(np.count_nonzero(chunk == 0))
+        if part.exponent is None:  # all zeros so far: bin 0 whatever the exponent
+            part.bins[0] += chunk.size
+        else:
+            _add_counts(part.bins, chunk, part.exponent, scaled[: chunk.size], index[: chunk.size])
+    return part
 
 
 class HistogramObserver:
@@ -112,19 +181,17 @@ class HistogramObserver:
         return np.arange(self.num_bins + 1, dtype=np.float64) * self.bin_width
 
     def update(self, x: np.ndarray) -> None:
-        """Add every element of `x` (any shape). Raises ValueError on NaN/Inf."""
+        """Add every element of `x` (any shape). Raises ValueError on NaN/Inf, leaving the state unchanged."""
         values = as_values(x).reshape(-1)
         if values.size == 0:
             return
-        lo, hi = batch_range(values)
-        self._grow(max(-lo, hi))
-        if self.exponent is None:  # all zeros so far: bin 0 whatever the exponent
-            self.bins[0] += values.size
-        else:
-            self.bins += bin_counts(values, self.exponent, self.num_bins)
+        part = bin_batch(values, self.num_bins, self.exponent)
+        if part.exponent is not None:  # never below self.exponent: binning started from it
+            self._grow_to(part.exponent)
+        self.bins += part.bins
         self._count += int(values.size)
-        self.zero_count += int(values.size - np.count_nonzero(values))
-        self.min, self.max = min(self.min, lo), max(self.max, hi)
+        self.zero_count += part.zeros
+        self.min, self.max = min(self.min, part.lo), max(self.max, part.hi)
 
     def merge(self, other: HistogramObserver) -> None:
         """Add `other`'s counts after bringing both to the larger exponent (exact)."""
@@ -138,10 +205,6 @@ class HistogramObserver:
         self._count += other.count
         self.zero_count += other.zero_count
         self.min, self.max = min(self.min, other.min), max(self.max, other.max)
-
-    def _grow(self, amax: float) -> None:
-        if amax > 0.0 and (self.exponent is None or math.ldexp(amax, -self.exponent) >= self.num_bins):
-            self._grow_to(range_exponent(amax, self.num_bins))
 
     def _grow_to(self, exponent: int) -> int:
         """Raise the exponent to at least `exponent` (re-binning exactly); returns the new exponent."""

@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import onnx
@@ -46,13 +46,15 @@ def _cuda_device_present() -> bool:
 
 
 @contextlib.contextmanager
-def create_session(model: onnx.ModelProto, model_dir: str | Path | None, providers: list[str]) -> Iterator:
+def create_session(model: onnx.ModelProto, model_dir: str | Path | None, providers: list[str],
+                   config_entries: Mapping[str, str] | None = None) -> Iterator:
     """Yield an onnxruntime.InferenceSession for `model`, cleaning up temporary files after.
 
     Args:
         model: the model; with external data it may be loaded without weights.
         model_dir: folder of the original model file (where external data lives).
         providers: ONNX Runtime execution providers.
+        config_entries: extra session config entries (SessionOptions.add_session_config_entry).
 
     Raises:
         ModelError: ONNX Runtime rejects the model.
@@ -60,20 +62,22 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
     external = external_data_files(model)
     if not external and model.ByteSize() < PROTOBUF_LIMIT:
-        yield _new_session(model.SerializeToString(), providers)
+        yield _new_session(model.SerializeToString(), providers, config_entries)
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
         for name in external:
             _link(Path(model_dir or ".") / name, Path(tmp) / name)
         path = Path(tmp) / "model.onnx"
         onnx.save_model(model, str(path))
-        yield _new_session(str(path), providers)
+        yield _new_session(str(path), providers, config_entries)
 
 
-def _new_session(model: bytes | str, providers: list[str]):
+def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None):
     ort = _lazy.require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
     try:
         return ort.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for every load failure
