@@ -96,12 +96,26 @@ def ema(stats: TensorStats) -> float:
     return stats.ema.amax
 
 
+def auto(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = 0.02) -> float:
+    """Per tensor, the amax of the histogram method with the least expected error (see auto.py).
+
+    Args:
+        percentile: parameter of the percentile candidate.
+        tolerance: candidates within this relative error of the best count as equal; the
+            largest amax among them wins (clip no more than the error justifies).
+    """
+    from trtq.calibrators.auto import choose_method  # auto.py reads this registry: import on call
+
+    return choose_method(stats, percentile=percentile, tolerance=tolerance).amax
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "entropy": entropy,
     "minmax": minmax,
     "percentile": percentile,
     "mse": mse,
     "ema": ema,
+    "auto": auto,
 }
 
 

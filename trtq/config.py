@@ -82,7 +82,8 @@ class CalibrationConfig:
     """How activation statistics become ranges, and where the cache goes."""
 
     method: str = _opt(
-        "entropy", "Range algorithm.", ("entropy", "minmax", "percentile", "mse", "ema")
+        "entropy", "Range algorithm (auto: per tensor, the method with the least expected error).",
+        ("entropy", "minmax", "percentile", "mse", "ema", "auto"),
     )
     num_bins: int = _opt(2048, "Histogram bins per tensor.")
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method.")
@@ -116,6 +117,15 @@ class QuantizeConfig:
     exclude_regex: str | None = _opt(None, "Regex on node names left in higher precision.")
     weights: str = _opt("qdq", "Weights as float + Q/DQ or pre-quantized int8 + DQ.", ("qdq", "int8"))
     fp16: bool = _opt(False, "Emit non-quantized parts in FP16 (TensorRT 11 strongly typed).")
+    weight_clipping: str = _opt(
+        "none", "Per-channel weight range: max |w|, or the range minimizing the weights' squared error.",
+        ("none", "mse"),
+    )
+    bias_correction: str = _opt(
+        "none", "Shift Conv/Gemm biases so Q/DQ mean outputs match FP32 on calibration data: never, always, "
+                "or auto (keep it only if it raises the held-out output SQNR).",
+        ("none", "always", "auto"),
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +151,10 @@ class CheckConfig:
     atol: float | None = _opt(None, "Gate: absolute tolerance.")
     rtol: float | None = _opt(None, "Gate: relative tolerance.")
     per_layer: bool = _opt(False, "Report SQNR per quantized layer, worst first.")
+    fallback: bool = _opt(
+        False, "When a gate fails, leave the most sensitive layers in float one at a time until it passes."
+    )
+    max_excluded: int = _opt(10, "Most layers the fallback may leave in float.")
     labels: str | None = _opt(
         None, "True labels for top-1 accuracy: a labels file (JSON or 'key index' lines), or 'folders' "
               "when the evaluation data is one subfolder per class."

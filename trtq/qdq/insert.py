@@ -24,9 +24,9 @@ from trtq.qdq.scales import (
     quantized_tensor,
     scale_from_amax,
     scale_tensor,
-    weight_amax,
     zero_point_tensor,
 )
+from trtq.qdq.weight_clipping import check_clipping, weight_range
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,20 @@ class InsertOptions:
         qtype: INT8 or FP8.
         weights: "qdq" (float weight + Q -> DQ) or "int8" (pre-quantized initializer + DQ).
         fp16: clamp scales into FP16's normal range (the model is converted to FP16 afterwards).
+        weight_clipping: weight ranges from max|w| ("none") or per-channel MSE-optimal ("mse",
+            see trtq.qdq.weight_clipping).
+
+    Raises:
+        ConfigError: unknown weight_clipping.
     """
 
     qtype: QType
     weights: str = "qdq"
     fp16: bool = False
+    weight_clipping: str = "none"
+
+    def __post_init__(self) -> None:
+        check_clipping(self.weight_clipping)
 
 
 def insert_qdq(index: GraphIndex, placement: Placement, options: InsertOptions) -> dict[str, float]:
@@ -63,7 +72,8 @@ def insert_qdq(index: GraphIndex, placement: Placement, options: InsertOptions) 
         value = index.constant_value(key.tensor)
         if value is None:  # placement only plans weights whose value is known
             raise ValueError(f"weight {key.tensor} has no constant value")
-        scale = scale_from_amax(weight_amax(value, key.axis), options.qtype, options.fp16)
+        amax = weight_range(value, key.axis, options.qtype, options.weight_clipping)
+        scale = scale_from_amax(amax, options.qtype, options.fp16)
         if options.weights == "int8":
             out = writer.dequantize_only(key.tensor, quantize_array(value, scale, key.axis, options.qtype),
                                          scale, key.axis)

@@ -112,7 +112,7 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
         work = ensure_opset(work, needed)
         index = GraphIndex.build(work)
         placement = place(index, amax, exclusions)
-    scales = insert_qdq(index, placement, InsertOptions(qtype, options.weights, options.fp16))
+    scales = insert_qdq(index, placement, InsertOptions(qtype, options.weights, options.fp16, options.weight_clipping))
     if options.fp16:
         from trtq.qdq.fp16 import convert_to_fp16
 
