@@ -20,7 +20,7 @@ from trtq.calibrate import CalibrationOutcome, calibrate
 from trtq.compare import ComparisonResult, GateFailure, Gates, Report, check_gates, compare_models, write_report
 from trtq.compare.labels import resolve_labels
 from trtq.config import Config
-from trtq.data import DataPlan, make_readers
+from trtq.data import DataPlan, DataReader, make_readers
 from trtq.engine.stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.errors import MissingDependencyError
 from trtq.quantize import default_qdq_path, usable_ranges, write_qdq_model
@@ -86,6 +86,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     with report.stage("calibrate"):
         calibration = calibrate(model_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
+    _record_shapes(report, plan.calib)
 
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
@@ -131,6 +132,17 @@ def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None
     if calibration.stats:
         report.ranges = {name: (calibration.table.amax[name], stats.hist.amax)
                          for name, stats in calibration.stats.items() if name in calibration.table.amax}
+
+
+def _record_shapes(report: Report, calib: DataReader) -> None:
+    """The distinct batch shapes calibration ran on, per input (dynamic axes show as several shapes).
+
+    Recorded while calibration read the data, so nothing is decoded again; absent when a cache was reused.
+    """
+    if calib.batch_shapes:
+        report.provenance["calibration_shapes"] = {
+            name: ["x".join(map(str, shape)) for shape in sorted(set(shapes))]
+            for name, shapes in calib.batch_shapes.items()}
 
 
 def _check_accuracy(config: Config, model_path: Path, outcome: BuildOutcome, plan: DataPlan,

@@ -54,8 +54,13 @@ def _signature(sample: dict[str, np.ndarray]) -> tuple:
     return tuple((name, array.shape, array.dtype.str) for name, array in sample.items())
 
 
-def _stack(samples: list[dict[str, np.ndarray]], keys: list[str]) -> Batch:
-    return Batch({name: np.stack([s[name] for s in samples]) for name in samples[0]}, list(keys))
+def _stack(samples: list[dict[str, np.ndarray]], keys: list[str],
+           shapes: dict[str, list[tuple[int, ...]]]) -> Batch:
+    """One batch of `samples`; appends each input's batch shape to `shapes`."""
+    feeds = {name: np.stack([s[name] for s in samples]) for name in samples[0]}
+    for name, array in feeds.items():
+        shapes.setdefault(name, []).append(array.shape)
+    return Batch(feeds, list(keys))
 
 
 class DataReader:
@@ -87,6 +92,10 @@ class DataReader:
         self.skip_bad_files = skip_bad_files
         self.prefetch = max(prefetch if prefetch is not None else 2 * batch_size, 1)
         self.skipped: list[tuple[str, str]] = []
+        # Input name -> shape of every batch of the last complete pass ({} until one completes).
+        # Recorded while batches are yielded, so e.g. engine profiles can cover every shape
+        # calibration saw (dynamic sequence lengths, image sizes) without decoding the data again.
+        self.batch_shapes: dict[str, list[tuple[int, ...]]] = {}
 
     @property
     def num_samples(self) -> int:
@@ -127,6 +136,7 @@ class DataReader:
 
     def __iter__(self) -> Iterator[Batch]:
         self.skipped = []
+        shapes: dict[str, list[tuple[int, ...]]] = {}
         samples: list[dict[str, np.ndarray]] = []
         keys: list[str] = []
         read = 0
@@ -139,16 +149,17 @@ class DataReader:
                 self.skipped.append((key, sample.message))
                 continue
             if samples and _signature(sample) != _signature(samples[0]):
-                yield _stack(samples, keys)
+                yield _stack(samples, keys, shapes)
                 samples, keys = [], []
             samples.append(sample)
             keys.append(key)
             read += 1
             if len(samples) == self.batch_size:
-                yield _stack(samples, keys)
+                yield _stack(samples, keys, shapes)
                 samples, keys = [], []
         if samples:
-            yield _stack(samples, keys)
+            yield _stack(samples, keys, shapes)
+        self.batch_shapes = shapes
         if read == 0 and self.skipped:
             reason = self.skipped[0][1]
             raise DataError(f"all {len(self.skipped)} samples were unreadable (first: {reason})",
