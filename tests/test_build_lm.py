@@ -202,8 +202,6 @@ def test_reader_records_every_batch_shape_and_never_mixes_lengths(mixed):
     assert mask_range.min == ids_range.min and mask_range.max == ids_range.max
 
 
-@pytest.mark.xfail(strict=True, reason="trtq.engine.stage.observed_shapes reads only the first batch, so the "
-                                       "engine profile covers one sequence length (reported to the lead)")
 def test_engine_profile_covers_both_sequence_lengths(mixed):
     reader, inputs = _calib_reader(mixed)
     list(reader)  # `trtq build` calibrates on the reader before the engine step

@@ -53,8 +53,16 @@ def setup(tmp_path, monkeypatch):
 
 def test_profile_covers_batch_one_to_the_batch_size(setup):
     model, _, reader, _ = setup
-    shapes = observed_shapes(reader, graph_inputs(model))
+    shapes = observed_shapes(reader, graph_inputs(model))  # nothing read yet: one decoding pass records them
+    # five samples in batches of 4: shapes 4 and 1 from the data (batch 1 is there already)
     assert sorted(shapes["x"]) == [(1, 3, 16, 16), (4, 3, 16, 16)]
+
+
+def test_dynamic_batch_axis_gets_batch_one_even_when_the_data_has_none(setup):
+    model, _, _, _ = setup
+    reader = DataReader(_Arrays(), None, batch_size=5, workers=0)
+    list(reader)  # as calibration would
+    assert sorted(observed_shapes(reader, graph_inputs(model))["x"]) == [(1, 3, 16, 16), (5, 3, 16, 16)]
 
 
 def test_explicit_build_uses_the_qdq_model_and_the_derived_profile(setup, monkeypatch, tmp_path):
@@ -64,7 +72,7 @@ def test_explicit_build_uses_the_qdq_model_and_the_derived_profile(setup, monkey
     info = build_pipeline_engine(load_config(), path, path, tmp_path / "m.engine", inputs=graph_inputs(model),
                                  calib=reader, cache_path=cache, fingerprint=fingerprint(model))
     _, config = trt.built[0]
-    assert config.profiles[0].shapes == {"x": ((1, 3, 16, 16), (4, 3, 16, 16), (4, 3, 16, 16))}
+    assert config.profiles[0].shapes == {"x": ((1, 3, 16, 16), (4, 3, 16, 16), (4, 3, 16, 16))}  # min, opt, max
     assert info.mode == "explicit" and (tmp_path / "m.engine").exists()
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from trtq.atomic import write_bytes
 from trtq.config import Config  # named `settings` below: `config` means a TensorRT builder config here
 from trtq.data import DataReader
 from trtq.engine.builder import build_engine
 from trtq.engine.device import gpu_available
-from trtq.engine.profiles import ShapeRange, derive_profiles, record_shapes
+from trtq.engine.profiles import ShapeRange, derive_profiles
 from trtq.engine.sidecar import EngineInfo
 from trtq.model import ModelFingerprint, TensorSpec
 
@@ -31,17 +29,21 @@ def engine_unavailable_reason() -> str | None:
 
 
 def observed_shapes(reader: DataReader, inputs: list[TensorSpec]) -> dict[str, list[tuple[int, ...]]]:
-    """Shapes for the profile: the first batch, and batch 1 where the batch axis is dynamic.
+    """Shapes for the profile: every batch shape the data has, and batch 1 where the batch axis is dynamic.
 
-    The readers' last batch may be smaller, so a dynamic batch axis gets the range 1..batch.
-    Other dynamic axes take the data's first batch; --min/--opt/--max-shapes widen them.
+    Calibration records the shapes as it reads (`reader.batch_shapes`); when a cache was reused and
+    nothing was read, one pass over the data (decoding only, no inference) records them. The readers'
+    last batch may be smaller, so a dynamic batch axis gets the range 1..batch; --min/--opt/--max-shapes
+    override what the data says.
     """
-    observed: dict[str, list[tuple[int, ...]]] = {}
-    first = next(iter(reader.feed_dicts()))
-    record_shapes(observed, first)
+    if not reader.batch_shapes:
+        for _ in reader:
+            pass
+    observed = {name: list(shapes) for name, shapes in reader.batch_shapes.items()}
     dynamic_batch = {s.name for s in inputs if s.shape and not (isinstance(s.shape[0], int) and s.shape[0] > 0)}
-    single = {name: np.empty((1, *a.shape[1:]), a.dtype) for name, a in first.items() if name in dynamic_batch}
-    record_shapes(observed, single)
+    for name in dynamic_batch & observed.keys():
+        # batch 1 once per shape, so the synthetic entries do not outvote real batches for opt
+        observed[name] += sorted({(1, *shape[1:]) for shape in observed[name]} - set(observed[name]))
     return observed
 
 
