@@ -23,7 +23,9 @@ from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.engine.stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.errors import MissingDependencyError
-from trtq.quantize import default_qdq_path, usable_ranges, write_qdq_model
+from trtq.qdq import to_fp16_twin
+from trtq.qdq_stage import check_qdq_options, make_qdq_model
+from trtq.quantize import default_qdq_path, save_qdq_model, usable_ranges
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     _announce("data", "opening calibration and evaluation data")
     with report.stage("data"):
         plan = make_readers(config, inputs, default_eval_fraction=0.2)
+    check_qdq_options(config, has_eval=plan.eval is not None)
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
                              evaluation_samples=plan.eval.num_samples if plan.eval else 0)
@@ -92,17 +95,21 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
                                        source=str(calibration.cache_path))
+        qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval)
         qdq_path = default_qdq_path(model_path, out_dir)
-        check_options = dataclasses.replace(config.quantize, fp16=False)
-        result = write_qdq_model(model, amax, check_options, qdq_path)
+        save_qdq_model(qdq.model, qdq_path)
         engine_source = qdq_path
         if config.quantize.fp16:  # TensorRT 11 takes precision from the model; ORT checks the FP32 twin
             engine_source = default_qdq_path(model_path, out_dir, fp16=True)
-            write_qdq_model(model, amax, config.quantize, engine_source)
+            save_qdq_model(to_fp16_twin(qdq.model), engine_source)
             report.add_artifact("qdq_model_fp16", engine_source)
     report.add_artifact("qdq_model", qdq_path)
-    report.provenance["quantized"] = result.report.summary().splitlines()[0]
-    for warning in warnings + result.report.warnings:
+    report.provenance["quantized"] = qdq.result.report.summary().splitlines()[0]
+    report.accuracy = qdq.to_dict()
+    for line in qdq.summaries():
+        log.info("%s", line)
+        report.info.append(line)
+    for warning in warnings + qdq.result.report.warnings:
         report.warn(warning)
     outcome = BuildOutcome(out_dir, report, calibration.cache_path, qdq_path)
 

@@ -150,7 +150,9 @@ class CheckConfig:
     min_cosine: float | None = _opt(None, "Gate: minimum cosine similarity of outputs.")
     atol: float | None = _opt(None, "Gate: absolute tolerance.")
     rtol: float | None = _opt(None, "Gate: relative tolerance.")
-    per_layer: bool = _opt(False, "Report SQNR per quantized layer, worst first.")
+    per_layer: bool = _opt(
+        False, "Report SQNR per quantized layer, worst first; trtq build also ranks layers by their effect alone."
+    )
     fallback: bool = _opt(
         False, "When a gate fails, leave the most sensitive layers in float one at a time until it passes."
     )

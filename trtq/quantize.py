@@ -75,11 +75,16 @@ def write_qdq_model(model: onnx.ModelProto, amax: dict[str, float], options: Qua
                     out_path: Path) -> QuantizeResult:
     """Quantize `model` and write it atomically; lint findings (our bugs, if any) are logged."""
     result = quantize_model(model, amax, options)
-    for finding in lint_model(result.model):
+    save_qdq_model(result.model, out_path)
+    return result
+
+
+def save_qdq_model(qdq_model: onnx.ModelProto, out_path: Path) -> None:
+    """Write a Q/DQ model atomically after linting it (findings are trtq bugs, so logged, not raised)."""
+    for finding in lint_model(qdq_model):
         if finding.severity == "error":
             log.warning("the Q/DQ model breaks a TensorRT rule: %s", finding.line())
-    model_io.save_model(result.model, out_path)
-    return result
+    model_io.save_model(qdq_model, out_path)
 
 
 def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str | Path | None,

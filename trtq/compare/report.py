@@ -31,7 +31,7 @@ from trtq.compare.gates import GateFailure, Gates
 from trtq.compare.metrics import json_float
 from trtq.config import Config, to_dict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 
@@ -87,6 +87,8 @@ class Report:
         warnings: things the user should look at.
         info: notes that need no action (e.g. plots not written without matplotlib).
         artifacts: kind -> path of every file produced.
+        accuracy: what the accuracy mechanisms did (trtq.qdq_stage.QdqOutcome.to_dict: fallback,
+            bias_correction, sensitivity), or None when the command does not quantize.
     """
 
     command: str = "build"
@@ -101,6 +103,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @contextlib.contextmanager
@@ -150,7 +153,7 @@ class Report:
             "comparison": self.comparison, "gates": self.gates,
             "ranges": {k: {"amax": json_float(a), "observed_max": json_float(o)} for k, (a, o) in self.ranges.items()},
             "skipped": list(self.skipped), "warnings": list(self.warnings), "info": list(self.info),
-            "artifacts": dict(self.artifacts),
+            "artifacts": dict(self.artifacts), "accuracy": _plain(self.accuracy),
         }
 
 
@@ -235,6 +238,34 @@ def _gates_md(gates: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    fallback, bias, ranking = accuracy.get("fallback"), accuracy.get("bias_correction"), accuracy.get("sensitivity")
+    if fallback:
+        verdict = "the gates pass" if fallback["passed"] else "the gates still fail"
+        lines += ["## Fallback", "", f"{len(fallback['excluded'])} layers left in float; {verdict}.", ""]
+        lines += _table(["step", "excluded layer", "op", "worst SQNR dB", "top-1 agr.", "gates"],
+                        [[str(i), f"`{s['node']}`" if s["node"] else "(none)", s["op_type"] or "–",
+                          _num(s["sqnr_db"], 3), _num(s["top1_agreement"]), "pass" if s["passed"] else "fail"]
+                         for i, s in enumerate(fallback["steps"])])
+        lines.append("")
+    if bias:
+        verdict = "kept" if bias["applied"] else "discarded (it did not raise the held-out SQNR)"
+        lines += ["## Bias correction", "", f"{len(bias['layers'])} layers corrected ({bias['method']}, "
+                  f"{bias['samples']} samples, {bias['passes']} passes); {verdict}."]
+        if bias["sqnr_before"] is not None:
+            lines.append(f"Held-out worst SQNR {_num(bias['sqnr_before'], 3)} -> {_num(bias['sqnr_after'], 3)} dB.")
+        lines.append("")
+    if ranking:
+        lines += [f"## Layer sensitivity, most sensitive {min(10, len(ranking))} of {len(ranking)}", "",
+                  "SQNR of the layer's own output (local) and of the model outputs with only that layer "
+                  "quantized (alone).", ""]
+        lines += _table(["rank", "layer", "op", "alone SQNR dB", "local SQNR dB"],
+                        [[str(r["rank"]), f"`{r['node']}`", r["op_type"], _num(r.get("alone_sqnr_db"), 3),
+                          _num(r.get("local_sqnr_db"), 3)] for r in ranking[:10]])
+    return lines
+
+
 def render_markdown(data: Mapping[str, Any]) -> str:
     """report.md from the report's JSON data."""
     lines = ["# trtq report", "",
@@ -246,6 +277,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     if data["comparison"]:
         lines += [*_comparison_md(data["comparison"]), ""]
     lines += [*_gates_md(data["gates"]), ""]
+    if data["accuracy"]:
+        lines += [*_accuracy_md(data["accuracy"]), ""]
     if data["stages"]:
         rows = [[s["name"], f"{s['seconds']:.2f}", s["status"]] for s in data["stages"]]
         lines += ["## Stages", "", *_table(["stage", "seconds", "status"], rows), ""]

@@ -7,7 +7,7 @@
 
 from trtq.qdq.linter import Finding, lint_model
 from trtq.qdq.placement import QuantizedNode, SkippedNode
-from trtq.qdq.quantizer import QuantizeReport, QuantizeResult, quantize_model
+from trtq.qdq.quantizer import QuantizeReport, QuantizeResult, quantize_model, to_fp16_twin
 
 __all__ = [
     "Finding",
@@ -17,4 +17,5 @@ __all__ = [
     "SkippedNode",
     "lint_model",
     "quantize_model",
+    "to_fp16_twin",
 ]

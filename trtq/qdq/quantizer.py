@@ -129,6 +129,17 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
     return QuantizeResult(work, report)
 
 
+def to_fp16_twin(qdq_model: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP16 variant of an FP32 Q/DQ model (what `fp16=True` would have produced), for models
+    changed after quantization (bias correction) that cannot simply be quantized again."""
+    work = ensure_opset(copy.deepcopy(qdq_model), FP16_SCALE_OPSET)
+    from trtq.qdq.fp16 import convert_to_fp16
+
+    work = convert_to_fp16(work)
+    set_ir_version(work)
+    return work
+
+
 def _qtype(options: QuantizeConfig) -> QType:
     if options.precision not in QTYPES:
         raise ConfigError(f"precision {options.precision!r} is not supported", hint="use int8 or fp8")
