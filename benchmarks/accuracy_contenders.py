@@ -26,9 +26,12 @@ from trtq.calibrators import TensorStats, available_methods
 
 from trtq.calibrate import ranges_from_stats
 from trtq.collect import collect_statistics
+from trtq.compare import Gates
 from trtq.config import CalibrationConfig, QuantizeConfig
 from trtq.data import Batch
+from trtq.fallback import fallback
 from trtq.qdq import quantize_model
+from trtq.qdq.bias_correction import apply_bias_correction
 from trtq.tensors import activation_tensors
 
 TRTQ_METHODS = ("minmax", "entropy", "percentile", "mse", "auto")
@@ -54,8 +57,10 @@ def batches(array: np.ndarray, name: str, size: int = BATCH) -> Iterator[dict[st
         yield {name: array[start:start + size]}
 
 
-def trtq_contenders(model: onnx.ModelProto, model_dir: Path, name: str, calib: np.ndarray) -> list[Contender]:
-    """trtq: one collection pass, then one Q/DQ model per available range method."""
+def trtq_contenders(model: onnx.ModelProto, model_dir: Path, name: str, calib: np.ndarray,
+                    gate_sqnr: float | None = None, max_excluded: int = 10) -> list[Contender]:
+    """trtq: one collection pass, then one Q/DQ model per available range method; with `gate_sqnr`, also
+    what `trtq build --method auto --fallback --min-sqnr GATE --bias-correction auto` ships."""
     methods = [m for m in TRTQ_METHODS if m in available_methods()]
     tensors = activation_tensors(model, "all")
     feeds = [Batch(f, [f"{name}:{i}" for i in range(len(f[name]))]) for f in batches(calib, name)]
@@ -70,7 +75,30 @@ def trtq_contenders(model: onnx.ModelProto, model_dir: Path, name: str, calib: n
         quantized = quantize_model(model, amax, QuantizeConfig())
         out.append(Contender("trtq", method, quantized.model, time.perf_counter() - start,
                              extra={"collect_seconds": collect_s, "quantized_nodes": len(quantized.report.quantized)}))
+    if gate_sqnr is not None:
+        out.append(_build_like(model, name, calib, ranges_from_stats(result.stats, CalibrationConfig(method="auto")),
+                               gate_sqnr, max_excluded))
     return out
+
+
+def _build_like(model: onnx.ModelProto, name: str, calib: np.ndarray, amax: dict[str, float], gate_sqnr: float,
+                max_excluded: int) -> Contender:
+    """The build pipeline's quantize stage (trtq.qdq_stage) on ranges from all calibration samples.
+
+    Like `trtq build`, the fallback and bias correction 'auto' judge on samples held out from what they
+    tune on: the last quarter of the calibration samples (the benchmark scores on other samples again).
+    """
+    split = len(calib) - max(len(calib) // 4, 1)
+    tune = [dict(b) for b in batches(calib[split:], name)]
+    start = time.perf_counter()
+    found = fallback(model, amax, tune, QuantizeConfig(), Gates(min_sqnr=gate_sqnr), max_excluded)
+    corrected, bias = apply_bias_correction(model, found.model, list(batches(calib[:split], name)), "auto",
+                                            tune, max_samples=128)
+    note = f"{len(found.excluded)} layers float, gate {'met' if found.passed else 'missed'}"
+    if bias is not None:
+        note += f", bias corr. {'kept' if bias.applied else 'dropped'}"
+    return Contender("trtq", "auto+fb", corrected, time.perf_counter() - start, note=note,
+                     extra={"excluded": [node for node, _ in found.excluded]})
 
 
 class _Reader:

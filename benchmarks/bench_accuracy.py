@@ -7,8 +7,9 @@ rapidocr-onnxruntime, and Yahoo's open_nsfw ResNet-50 image classifier from open
 crops of the real photos and text images bundled in scikit-image / scikit-learn, held-out samples
 from photos the calibration never saw (benchmarks/accuracy_data.py). Contenders, all calibrated on
 the same samples (benchmarks/accuracy_contenders.py): trtq with every range method from one
-statistics pass; ONNX Runtime quantize_static with TensorRT-style settings; ModelOpt int8 when it
-is importable.
+statistics pass, and 'auto+fb', what `trtq build --method auto --fallback --min-sqnr 25
+--bias-correction auto` ships (layers left in float in the note); ONNX Runtime quantize_static
+with TensorRT-style settings; ModelOpt int8 when it is importable.
 
 Per Q/DQ model, on the held-out samples, against the FP32 model on ONNX Runtime CPU:
     SQNR, cosine  of the model output (trtq.compare.metrics definitions, all elements pooled)
@@ -207,9 +208,10 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> list[Row]:
     ref = evaluate(fp32, spec.name, samples.eval)
     fp32_ms = latency_ms(fp32, spec.name, samples.eval, args.runs)
     rows = [Row(case.label, "fp32", "-", latency=fp32_ms, ratio=1.0)]
-    made = contenders.trtq_contenders(model, path.parent, spec.name, samples.calib)
+    made = contenders.trtq_contenders(model, path.parent, spec.name, samples.calib,
+                                      None if args.gate_sqnr <= 0 else args.gate_sqnr, args.max_excluded)
     print(f"  trtq: one statistics pass {made[0].extra['collect_seconds']:.1f} s serves all "
-          f"{len(made)} methods", flush=True)
+          f"{len(made)} rows", flush=True)
     made += contenders.ort_contenders(path, spec.name, samples.calib)
     made += contenders.modelopt_contenders(path, spec.name, samples.calib)
     kept = {}
@@ -289,6 +291,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads for eval/latency")
     parser.add_argument("--per-layer", type=int, default=0, metavar="N",
                         help="also print the N worst layers of trtq's best model per model")
+    parser.add_argument("--gate-sqnr", type=float, default=25.0, metavar="DB",
+                        help="gate (output SQNR) for the 'auto+fb' row, trtq build's fallback; 0 leaves the row out")
+    parser.add_argument("--max-excluded", type=int, default=10, help="layer budget of that fallback")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # ORT quantize_static warns per unfolded bias on the root logger
