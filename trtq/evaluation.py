@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from trtq import _lazy
-from trtq.compare.compare import ComparisonResult
+from trtq.compare.compare import ComparisonResult, check_candidate_outputs
 from trtq.compare.feeds import check_feed
 from trtq.compare.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
 from trtq.errors import ConfigError, DataError, ModelError
@@ -248,7 +248,7 @@ class Reference:
             DataError: inference fails.
         """
         start = time.perf_counter()
-        _check_outputs(candidate, self.outputs)
+        check_candidate_outputs(candidate, self.outputs)
         accs = {name: OutputAccumulator(name) for name in self.outputs}
         checks = {name: _Tolerance(atol or 0.0, rtol or 0.0) for name in self.outputs} \
             if atol is not None or rtol is not None else {}
@@ -273,14 +273,6 @@ class Reference:
         return ComparisonResult(reference="<fp32 reference>", candidate=label, candidate_kind="onnx",
                                 samples=samples, batches=batches, seconds=time.perf_counter() - start,
                                 outputs=metrics)
-
-
-def _check_outputs(candidate: onnx.ModelProto, outputs: Sequence[str]) -> None:
-    produced = {o for n in candidate.graph.node for o in n.output} | {i.name for i in candidate.graph.input}
-    for name in outputs:
-        if name not in produced:
-            raise ModelError(f"the candidate has no output named '{name}'",
-                             hint="the candidate must produce the reference model's outputs, with the same names")
 
 
 def worst_sqnr(result: ComparisonResult) -> float:

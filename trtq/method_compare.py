@@ -26,6 +26,7 @@ import onnx
 from trtq import model as model_io
 from trtq.calibrate import CalibrationOutcome, calibrate, ranges_from_stats
 from trtq.calibrators import TensorStats
+from trtq.calibrators.auto import AUTO_CANDIDATES
 from trtq.compare import OutputMetrics, compare_models
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
@@ -35,7 +36,7 @@ from trtq.qdq import quantize_model
 log = logging.getLogger(__name__)
 
 # The methods that read the histogram only (ema depends on batching and needs its own observer).
-COMPARED_METHODS = ("minmax", "entropy", "percentile", "mse")
+COMPARED_METHODS = AUTO_CANDIDATES
 # Fraction of --calib held out when neither --eval nor --eval-fraction is given.
 DEFAULT_EVAL_FRACTION = 0.2
 

@@ -132,7 +132,7 @@ def _plan(reference: onnx.ModelProto, candidate: str | Path | onnx.ModelProto, p
         ref_runner = runners.onnx_runner(reference, "reference", outputs, runners.reference_providers())
         return _Plan(engine, ref_runner, str(candidate), "engine", [], warnings)
     cand_model, cand_label = runners.load(candidate)
-    _check_outputs(cand_model, outputs)
+    check_candidate_outputs(cand_model, outputs)
     layers = layer_tensors(reference, cand_model) if per_layer else []
     if per_layer and not layers:
         warnings.append("per-layer comparison found no layer output shared by both models")
@@ -142,7 +142,7 @@ def _plan(reference: onnx.ModelProto, candidate: str | Path | onnx.ModelProto, p
     return _Plan(cand_runner, ref_runner, cand_label, "onnx", layers, warnings)
 
 
-def _check_outputs(candidate: onnx.ModelProto, outputs: Sequence[str]) -> None:
+def check_candidate_outputs(candidate: onnx.ModelProto, outputs: Sequence[str]) -> None:
     produced = {o for n in candidate.graph.node for o in n.output} | {i.name for i in candidate.graph.input}
     for name in outputs:
         if name not in produced:
