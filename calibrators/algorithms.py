@@ -32,14 +32,15 @@ def minmax(stats: TensorStats) -> float:
 
 
 def entropy(stats: TensorStats, *, num_quantized_bins: int = 128, start_bin: int = 128,
-            exclude_zeros: bool = False) -> float:
+            flatten_zero_bin: bool = True) -> float:
     """TensorRT EntropyCalibration2: the threshold minimizing KL(P || Q) (see entropy.py).
 
     Args:
         num_quantized_bins: levels Q is merged into (128 for INT8).
         start_bin: smallest number of bins kept.
-        exclude_zeros: leave exact zeros out of the histogram (they are exact in INT8 at
-            any scale); False follows TensorRT's published algorithm.
+        flatten_zero_bin: search with bin 0 set to bin 1's count, as pytorch-quantization does,
+            so that many exact zeros (ReLU outputs, padding) do not shrink the threshold;
+            False searches the histogram as the published TensorRT algorithm describes.
 
     Returns:
         The threshold i * bin_width of the best candidate i, i.e. the upper edge of the
@@ -49,10 +50,7 @@ def entropy(stats: TensorStats, *, num_quantized_bins: int = 128, start_bin: int
     """
     _check_positive(num_quantized_bins=num_quantized_bins, start_bin=start_bin)
     hist = stats.hist
-    bins = hist.bins.copy()
-    if exclude_zeros:
-        bins[0] -= hist.zero_count
-    best = entropy_bin(bins, num_quantized_bins, start_bin)
+    best = entropy_bin(hist.bins, num_quantized_bins, start_bin, flatten_zero_bin=flatten_zero_bin)
     if best is None:
         return hist.amax
     return min(best * hist.bin_width, hist.amax)

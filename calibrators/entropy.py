@@ -17,6 +17,20 @@ go to the largest i (its "last argmin"). KL values within 1e-10 of the
 minimum count as ties (float noise of the sums is ~1e-13), so the chosen bin
 does not depend on the order of floating-point sums.
 
+The zero bin. `entropy_bin` sets bins[0] = bins[1] before the search, as
+pytorch-quantization's `_compute_amax_entropy` does (`bins = calib_hist[:];
+bins[0] = bins[1]`, NVIDIA/TensorRT tools/pytorch-quantization/pytorch_quantization/
+calib/histogram.py). This deviates from the plain description of TensorRT's
+algorithm (GTC 2017 talk, TensorRT docs), which searches the histogram as it is.
+Why: post-ReLU activations and padded sequences hold a large share of exact zeros,
+all in bin 0. Zero is exact in INT8 at any scale, but in the KL search that one
+bin dominates P and Q, so clipping the rest of the distribution hard barely moves
+the KL and the chosen threshold collapses towards start_bin. With bin 0 as tall as
+its neighbour, the search sees the shape of the non-zero values. Measured output
+SQNR before -> after: the padded BERT-like test encoder 10.7 -> 30.9 dB (its attention
+Softmax is 43 % exact zeros; mse 31.8 dB), open_nsfw 16.1 -> 49.9 dB (mse 53.0 dB),
+PP-OCRv4 det logits 6.3 -> 13.6 dB (benchmarks/bench_accuracy.py).
+
 Vectorized form. With T = total count, O_i = sum(bins[i:]), S_j / c_j the mass /
 number of non-empty bins of level j, and P_last = bins[i-1] + O_i:
 
@@ -75,14 +89,24 @@ def entropy_divergences(bins: np.ndarray, candidates: np.ndarray, num_levels: in
     return np.where((last == 0) & (outliers > 0), np.inf, kl)
 
 
-def entropy_bin(bins: np.ndarray, num_levels: int = 128, start_bin: int = 128) -> int | None:
+def entropy_bin(bins: np.ndarray, num_levels: int = 128, start_bin: int = 128,
+                flatten_zero_bin: bool = True) -> int | None:
     """The number of bins i whose threshold minimizes the KL divergence.
 
     The histogram is treated as ending at its last non-empty bin n; candidates
     are start_bin..n. Returns None when there is no candidate (n < start_bin)
     or no data, in which case callers fall back to the maximum.
+
+    Args:
+        bins: histogram counts (non-negative integers), at least 2.
+        num_levels: quantized levels (128 for INT8).
+        start_bin: smallest number of bins kept.
+        flatten_zero_bin: search with bins[0] = bins[1], as pytorch-quantization
+            (see the module docstring); False searches the histogram as it is.
     """
-    h = np.asarray(bins, dtype=np.int64)
+    h = np.array(bins, dtype=np.int64)  # a copy: bin 0 may be changed
+    if flatten_zero_bin and h.size > 1:
+        h[0] = h[1]
     occupied = np.flatnonzero(h)
     if occupied.size == 0:
         return None

@@ -10,7 +10,7 @@ from trtq.errors import EXIT_USAGE, ConfigError
 
 def test_defaults_are_sane():
     c = cfg.Config()
-    assert c.calibration.method == "entropy"
+    assert c.calibration.method == "auto"
     assert c.calibration.num_bins == 2048
     assert c.data.batch_size == 8
     assert c.data.allow_random_data is False

@@ -4,6 +4,11 @@ Steps: load the model, reuse a valid cache if one exists, else stream the data
 through ONNX Runtime into observers (or merge observers saved earlier with
 --save-stats, without data or a model run), turn each tensor's statistics into
 an amax with the chosen algorithm, and write the cache with its provenance sidecar.
+
+A cache of this model made with other settings (method, its parameters, histogram
+bins, tensor scope, as its sidecar records them) is not reused: the ranges are
+made again, from the statistics the cache's run saved (--save-stats) when that file
+still matches, else by running the model; the outcome says why (`not_reused`).
 """
 
 from __future__ import annotations
@@ -20,16 +25,21 @@ import onnxruntime
 
 from trtq import model as model_io
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
-from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two
+from trtq.cache.table import json_params
+from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
+from trtq.calibrators.auto import choose_methods, method_counts
 from trtq.collect import collect_statistics
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
-from trtq.errors import ConfigError
+from trtq.errors import CacheError, ConfigError, DataError
 from trtq.session import providers_for
 from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
 
 log = logging.getLogger(__name__)
+
+# Methods whose ranges depend on the histogram's bins (minmax reads the exact max, ema its own observer).
+HISTOGRAM_METHODS = ("entropy", "percentile", "mse", "auto")
 
 
 @dataclass
@@ -40,8 +50,11 @@ class CalibrationOutcome:
         stats: tensor -> observers when the model ran or statistics were loaded (None when a
             cache was reused); every range algorithm can be evaluated on them without running
             the model again.
-        stats_files: the statistics files the ranges were computed from (--load-stats), if any.
+        stats_files: the statistics files the ranges were computed from (--load-stats, or the file an
+            outdated cache's run saved), if any.
         saved_stats: where the statistics were saved (--save-stats), if anywhere.
+        not_reused: why an existing cache of this model was not reused (it was made with other
+            settings), or None.
     """
 
     table: CalibrationTable
@@ -52,6 +65,7 @@ class CalibrationOutcome:
     seconds: float = 0.0
     stats_files: tuple[str, ...] = ()
     saved_stats: Path | None = None
+    not_reused: str | None = None
 
 
 def default_cache_path(model_path: Path, config: Config) -> Path:
@@ -63,21 +77,76 @@ def default_cache_path(model_path: Path, config: Config) -> Path:
 
 
 def method_params(cal: CalibrationConfig) -> dict[str, object]:
-    """Parameters the chosen method takes from the config (recorded in the provenance)."""
-    return {"percentile": cal.percentile} if cal.method == "percentile" else {}
+    """Parameters the chosen method takes from the config: the percentile of `percentile`, and of
+    `auto` (its percentile candidate)."""
+    return {"percentile": cal.percentile} if cal.method in ("percentile", "auto") else {}
+
+
+def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
+    """The algorithm parameters the provenance records: every parameter the method ran with (the
+    config's and the algorithm's defaults), ema's averaging constant, and power-of-two rounding when on.
+
+    A cache whose record differs was made with other settings and is not reused.
+    """
+    params = {**method_parameters(cal.method), **method_params(cal)}
+    if cal.method == "ema":
+        params["ema_constant"] = cal.ema_constant
+    if cal.power_of_two:
+        params["power_of_two"] = True
+    return params
 
 
 def ranges_from_stats(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> dict[str, float]:
     """tensor -> amax with the configured method (and power-of-two rounding)."""
+    return _ranges(stats, cal)[0]
+
+
+def _ranges(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> tuple[dict[str, float], dict[str, int]]:
+    """(tensor -> amax, and for `auto` how many tensors each candidate method won)."""
     params = method_params(cal)
-    amax = {}
-    for name, tensor_stats in stats.items():
-        try:
-            value = compute_amax(cal.method, tensor_stats, **params)
-        except ValueError as exc:  # a bad parameter value, or ema without its observer
-            raise ConfigError(f"cannot compute the {cal.method} range of tensor '{name}': {exc}") from None
-        amax[name] = round_to_power_of_two(value) if cal.power_of_two else value
-    return amax
+    amax: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    if cal.method == "auto":  # the choices themselves, to count them (the amax compute_amax gives)
+        choices = choose_methods(stats, percentile=cal.percentile)  # check_settings checked the percentile
+        amax, counts = {name: c.amax for name, c in choices.items()}, method_counts(choices)
+    else:
+        for name, tensor_stats in stats.items():
+            try:
+                amax[name] = compute_amax(cal.method, tensor_stats, **params)
+            except ValueError as exc:  # a bad parameter value, or ema without its observer
+                raise ConfigError(f"cannot compute the {cal.method} range of tensor '{name}': {exc}") from None
+    if cal.power_of_two:
+        amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
+    return amax, counts
+
+
+def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, names: list[str],
+                     fp: model_io.ModelFingerprint) -> list[str]:
+    """How the settings a cache of this model was made with differ from `cal`.
+
+    Empty when they are the same, or when the cache has no provenance or belongs to another
+    model (validate_table decides about those).
+    """
+    same_model = provenance is not None and (provenance.model_graph_sha256 == fp.graph
+                                             and provenance.model_weights_sha256 == fp.weights)
+    if not same_model:
+        return []
+    changes = []
+    if provenance.algorithm != cal.method:
+        changes.append(f"it was made with --method {provenance.algorithm}, now {cal.method}")
+    elif provenance.algorithm_params != (params := json_params(recorded_params(cal))):
+        changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
+    if cal.method in HISTOGRAM_METHODS and provenance.num_bins != cal.num_bins:
+        changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
+    if provenance.tensor_names_sha256 != names_sha256(names):
+        changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
+    return changes
+
+
+def _param_changes(old: Mapping[str, object], new: Mapping[str, object]) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k, 'unset')} -> {new.get(k, 'unset')}"
+                     for k in keys if old.get(k) != new.get(k))
 
 
 def calibrate(model_path: str | Path, config: Config, show_progress: bool = True,
@@ -87,7 +156,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     The statistics come from running the model on the calibration data, or, with
     `calibration.load_stats`, from statistics files (then no data and no model run are
     needed). With `calibration.save_stats` they are also written to a file. A cache is
-    reused only when no statistics are loaded, saved or compared (`compare_methods`).
+    reused only when no statistics are loaded, saved or compared (`compare_methods`), and,
+    if its sidecar says it was made for this model, only when it was made with the same
+    settings (settings_changes); otherwise `not_reused` of the outcome says why.
 
     Args:
         model_path: the FP32 ONNX model.
@@ -96,7 +167,8 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         plan: data readers already made (by `trtq build`); made from the config if None.
 
     Raises:
-        DataError: no or bad data, or a NaN/Inf activation with nan_policy 'error'.
+        DataError: no or bad data (also when a cache made with other settings must be made again
+            and no data is given), or a NaN/Inf activation with nan_policy 'error'.
         CacheError: an existing cache or a statistics file does not match the model, or is corrupt.
     """
     model_path = Path(model_path)
@@ -106,23 +178,27 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     check_settings(cal)
     names = activation_tensors(model, cal.tensors)
     cache_path = default_cache_path(model_path, config)
+    not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
-        warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force, source=str(cache_path))
-        log.info("reusing calibration cache %s (it matches the model)", cache_path)
-        return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
+        changes = settings_changes(table.provenance, cal, names, fp)
+        if not changes:
+            warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
+                                      source=str(cache_path))
+            log.info("reusing calibration cache %s (it matches the model)", cache_path)
+            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
+        not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
 
-    if cal.load_stats:
-        gathered = _load(names, fp, config)
-    else:
-        gathered = _collect(model, model_path, names, fp, config, plan, show_progress)
+    gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
-    table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins)
+    table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
+                       stats_file=_stats_file(cal, gathered.files))
     write_cache(table, cache_path, cal.trt_version)
     return CalibrationOutcome(
         table, cache_path, reused=False, warnings=gathered.warnings, stats=gathered.stats, seconds=gathered.seconds,
-        stats_files=tuple(cal.load_stats), saved_stats=Path(cal.save_stats) if cal.save_stats else None,
+        stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
+        not_reused=gathered.note,
     )
 
 
@@ -130,7 +206,7 @@ def check_settings(cal: CalibrationConfig) -> None:
     """Refuse calibration settings the observers or the method would reject, before any work is done."""
     if cal.num_bins < 2:
         raise ConfigError(f"--num-bins must be at least 2, got {cal.num_bins}", hint="2048 is TensorRT's choice")
-    if cal.method == "percentile" and not 0.0 < cal.percentile <= 100.0:
+    if cal.method in ("percentile", "auto") and not 0.0 < cal.percentile <= 100.0:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
     if cal.method == "ema" and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
@@ -139,15 +215,29 @@ def check_settings(cal: CalibrationConfig) -> None:
 
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
-               cal: CalibrationConfig, num_bins: int | None = None) -> CalibrationTable:
-    """The calibration table of `stats` with the configured method, and its provenance."""
+               cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None) -> CalibrationTable:
+    """The calibration table of `stats` with the configured method, and its provenance.
+
+    Args:
+        num_bins: histogram bins of `stats` (default: the config's).
+        stats_file: the one file holding `stats`, if any (recorded so that other settings can reuse it).
+    """
+    amax, counts = _ranges(stats, cal)
     provenance = Provenance(
         model_graph_sha256=fp.graph, model_weights_sha256=fp.weights, tensor_names_sha256=names_sha256(names),
         algorithm=cal.method, num_samples=record.num_samples or 0, data_sha256=record.data_sha256,
-        algorithm_params=method_params(cal), num_bins=num_bins if num_bins is not None else cal.num_bins,
-        onnxruntime_version=record.onnxruntime_version, random_data=record.random_data,
+        algorithm_params=recorded_params(cal), num_bins=num_bins if num_bins is not None else cal.num_bins,
+        onnxruntime_version=record.onnxruntime_version, random_data=record.random_data, method_counts=counts,
+        stats_file=stats_file,
     )
-    return CalibrationTable(amax=ranges_from_stats(stats, cal), algorithm=cal.method, provenance=provenance)
+    return CalibrationTable(amax=amax, algorithm=cal.method, provenance=provenance)
+
+
+def _stats_file(cal: CalibrationConfig, loaded: tuple[str, ...]) -> str | None:
+    """The one file holding the statistics (--save-stats, or the only file they were loaded from), absolute."""
+    if cal.save_stats:
+        return str(Path(cal.save_stats).resolve())
+    return str(Path(loaded[0]).resolve()) if len(loaded) == 1 else None
 
 
 @dataclass
@@ -159,6 +249,60 @@ class _Gathered:
     num_bins: int
     warnings: list[str]
     seconds: float = 0.0
+    files: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
+            config: Config, plan: DataPlan | None, show_progress: bool, old: Provenance | None,
+            not_reused: str | None) -> _Gathered:
+    """The statistics: from --load-stats, from the file an outdated cache's run saved, or from the model.
+
+    Args:
+        old, not_reused: provenance of an existing cache made with other settings, and why it is not
+            reused (None when there is no such cache).
+    """
+    cal = config.calibration
+    if cal.load_stats:
+        gathered = _load(names, fp, config)
+        gathered.files = tuple(cal.load_stats)
+        return gathered
+    saved = _saved_stats(old, model, names, fp, config, plan)
+    if saved is not None:
+        saved.note = f"{not_reused}; ranges made again from the statistics saved in {old.stats_file} (no model run)"
+        return saved
+    if not_reused and plan is None and not config.data.calib and not config.data.allow_random_data:
+        raise DataError(f"{not_reused}, and making it again needs calibration data",
+                        hint="give --calib DATA, or the settings the cache was made with to reuse it")
+    gathered = _collect(model, model_path, names, fp, config, plan, show_progress)
+    if not_reused:
+        gathered.note = f"{not_reused}; recalibrated"
+    return gathered
+
+
+def _saved_stats(old: Provenance | None, model: onnx.ModelProto, names: list[str], fp: model_io.ModelFingerprint,
+                 config: Config, plan: DataPlan | None) -> _Gathered | None:
+    """The statistics an outdated cache's run saved (--save-stats), if they serve the new settings.
+
+    They do when the file still loads for this model, the histogram bins and tensors are unchanged,
+    the method is not ema (it needs an observer saved only with --method ema) and, when calibration
+    data is given, it is the data they were collected on.
+    """
+    cal = config.calibration
+    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or cal.method == "ema"
+            or old.num_bins != cal.num_bins or old.tensor_names_sha256 != names_sha256(names)):
+        return None
+    try:
+        loaded = load_stats([old.stats_file], names, fingerprint=fp)
+    except CacheError as exc:
+        log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
+        return None
+    if plan is not None or config.data.calib:
+        plan = plan or make_readers(config, model_io.graph_inputs(model))
+        if loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+            log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
+            return None
+    return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
 
 
 def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,

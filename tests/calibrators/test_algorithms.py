@@ -50,7 +50,7 @@ def test_registry_names_match_the_config_choices():
     field = next(f for f in dataclasses.fields(CalibrationConfig) if f.name == "method")
     assert available_methods() == list(field.metadata["choices"])
     assert method_parameters("percentile") == {"percentile": 99.99}
-    assert method_parameters("entropy") == {"num_quantized_bins": 128, "start_bin": 128, "exclude_zeros": False}
+    assert method_parameters("entropy") == {"num_quantized_bins": 128, "start_bin": 128, "flatten_zero_bin": True}
     assert method_parameters("minmax") == {}
 
 
@@ -119,15 +119,47 @@ def test_mse_on_a_laplacian_is_near_the_brute_force_sample_optimum():
 
 
 def test_entropy_on_a_gaussian_clips_the_far_tail():
-    x = np.random.default_rng(4).standard_normal(1_000_000)
-    stats = _stats(x)
-    assert 3.5 < compute_amax("entropy", stats) < stats.hist.amax
+    # The KL curve is flat near the max (differences ~1e-7 nats), so on one sample the last
+    # candidate can win by noise: ask for clipping on most samples, not on every one.
+    clipped = 0
+    for seed in range(6):
+        stats = _stats(np.random.default_rng(seed).standard_normal(1_000_000))
+        amax = compute_amax("entropy", stats)
+        assert 3.5 < amax <= stats.hist.amax
+        clipped += amax < stats.hist.amax
+    assert clipped >= 5
 
 
-def test_exclude_zeros_raises_the_entropy_threshold_of_relu_outputs():
-    x = np.maximum(np.random.default_rng(5).standard_normal(500_000), 0.0)
-    stats = _stats(x)
-    assert compute_amax("entropy", stats, exclude_zeros=True) > compute_amax("entropy", stats)
+def _relu_like(zero_fraction: float, n_nonzero: int = 60_000) -> tuple[np.ndarray, np.ndarray]:
+    """(half-Gaussian |N(0, 1)| values, the same values with exact zeros making up zero_fraction of all)."""
+    rng = np.random.default_rng(11)
+    half = np.abs(rng.standard_normal(n_nonzero)).astype(np.float32)
+    zeros = np.zeros(round(n_nonzero * zero_fraction / (1.0 - zero_fraction)), dtype=np.float32)
+    mixed = np.concatenate([zeros, half])
+    rng.shuffle(mixed)
+    return half, mixed
+
+
+@pytest.mark.parametrize("zero_fraction", [0.5, 0.7, 0.95])
+def test_entropy_threshold_is_not_shrunk_by_exact_zeros(zero_fraction):
+    # ReLU outputs and padded sequences: most values are exact zeros (exact in INT8 at any scale).
+    # The threshold of the non-zero half-Gaussian must not depend on how many zeros come with it.
+    half, mixed = _relu_like(zero_fraction)
+    without, with_zeros = compute_amax("entropy", _stats(half)), compute_amax("entropy", _stats(mixed))
+    assert 3.0 < without < 5.0
+    assert with_zeros == pytest.approx(without, rel=0.05)
+    # The histogram searched as it is (the published TensorRT description, trtq before the fix):
+    # bin 0 dominates the KL and the threshold collapses towards the smallest candidate.
+    plain = compute_amax("entropy", _stats(mixed), flatten_zero_bin=False)
+    assert plain < 0.6 * without
+
+
+def test_entropy_with_many_zeros_keeps_the_error_near_the_mse_optimum():
+    _, mixed = _relu_like(0.7)
+    stats = _stats(mixed)
+    best = estimate_error(compute_amax("mse", stats), stats.hist)
+    assert estimate_error(compute_amax("entropy", stats), stats.hist) < 1.5 * best
+    assert estimate_error(compute_amax("entropy", stats, flatten_zero_bin=False), stats.hist) > 5 * best
 
 
 def test_ema_method_reads_the_moving_average_observer():

@@ -26,7 +26,13 @@ def reference_kl(bins: np.ndarray, i: int, num_levels: int = 128) -> float:
     return float(np.sum(p[keep] * np.log(p[keep] / q[keep])))
 
 
-def reference_entropy_bin(bins: np.ndarray, num_levels: int = 128, start_bin: int = 128) -> int | None:
+def reference_entropy_bin(bins: np.ndarray, num_levels: int = 128, start_bin: int = 128,
+                          flatten_zero_bin: bool = True) -> int | None:
+    """The loop search; like entropy_bin (and pytorch-quantization's `_compute_amax_entropy`, which
+    does `bins[0] = bins[1]`), bin 0 is first set to bin 1's count unless flatten_zero_bin is False."""
+    bins = np.array(bins)
+    if flatten_zero_bin:
+        bins[0] = bins[1]
     nonzero = np.flatnonzero(bins)
     if nonzero.size == 0 or nonzero[-1] + 1 < start_bin:
         return None
@@ -81,6 +87,19 @@ HISTOGRAMS = _histograms()
 @pytest.mark.parametrize(("label", "bins"), HISTOGRAMS, ids=[label for label, _ in HISTOGRAMS])
 def test_vectorized_search_picks_the_same_bin_as_the_loop(label, bins):
     assert entropy_bin(bins) == reference_entropy_bin(bins)
+    assert entropy_bin(bins, flatten_zero_bin=False) == reference_entropy_bin(bins, flatten_zero_bin=False)
+
+
+def test_zero_bin_is_searched_as_tall_as_its_neighbour():
+    rng = np.random.default_rng(12)
+    bins = _observed(np.abs(rng.standard_normal(100_000)))
+    spiked = bins.copy()
+    spiked[0] += 10 * bins.sum()  # many exact zeros
+    assert entropy_bin(spiked) == entropy_bin(bins)
+    assert entropy_bin(spiked, flatten_zero_bin=False) < entropy_bin(bins) // 2
+    unchanged = bins.copy()
+    entropy_bin(spiked)
+    np.testing.assert_array_equal(bins, unchanged)  # the caller's histogram is not modified
 
 
 def test_divergences_match_the_loop_values():

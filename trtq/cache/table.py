@@ -23,8 +23,13 @@ from trtq.errors import CacheError
 INT8_MAX = 127
 # Version of the JSON layouts written here (table, provenance, sidecar).
 SCHEMA_VERSION = 1
-# Range algorithms trtq names in caches; "unknown" for caches written by other tools.
-ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "unknown")
+# Range algorithms trtq names in caches; "unknown" for caches written by other tools. TensorRT has
+# calibrators for entropy and minmax only: the others, auto included (its per-tensor winners are
+# the other methods), get the TensorRT cache header EntropyCalibration2 (trt_format), because
+# TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
+# implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (engine/stage.py);
+# the trtq algorithm name lives in the sidecar.
+ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
 
 
 def names_sha256(names: Iterable[str]) -> str:
@@ -45,6 +50,11 @@ def _json_value(value: Any, where: str) -> Any:
     raise TypeError(f"{where} must hold JSON values (str, number, bool, None, list, dict), got {type(value).__name__}")
 
 
+def json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Algorithm parameters as Provenance stores them: keys sorted, JSON values (for comparing with a record)."""
+    return {str(k): _json_value(v, "algorithm_params") for k, v in sorted(params.items())}
+
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a calibration table came from, for checking it against a model later.
@@ -56,14 +66,19 @@ class Provenance:
         model_graph_sha256: ModelFingerprint.graph of the calibrated model.
         model_weights_sha256: ModelFingerprint.weights of the calibrated model.
         tensor_names_sha256: names_sha256() of the calibrated tensor names.
-        algorithm: range algorithm name (entropy, minmax, percentile, mse, ema).
+        algorithm: range algorithm name (one of ALGORITHMS).
         num_samples: calibration samples fed through the model.
         trtq_version: trtq version that calibrated.
         data_sha256: hash of the calibration data (sample keys, sizes, mtimes), or None.
-        algorithm_params: the algorithm's parameters (e.g. {"percentile": 99.99}), keys sorted.
+        algorithm_params: every parameter the algorithm ran with (e.g. {"percentile": 99.99}), keys
+            sorted; a cache recording other parameters than asked for is not reused.
         num_bins: histogram bins per tensor, or None for non-histogram methods.
         onnxruntime_version: ONNX Runtime version that ran the model, or None.
         random_data: the statistics come from random inputs the user explicitly allowed.
+        method_counts: `auto` only: candidate method -> number of tensors it won, most first.
+        stats_file: absolute path of the file holding the statistics the ranges were made from
+            (--save-stats, or the only --load-stats file), or None; ranges for other settings can be
+            made from it without running the model.
     """
 
     model_graph_sha256: str
@@ -77,10 +92,12 @@ class Provenance:
     num_bins: int | None = None
     onnxruntime_version: str | None = None
     random_data: bool = False
+    method_counts: dict[str, int] = field(default_factory=dict)
+    stats_file: str | None = None
 
     def __post_init__(self) -> None:
-        params = {str(k): _json_value(v, "algorithm_params") for k, v in sorted(self.algorithm_params.items())}
-        object.__setattr__(self, "algorithm_params", params)
+        object.__setattr__(self, "algorithm_params", json_params(self.algorithm_params))
+        object.__setattr__(self, "method_counts", {str(k): int(v) for k, v in self.method_counts.items()})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict, with "schema" first."""
@@ -117,7 +134,7 @@ class Provenance:
 
 # Expected JSON types of the Provenance fields (None allowed where the field is optional).
 _STR_FIELDS = ("model_graph_sha256", "model_weights_sha256", "tensor_names_sha256", "algorithm", "trtq_version")
-_OPTIONAL_STR_FIELDS = ("data_sha256", "onnxruntime_version")
+_OPTIONAL_STR_FIELDS = ("data_sha256", "onnxruntime_version", "stats_file")
 
 
 def _check_types(values: Mapping[str, Any], source: str) -> None:
@@ -137,6 +154,9 @@ def _check_types(values: Mapping[str, Any], source: str) -> None:
             raise bad(key, "true or false")
         if key == "algorithm_params" and not isinstance(value, dict):
             raise bad(key, "an object")
+        if key == "method_counts" and not (isinstance(value, dict) and all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())):
+            raise bad(key, "an object of counts")
 
 
 def check_schema(data: Mapping[str, Any], source: str) -> None:
@@ -156,7 +176,7 @@ class CalibrationTable:
     Attributes:
         amax: tensor name -> symmetric amax (scale = amax / 127 for INT8), in the
             order the caller gives (graph order); writers keep this order.
-        algorithm: trtq range algorithm name (entropy, minmax, percentile, mse, ema, unknown).
+        algorithm: trtq range algorithm name (one of ALGORITHMS).
         trt_version: TensorRT version the table was read from or is meant for (e.g. "10.16.1"), or None.
         provenance: where it came from, or None (e.g. a cache TensorRT wrote).
         trt_algorithm: calibrator name of the TensorRT header it was read from

@@ -5,19 +5,21 @@ from __future__ import annotations
 import click
 
 from trtq.cli import main
-from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
 
 
 @main.command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False))
-@config_options("data", "preprocess", "calibration")
+@config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
 @click.option("-o", "--out-dir", default=None, help="Folder for the cache (default: next to the model).")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and write a TensorRT calibration cache (+ JSON sidecar).
 
     A cache that already matches the model is reused without running the model (unless
-    statistics are saved, loaded or compared).
+    statistics are saved, loaded or compared). A cache of this model made with another
+    --method, --percentile, --num-bins or --tensors is made again (from the statistics its
+    run saved with --save-stats, if they are still there), and a line says why.
 
     \b
     --save-stats FILE            also save the raw statistics (mergeable .npz)
@@ -47,8 +49,14 @@ def calibrate_command(ctx: click.Context, model: str, **params) -> None:
         from trtq.method_compare import format_comparison
 
         click.echo(format_comparison(comparison))
+    if outcome.not_reused:
+        click.echo(outcome.not_reused)
     if outcome.saved_stats is not None:
         click.echo(f"saved statistics to {outcome.saved_stats}")
     verb = "reused" if outcome.reused else "wrote"
     origin = f", from {len(outcome.stats_files)} statistics file(s)" if outcome.stats_files else ""
-    click.echo(f"{verb} {outcome.cache_path} ({len(outcome.table.amax)} tensors, {outcome.table.algorithm}{origin})")
+    algorithm = outcome.table.algorithm
+    counts = outcome.table.provenance.method_counts if outcome.table.provenance else {}
+    if counts:  # auto: what won per tensor
+        algorithm += " (" + ", ".join(f"{method} {n}" for method, n in counts.items()) + ")"
+    click.echo(f"{verb} {outcome.cache_path} ({len(outcome.table.amax)} tensors, {algorithm}{origin})")

@@ -16,6 +16,11 @@ import click
 
 from trtq import config as cfg
 
+# Fields only `trtq build` acts on: they need a quality gate, evaluation data or a Q/DQ model being
+# built from calibration data. Commands that cannot act on them pass them to config_options(skip=...)
+# so that their --help does not offer them (YAML files may still set them; they are then unused).
+BUILD_ONLY = ("bias_correction", "fallback", "max_excluded")
+
 
 def _click_type(tp: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
     """(click type, is_flag) for a field type."""
@@ -32,7 +37,12 @@ def _click_type(tp: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
 
 
 def config_options(*sections: str, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
-    """Decorator adding `--config`, `--print-config` and one flag per field of `sections`."""
+    """Decorator adding `--config`, `--print-config` and one flag per field of `sections`.
+
+    Args:
+        sections: config sections whose fields become flags, in this order.
+        skip: field names to leave out (e.g. BUILD_ONLY); names not in `sections` are ignored.
+    """
 
     def decorate(func: Callable) -> Callable:
         for section in reversed(sections):

@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from trtq.cli import main
-from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
 
 
 @main.command("quantize")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
               help="Q/DQ model to write (default: <model>.qdq.onnx next to the model).")
-@config_options("quantize", skip=())
+@config_options("quantize", skip=BUILD_ONLY)  # bias correction needs calibration data: build only
 @click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
               help="Calibration cache: trtq's, or one written by TensorRT 8.x/10.x (default: <model>.cache).")
 @click.option("--force", "force", is_flag=True, default=None, help="Use a cache even if it does not match the model.")
