@@ -80,6 +80,12 @@ def test_per_layer_ranks_layers_by_their_effect_alone(outlier_dir):
     assert "## Layer sensitivity" in (outlier_dir / "m_trtq" / "report.md").read_text()
 
 
+def test_auto_method_counts_are_in_the_report(outlier_dir):
+    assert _build(outlier_dir, "--method", "auto").exit_code == 0
+    counts = _report(outlier_dir)["provenance"]["auto_method_counts"]
+    assert set(counts) <= {"minmax", "entropy", "percentile", "mse"} and sum(counts.values()) >= 5
+
+
 def test_bias_correction_always_is_applied_to_the_shipped_model(tmp_path):
     workdir = _workdir(tmp_path, conv_chain(), (3, 12, 12))
     assert _build(workdir).exit_code == 0

@@ -5,9 +5,10 @@ SQNR floor: INT8 with 127 levels per sign gives about 6.02 * 7 + 1.76 = 44 dB fo
 rounding; the encoder quantizes 16 MatMuls in series (2 layers x (Q/K/V, Q@K^T, P@V, output, 2 FFN))
 plus the pooler and the classifier, and LayerNorm/Softmax amplify the noise, so each output loses
 over 10 dB. Measured with --method auto on this machine: 31.9 (last_hidden_state), 30.0 (pooled)
-and 28.7 dB (logits) on the 20 held-out sentences; entropy, which clips the Softmax output to 0.125
-(observed max 0.89), gives 10-15 dB. The floor of 25 dB keeps a margin for numeric noise across
-platforms and still fails a calibration as broken as that.
+and 28.7 dB (logits) on the 20 held-out sentences. Entropy without the zero-bin flattening
+(calibrators/entropy.py) clipped the Softmax output, 43 % exact zeros on padded data, to 0.125
+(observed max 0.89) and gave 10-15 dB; with it, 29-31 dB. The floor of 25 dB keeps a margin for
+numeric noise across platforms and still fails a calibration as broken as that.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ def test_auto_cache_has_an_entropy2_header_and_records_what_won(ocr_classifier, 
     assert set(prov.method_counts) <= set(AUTO_CANDIDATES)
     sidecar = json.loads(cache.with_name("cls.cache.json").read_text())
     assert sidecar["provenance"]["method_counts"] == prov.method_counts
+    shown = CliRunner().invoke(main, ["cache", "show", str(cache)])
+    assert "auto chose " + ", ".join(f"{m} for {n}" for m, n in prov.method_counts.items()) in shown.output
+    assert f"statistics saved in {stats.resolve()}" in shown.output
     # The ranges are auto's with the configured percentile (float32 in the TensorRT cache).
     observers = load_stats([stats], list(table.amax), fingerprint=fingerprint(load_model(ocr_classifier))).stats
     for name, amax in table.amax.items():

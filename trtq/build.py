@@ -132,8 +132,12 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
+    if calibration.table.provenance and calibration.table.provenance.method_counts:
+        report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
+    if calibration.not_reused:
+        report.info.append(calibration.not_reused)
     for warning in calibration.warnings:
         report.warn(warning)
     if calibration.stats:

@@ -23,8 +23,8 @@ def test_build_offers_the_build_only_flags():
         assert flag in text
 
 
-@pytest.mark.parametrize("command", ["calibrate", "quantize"])
-def test_calibrate_and_quantize_do_not_offer_build_only_flags(command):
+@pytest.mark.parametrize("command", ["calibrate", "quantize", "compare"])
+def test_other_commands_do_not_offer_build_only_flags(command):
     text = _help(command)
     for flag in BUILD_ONLY_FLAGS:
         assert flag not in text

@@ -51,6 +51,10 @@ def _provenance_lines(provenance: Provenance | None, fmt: str) -> list[str]:
         f"data {(p.data_sha256 or 'unknown')[:12]}",
         f"            trtq {p.trtq_version}, onnxruntime {p.onnxruntime_version or 'unknown'}",
     ]
+    if p.method_counts:
+        lines.append("            auto chose " + ", ".join(f"{m} for {n}" for m, n in p.method_counts.items()))
+    if p.stats_file:
+        lines.append(f"            statistics saved in {p.stats_file}")
     return lines
 
 

@@ -13,7 +13,7 @@ LAST ': '.
 TensorRT uses a cache only if its header matches the TensorRT version and the
 class of the calibrator reading it; otherwise it silently recalibrates. The
 header is therefore written for an exact target version. Methods TensorRT has
-no calibrator for (percentile, mse, ema) get the header of the calibrator trtq
+no calibrator for (percentile, mse, ema, auto) get the header of the calibrator trtq
 hands the cache to -- EntropyCalibration2 unless told otherwise: TensorRT only
 checks that the header matches that calibrator, the scales are used as they are.
 """

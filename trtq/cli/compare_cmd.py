@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from trtq.cli import main
-from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
 from trtq.compare import Gates, Report, check_gates, compare_models, raise_on_failures, write_report
 from trtq.compare.labels import resolve_labels
 from trtq.compare.report import render_summary
@@ -39,7 +39,7 @@ def _open_data(data: str, reference: str, config: Config) -> tuple[FeedDicts, li
 @click.option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write report.json, report.md (and plots) into this folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-@config_options("check", "data", "preprocess", skip=("calib", "eval", "eval_fraction", "max_samples"))
+@config_options("check", "data", "preprocess", skip=("calib", "eval", "eval_fraction", "max_samples", *BUILD_ONLY))
 @click.pass_context
 def compare_command(ctx: click.Context, reference: str, candidate: str, data: str,
                     as_json: bool, **params: Any) -> None:
