@@ -69,3 +69,11 @@ def test_nothing_measured_alone_ranks_by_local_sqnr(setup):
     local = [s.local_sqnr_db for s in ranking]
     assert local == sorted(local) and all(math.isfinite(v) for v in local)
     assert not any(s.measured for s in ranking)
+
+
+def test_by_default_every_layer_is_measured_alone(setup):
+    model, amax, held_out, reference = setup
+    ranking = layer_sensitivity(model, amax, held_out, reference=reference)
+    assert ranking and all(s.measured for s in ranking)
+    alone = [s.alone_sqnr_db for s in ranking]
+    assert alone == sorted(alone)

@@ -95,7 +95,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
                                        source=str(calibration.cache_path))
-        qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval)
+        qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)
         engine_source = qdq_path

@@ -105,7 +105,7 @@ class FallbackResult:
 def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Batches,
              quantize_config: QuantizeConfig | None, gates: Gates, max_excluded: int = 10, *,
              measure_top: int | None = DEFAULT_MEASURE_TOP, postprocess: Postprocess | None = None,
-             reference: Reference | None = None) -> FallbackResult:
+             reference: Reference | None = None, show_progress: bool = False) -> FallbackResult:
     """Quantize `model`, then exclude its most sensitive layers one by one until `gates` pass.
 
     Args:
@@ -118,6 +118,7 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         measure_top: layers measured alone for the ranking (see trtq.sensitivity).
         postprocess: applied to every quantized model before measuring (e.g. bias correction).
         reference: FP32 outputs already computed on the held-out batches.
+        show_progress: a progress bar while the layers are ranked.
 
     Raises:
         ConfigError: no gate is set, or max_excluded < 0.
@@ -135,7 +136,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
     steps = [first]
     if first.passed or max_excluded == 0:
         return FallbackResult(candidate, result, options, tuple(steps), first.passed)
-    ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference)
+    ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference,
+                                show_progress=show_progress)
     for layer in ranking:
         if len(steps) > max_excluded:
             break

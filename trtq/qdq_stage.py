@@ -90,7 +90,7 @@ def check_qdq_options(config: Config, has_eval: bool) -> None:
 
 
 def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
-                   evaluation: DataReader | None) -> QdqOutcome:
+                   evaluation: DataReader | None, show_progress: bool = False) -> QdqOutcome:
     """Quantize `model` with `amax` as the config asks (see the module docstring).
 
     The FP16 option is ignored here: the returned model is the FP32 variant ONNX Runtime checks;
@@ -100,7 +100,7 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     reference = _LazyReference(model, evaluation)
     if config.check.fallback:
         found = fallback(model, amax, None, options, Gates.from_config(config.check), config.check.max_excluded,
-                         reference=reference.get())
+                         reference=reference.get(), show_progress=show_progress)
         log.info("%s", found.summary())
         outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
         options = found.options
@@ -108,7 +108,8 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
         result = quantize_model(model, amax, options)
         outcome = QdqOutcome(result.model, result)
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
-        outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get())
+        outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
+                                                show_progress=show_progress)
     mode = config.quantize.bias_correction
     if mode != "none":
         judge = reference.get() if mode == "auto" and evaluation is not None else None

@@ -45,12 +45,13 @@ import onnx
 from trtq.compare.metrics import json_float
 from trtq.config import QuantizeConfig
 from trtq.evaluation import Batches, Reference, run_batches, worst_sqnr, worst_top1
+from trtq.progress import progress_bar
 from trtq.qdq import quantize_model
 from trtq.qdq.probe import SqnrSums, only_layers, probe_model, quantized_layers
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MEASURE_TOP = 8
+DEFAULT_MEASURE_TOP: int | None = None  # all layers; see the module docstring
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]
 
 def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches: Batches,
                       quantize_config: QuantizeConfig | None = None, *, measure_top: int | None = DEFAULT_MEASURE_TOP,
-                      reference: Reference | None = None) -> list[LayerSensitivity]:
+                      reference: Reference | None = None, show_progress: bool = False) -> list[LayerSensitivity]:
     """Rank the quantized layers of `model`, most sensitive first (see the module docstring).
 
     Args:
@@ -111,6 +112,7 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
             the same values as pre-quantized INT8 weights).
         measure_top: how many layers, worst local SQNR first, to measure alone; None measures all.
         reference: FP32 outputs already computed on the evaluation batches (e.g. by the fallback).
+        show_progress: a progress bar over the layers measured alone.
 
     Returns:
         One entry per quantized layer: measured ones first (worst alone SQNR first), then the
@@ -124,7 +126,11 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
     layers = [LayerSensitivity(name, op, local.get(name, math.inf)) for name, op in quantized_layers(qdq)]
     by_local = sorted(layers, key=lambda s: s.local_sqnr_db)
     count = len(by_local) if measure_top is None else max(0, min(measure_top, len(by_local)))
-    measured = [_measure_alone(qdq, s, reference) for s in by_local[:count]]
+    with progress_bar(count, "sensitivity", unit="layer", enabled=show_progress) as bar:
+        measured = []
+        for layer in by_local[:count]:
+            measured.append(_measure_alone(qdq, layer, reference))
+            bar.update(1)
     measured.sort(key=lambda s: (s.alone_sqnr_db, s.local_sqnr_db))
     log.info("sensitivity of %d layers (%d measured alone) in %.1f s", len(layers), count,
              time.perf_counter() - start)
