@@ -20,10 +20,11 @@ its CPU time the child's user + system time. All three read and preprocess the
 images the same way: trtq's DataReader (4 decoding threads, batches of
 --batch-size).
 
-  plain          ONNX Runtime FP32 inference of the N samples (default session options).
-  trtq <scope>   trtq.calibrate.calibrate() with the ppocr preset, method entropy (the default):
+  plain          ONNX Runtime FP32 inference of the N samples (default session options, the
+                 providers trtq calibrates with, the same batches).
+  trtq <scope>   trtq.calibrate.calibrate() with the ppocr preset and --method (entropy unless told):
                  tensor selection, inference with the calibrated tensors exposed, histogram
-                 observers, entropy ranges, cache + sidecar written. Scope 'all' (the default)
+                 observers, the method's ranges, cache + sidecar written. Scope 'all' (the default)
                  and 'quantizable' (inputs of quantizable ops only).
   ORT <method>   onnxruntime.quantization.quantize_static(QDQ, QInt8) over the same batches:
                  augmenting the model, calibration inference (ORT keeps every batch's
@@ -109,11 +110,14 @@ def run_plain(args: argparse.Namespace, model_path: Path, tmp: Path) -> dict:
 
     from trtq import model as model_io
     from trtq.data import make_readers
+    from trtq.session import providers_for
 
     model = model_io.load_model(model_path)
-    plan = make_readers(_config(args), model_io.graph_inputs(model))
+    config = _config(args)
+    plan = make_readers(config, model_io.graph_inputs(model))
     model.ir_version = min(model.ir_version, model_io.MAX_IR_VERSION)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # Default session options, as a user would run the model; the providers trtq's calibration uses.
+    session = ort.InferenceSession(model.SerializeToString(), providers=providers_for(config.calibration.provider))
     samples = 0
     for batch in plan.calib:
         session.run(None, batch.feeds)
@@ -124,7 +128,7 @@ def run_plain(args: argparse.Namespace, model_path: Path, tmp: Path) -> dict:
 def run_trtq(args: argparse.Namespace, model_path: Path, tmp: Path, scope: str) -> dict:
     from trtq.calibrate import calibrate
 
-    config = _config(args, tensors=scope, cache=str(tmp / "model.cache"))
+    config = _config(args, tensors=scope, method=args.method, cache=str(tmp / "model.cache"))
     outcome = calibrate(model_path, config, show_progress=False)
     return {"samples": outcome.table.provenance.num_samples, "tensors": len(outcome.table.amax),
             "collect_s": round(outcome.seconds, 2)}
@@ -209,7 +213,8 @@ def child(args: argparse.Namespace) -> None:
 def measure(run: str, n: int, args: argparse.Namespace) -> dict:
     """Run one child; its result plus peak RSS (MiB) and CPU seconds from its own rusage."""
     cmd = [sys.executable, __file__, "--child", run, "--n", str(n), "--data", str(args.data),
-           "--height", str(args.height), "--width", str(args.width), "--batch-size", str(args.batch_size)]
+           "--height", str(args.height), "--width", str(args.width), "--batch-size", str(args.batch_size),
+           "--method", args.method]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -274,6 +279,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=64, help="model input height (multiple of 32)")
     parser.add_argument("--width", type=int, default=64, help="model input width (multiple of 32)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--method", default="entropy",
+                        help="trtq's range method (entropy, as ORT's entropy run; auto is trtq's default)")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"which of {','.join(RUNS)}")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "trtq-bench" / "photos",
                         help="where the generated JPEGs are kept between runs")
@@ -293,7 +300,8 @@ def main() -> None:
     generate(args.cache_dir, sizes[-1])
     args.data = args.cache_dir
     print(f"{sizes[-1]} JPEGs in {args.cache_dir} ({time.perf_counter() - start:.1f} s); "
-          f"PP-OCRv4 detector at {args.height}x{args.width}, batch {args.batch_size}, {os.cpu_count()} CPUs")
+          f"PP-OCRv4 detector at {args.height}x{args.width}, batch {args.batch_size}, trtq --method {args.method}, "
+          f"{os.cpu_count()} CPUs")
     results: dict[tuple[str, int], dict] = {}
     for n in sizes:
         for run in runs:

@@ -18,6 +18,7 @@ TensorRT also grows its histogram range by powers of two (TENSORRT.md §5 [4]).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,34 +55,49 @@ def coarsen(bins: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
-def _scale_into(values: np.ndarray, exponent: int, out: np.ndarray) -> None:
-    """out = |values| * 2**-exponent, exactly wherever the result is >= 1 (the only place it matters)."""
-    np.abs(values, out=out)
-    info = np.finfo(out.dtype)
-    if info.minexp <= -exponent < info.maxexp:  # 2**-exponent is a normal number: multiplying is exact
-        np.multiply(out, out.dtype.type(math.ldexp(1.0, -exponent)), out=out)
+class _Scratch(threading.local):
+    """Work buffers for binning chunks, reused from call to call (one set per thread)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[str, np.dtype], np.ndarray] = {}
+
+    def get(self, role: str, dtype: np.dtype, size: int) -> np.ndarray:
+        buf = self.arrays.get((role, dtype))
+        if buf is None or buf.size < size:
+            buf = self.arrays[role, dtype] = np.empty(max(size, _CHUNK), dtype=dtype)
+        return buf[:size]
+
+
+_scratch = _Scratch()
+_INT32, _INTP, _BOOL = np.dtype(np.int32), np.dtype(np.intp), np.dtype(np.bool_)
+# Exponents e for which 2**-e is a normal number of the dtype, so that multiplying by it is exact.
+_EXACT_SCALE = {np.dtype(t): range(np.finfo(t).minexp, np.finfo(t).maxexp) for t in (np.float32, np.float64)}
+
+
+def _counts(chunk: np.ndarray, exponent: int, num_bins: int) -> np.ndarray:
+    """Counts of floor(|v| * 2**-exponent) over `chunk` (every |v| < num_bins * 2**exponent).
+
+    v * 2**-exponent is exact wherever its magnitude is >= 1 (the only place the bin
+    is not 0); truncation toward zero and then abs give floor(|v| * 2**-exponent).
+    Measured per value on one core (PP-OCR activations): converting to int32 costs
+    0.1 ns and np.bincount 1.5 ns, against 0.6 ns for int64 and 1.2 ns for
+    np.add.at on it; both counting functions hold the GIL.
+    """
+    scaled = _scratch.get("scaled", chunk.dtype, chunk.size)
+    if -exponent in _EXACT_SCALE[chunk.dtype]:
+        np.multiply(chunk, chunk.dtype.type(math.ldexp(1.0, -exponent)), out=scaled)
     else:
-        np.ldexp(out, -exponent, out=out)
+        np.ldexp(chunk, -exponent, out=scaled)
+    index = _scratch.get("index", _INT32 if num_bins <= np.iinfo(np.int32).max else _INTP, chunk.size)
+    np.copyto(index, scaled, casting="unsafe")  # truncation toward zero
+    np.abs(index, out=index)
+    return np.bincount(index, minlength=num_bins)
 
 
-def _add_counts(counts: np.ndarray, chunk: np.ndarray, exponent: int, scaled: np.ndarray,
-                index: np.ndarray) -> None:
-    """counts[floor(|v| * 2**-exponent)] += 1 for every v of `chunk` (scaled/index: scratch of its size)."""
-    _scale_into(chunk, exponent, scaled)
-    np.copyto(index, scaled, casting="unsafe")  # truncation == floor for values >= 0
-    np.add.at(counts, index, 1)  # in numpy 2 faster than bincount (and it needs no result array)
-
-
-def bin_counts(values: np.ndarray, exponent: int, num_bins: int) -> np.ndarray:
-    """Counts of floor(|v| * 2**-exponent) for the flat float array `values` (all < num_bins * 2**exponent)."""
-    counts = np.zeros(num_bins, dtype=np.int64)
-    size = min(_CHUNK, values.size)
-    scaled = np.empty(size, dtype=values.dtype)
-    index = np.empty(size, dtype=np.intp)
-    for start in range(0, values.size, _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        _add_counts(counts, chunk, exponent, scaled[: chunk.size], index[: chunk.size])
-    return counts
+def _count_zeros(chunk: np.ndarray) -> int:
+    is_zero = _scratch.get("zero", _BOOL, chunk.size)
+    np.equal(chunk, 0, out=is_zero)  # with count_nonzero: faster than count_nonzero(chunk) on floats
+    return int(np.count_nonzero(is_zero))
 
 
 @dataclass
@@ -103,7 +119,7 @@ class BatchHistogram:
 
 
 def bin_batch(values: np.ndarray, num_bins: int, exponent: int | None) -> BatchHistogram:
-    """Histogram of the flat float array `values` at the smallest exponent >= `exponent` covering it.
+    """Histogram of the flat float32/float64 array `values` at the smallest exponent >= `exponent` covering it.
 
     One pass over the data, chunk by chunk: each chunk's min/max/zeros are taken
     while it is in cache and the exponent grows (re-binning exactly) whenever a
@@ -113,28 +129,31 @@ def bin_batch(values: np.ndarray, num_bins: int, exponent: int | None) -> BatchH
     Raises:
         ValueError: `values` holds NaN or ±Inf (nothing is changed anywhere).
     """
-    part = BatchHistogram(exponent, np.zeros(num_bins, dtype=np.int64))
-    size = min(_CHUNK, values.size)
-    scaled = np.empty(size, dtype=values.dtype)
-    index = np.empty(size, dtype=np.intp)
+    bins: np.ndarray | None = None
+    lo, hi, zeros, leading_zeros = float("inf"), float("-inf"), 0, 0
     for start in range(0, values.size, _CHUNK):
         chunk = values[start : start + _CHUNK]
-        lo, hi = float(chunk.min()), float(chunk.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates through min/max
+        chunk_lo, chunk_hi = float(chunk.min()), float(chunk.max())
+        if not (math.isfinite(chunk_lo) and math.isfinite(chunk_hi)):  # NaN propagates through min/max
             batch_range(values)  # raises with the count of NaN/Inf in the whole batch
-        part.lo, part.hi = min(part.lo, lo), max(part.hi, hi)
-        amax = max(-lo, hi)
-        if amax > 0.0 and (part.exponent is None or math.ldexp(amax, -part.exponent) >= num_bins):
+        lo, hi = min(lo, chunk_lo), max(hi, chunk_hi)
+        amax = max(-chunk_lo, chunk_hi)
+        if amax > 0.0 and (exponent is None or math.ldexp(amax, -exponent) >= num_bins):
             grown = range_exponent(amax, num_bins)
-            if part.exponent is not None:
-                part.bins = coarsen(part.bins, grown - part.exponent)
-            part.exponent = grown
-        part.zeros += int(np.count_nonzero(chunk == 0))
-        if part.exponent is None:  # all zeros so far: bin 0 whatever the exponent
-            part.bins[0] += chunk.size
-        else:
-            _add_counts(part.bins, chunk, part.exponent, scaled[: chunk.size], index[: chunk.size])
-    return part
+            if bins is not None and exponent is not None:
+                bins = coarsen(bins, grown - exponent)
+            exponent = grown
+        if exponent is None:  # all zeros so far: bin 0 whatever the exponent
+            zeros += chunk.size
+            leading_zeros += chunk.size
+            continue
+        zeros += _count_zeros(chunk) if chunk_lo <= 0.0 <= chunk_hi else 0
+        counts = _counts(chunk, exponent, num_bins)
+        bins = counts if bins is None else np.add(bins, counts, out=bins)
+    if bins is None:
+        bins = np.zeros(num_bins, dtype=np.int64)
+    bins[0] += leading_zeros
+    return BatchHistogram(exponent, bins, lo, hi, zeros)
 
 
 class HistogramObserver:

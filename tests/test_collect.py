@@ -6,6 +6,7 @@ Every test runs in an empty working directory and checks that nothing lands ther
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,15 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from trtq.calibrators.stats import TensorStats
 
 from tests import assets
 from tests.image_models import SIZE, conv_classifier, image_args, image_input, save
 from trtq.cache import read_cache
 from trtq.cli import main
+from trtq.collect import collect_statistics
 from trtq.config import load_config
-from trtq.data import make_readers
+from trtq.data import Batch, make_readers
 from trtq.errors import EXIT_BAD_INPUT
 from trtq.model import graph_inputs
 
@@ -180,3 +183,24 @@ def test_classifier_cache_does_not_depend_on_batch_size(ocr_classifier, photo_di
         caches.append(cache.read_bytes())
     assert caches[1] == caches[0] and caches[2] == caches[0]
     assert list(cwd.iterdir()) == []
+
+
+def test_interrupt_mid_stream_propagates_and_ends_the_observer_thread(tmp_path):
+    x = _photo_crops()
+    model = conv_classifier()
+    model.ir_version = 10
+    seen: list[int] = []
+
+    def batches():
+        for i in range(0, len(x), 2):
+            if i == 4:  # Ctrl-C while the third batch is being read
+                raise KeyboardInterrupt
+            yield Batch({"x": x[i : i + 2]}, [f"s{i}", f"s{i + 1}"])
+            seen.append(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        collect_statistics(model, tmp_path, ["x", "c", "r"], batches(), lambda: TensorStats(2048, None),
+                           providers=["CPUExecutionProvider"], show_progress=False)
+    assert seen == [0, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("trtq-observer")]
+    assert list(tmp_path.iterdir()) == []

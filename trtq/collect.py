@@ -9,11 +9,12 @@ activations until the end (see PEERS.md), which is what makes them run out of
 memory.
 
 Speed: binning every activation costs several times more CPU than the
-inference itself (about 2 ns per value; numpy's scatter-add holds the GIL, so
-more Python threads would not help). The observers therefore run in a
-background thread while ONNX Runtime computes the next batch, and ONNX
-Runtime's idle threads sleep instead of spinning so that they leave a core to
-the observers. Neither changes any result.
+inference itself on light models (about 2.3 ns per value, and np.bincount,
+most of it, holds the GIL, so a second observer thread measured slower, not
+faster). The observers therefore run in one background thread while ONNX
+Runtime computes the next batch, and ONNX Runtime's idle threads sleep instead
+of spinning so that they leave a core to the observers. Neither changes any
+result. benchmarks/bench_calibration.py measures it against plain inference.
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def _stream(session, batches: Iterable[Batch], worker: _Worker, bar) -> int:
     num_samples = 0
     for batch in batches:
         worker.wait_for_slot()
-        outputs = dict(zip(output_names, _run(session, output_names, batch), strict=True))
-        worker.submit(outputs, batch.keys)
+        # No local reference: the worker alone holds the activations and drops them when observed.
+        worker.submit(dict(zip(output_names, _run(session, output_names, batch), strict=True)), batch.keys)
         n = len(batch.keys) if batch.keys else next(iter(batch.feeds.values())).shape[0]
         num_samples += n
         bar.update(n)
@@ -189,6 +190,7 @@ class _Worker:
         self._observe = observe
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
+        self._stopping = False  # set on Ctrl-C or a failed batch: queued batches are dropped, not observed
         self._slot = threading.Semaphore(1)
         self._thread = threading.Thread(target=self._loop, name="trtq-observer", daemon=True)
 
@@ -212,11 +214,12 @@ class _Worker:
             if item is None:
                 return
             self._slot.release()
-            if self._error is None:
+            if self._error is None and not self._stopping:
                 try:
                     self._observe(*item)
                 except BaseException as exc:
                     self._error = exc
+            del item  # the batch's activations go now, not when the next batch arrives
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -224,6 +227,7 @@ class _Worker:
             raise error
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._stopping = exc_type is not None
         self._queue.put(None)
         self._thread.join()
         if exc_type is None:

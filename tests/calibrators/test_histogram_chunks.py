@@ -74,3 +74,33 @@ def test_scales_outside_the_dtype_range_fall_back_to_exact_ldexp(dtype):
     e, expected = _direct(tiny, 2048)
     assert obs.exponent == e
     np.testing.assert_array_equal(obs.bins, expected)
+
+
+def test_observers_updated_from_several_threads_at_once_match_serial_updates(small_chunks):
+    # Binning reuses per-thread scratch buffers; numpy releases the GIL inside them, so shared
+    # buffers would mix up the threads' chunks.
+    import threading
+
+    rng = np.random.default_rng(11)
+    data = [(rng.standard_normal(25_000) * 10.0 ** k).astype(np.float32) for k in range(-2, 2)]
+    serial = []
+    for x in data:
+        obs = HistogramObserver()
+        for part in np.array_split(x, 5):
+            obs.update(part)
+        serial.append(obs)
+    threaded = [HistogramObserver() for _ in data]
+
+    def feed(obs: HistogramObserver, x: np.ndarray) -> None:
+        for _ in range(10):  # many passes, so the threads overlap for a while
+            for part in np.array_split(x, 5):
+                obs.update(part)
+
+    threads = [threading.Thread(target=feed, args=(obs, x)) for obs, x in zip(threaded, data, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for one, three in zip(serial, threaded, strict=True):
+        assert three.exponent == one.exponent and three.count == 10 * one.count
+        np.testing.assert_array_equal(three.bins, 10 * one.bins)
