@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import onnx
 import onnxruntime
@@ -27,7 +30,7 @@ from trtq import model as model_io
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
 from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
-from trtq.calibrators.auto import choose_methods, method_counts
+from trtq.calibrators.auto import choose_method, method_counts
 from trtq.collect import collect_statistics
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
@@ -37,6 +40,8 @@ from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Methods whose ranges depend on the histogram's bins (minmax reads the exact max, ema its own observer).
 HISTOGRAM_METHODS = ("entropy", "percentile", "mse", "auto")
@@ -104,20 +109,41 @@ def ranges_from_stats(stats: Mapping[str, TensorStats], cal: CalibrationConfig) 
 def _ranges(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> tuple[dict[str, float], dict[str, int]]:
     """(tensor -> amax, and for `auto` how many tensors each candidate method won)."""
     params = method_params(cal)
-    amax: dict[str, float] = {}
     counts: dict[str, int] = {}
     if cal.method == "auto":  # the choices themselves, to count them (the amax compute_amax gives)
-        choices = choose_methods(stats, percentile=cal.percentile)  # check_settings checked the percentile
+        # check_settings checked the percentile
+        choices = _per_tensor(stats, lambda s: choose_method(s, percentile=cal.percentile))
         amax, counts = {name: c.amax for name, c in choices.items()}, method_counts(choices)
     else:
-        for name, tensor_stats in stats.items():
-            try:
-                amax[name] = compute_amax(cal.method, tensor_stats, **params)
-            except ValueError as exc:  # a bad parameter value, or ema without its observer
-                raise ConfigError(f"cannot compute the {cal.method} range of tensor '{name}': {exc}") from None
+        try:
+            amax = _per_tensor(stats, lambda s: compute_amax(cal.method, s, **params))
+        except _TensorFailed as failed:  # a bad parameter value, or ema without its observer
+            raise ConfigError(f"cannot compute the {cal.method} range of tensor '{failed.name}': "
+                              f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
     return amax, counts
+
+
+class _TensorFailed(Exception):
+    def __init__(self, name: str, error: ValueError) -> None:
+        self.name, self.error = name, error
+
+
+def _per_tensor(stats: Mapping[str, TensorStats], fn: Callable[[TensorStats], T]) -> dict[str, T]:
+    """`fn` of every tensor's statistics, in the mapping's order, on all cores.
+
+    The range searches (mse's O(bins^2) error table, entropy's KL sweep) are numpy work that
+    releases the GIL, so threads scale; each tensor is independent, so the result is the same.
+    """
+    def run(item: tuple[str, TensorStats]) -> T:
+        try:
+            return fn(item[1])
+        except ValueError as exc:
+            raise _TensorFailed(item[0], exc) from exc
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return dict(zip(stats, pool.map(run, stats.items()), strict=True))
 
 
 def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, names: list[str],
