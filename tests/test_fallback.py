@@ -12,7 +12,7 @@ from trtq.compare import Gates
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
 from trtq.evaluation import Reference
-from trtq.fallback import fallback
+from trtq.fallback import DEFAULT_TRIALS, fallback
 
 SHAPE = (3, 8, 8)
 
@@ -77,7 +77,8 @@ def test_budget_runs_out_on_an_impossible_gate(setup):
     assert not result.passed and len(result.excluded) == 2
     assert result.options.exclude_nodes[0] == "gap" and len(result.options.exclude_nodes) == 3
     assert "gap" not in [node for node, _ in result.excluded]
-    assert len(calls) == len(result.steps) == 3
+    # every trial is post-processed: the initial model, then DEFAULT_TRIALS candidates per step
+    assert len(result.steps) == 3 and len(calls) == 1 + 2 * DEFAULT_TRIALS
     sqnrs = [s.sqnr_db for s in result.steps]
     assert sqnrs[1] > sqnrs[0] + 10.0  # conv2 out first
 
@@ -88,3 +89,14 @@ def test_bad_settings_are_config_errors(setup):
         fallback(model, amax, held_out, None, Gates(), reference=reference)
     with pytest.raises(ConfigError, match="max-excluded"):
         fallback(model, amax, held_out, None, Gates(min_sqnr=20.0), max_excluded=-1, reference=reference)
+
+
+def test_each_step_keeps_the_best_of_its_trials(setup):
+    model, amax, held_out, reference = setup
+    one = fallback(model, amax, held_out, QuantizeConfig(), Gates(min_sqnr=200.0), max_excluded=1,
+                   reference=reference, trials=1)
+    three = fallback(model, amax, held_out, QuantizeConfig(), Gates(min_sqnr=200.0), max_excluded=1,
+                     reference=reference, trials=3)
+    # trying more candidates can only find an equal or better first exclusion
+    assert three.steps[-1].sqnr_db >= one.steps[-1].sqnr_db
+    assert one.excluded[0][0] == three.sensitivity[0].node  # trials=1 follows the ranking

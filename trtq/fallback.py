@@ -4,14 +4,16 @@
     result.passed, result.excluded, result.model
 
 Steps: quantize with the given settings and measure on the held-out batches; if a gate
-fails, rank the quantized layers (trtq.sensitivity: all by local SQNR, the worst few by
-their effect alone on the outputs), then exclude them one at a time in that order
-(QuantizeConfig.exclude_nodes), re-quantizing and re-measuring after each, until every
-gate passes or `max_excluded` layers are out. A ranked layer that is no longer quantized
-(its placement depended on an excluded neighbour, e.g. a residual Add) is passed over.
+fails, rank the quantized layers (trtq.sensitivity: each layer's effect alone on the
+outputs), then exclude them one at a time (QuantizeConfig.exclude_nodes) until every gate
+passes or `max_excluded` layers are out. At each step the next `trials` layers of the
+ranking are each tried and the one whose exclusion measures best is kept: errors of
+layers interact (two stem convolutions can each cost little alone and much together), so
+the order alone ranks by is only a guide. A ranked layer that is no longer quantized (its
+placement depended on an excluded neighbour, e.g. a residual Add) is passed over.
 
-Each step costs one quantization and one evaluation pass (the FP32 outputs are computed
-once); the ranking costs one probe pass plus `measure_top` passes.
+Each step costs `trials` quantizations and evaluation passes (the FP32 outputs are
+computed once); the ranking costs one probe pass plus one pass per layer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from trtq.qdq import QuantizeResult, quantize_model
 from trtq.sensitivity import DEFAULT_MEASURE_TOP, LayerSensitivity, layer_sensitivity
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TRIALS = 3
 
 # Applied to every quantized candidate before it is measured, e.g. bias correction.
 Postprocess = Callable[[onnx.ModelProto], onnx.ModelProto]
@@ -105,7 +109,8 @@ class FallbackResult:
 def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Batches,
              quantize_config: QuantizeConfig | None, gates: Gates, max_excluded: int = 10, *,
              measure_top: int | None = DEFAULT_MEASURE_TOP, postprocess: Postprocess | None = None,
-             reference: Reference | None = None, show_progress: bool = False) -> FallbackResult:
+             reference: Reference | None = None, show_progress: bool = False,
+             trials: int = DEFAULT_TRIALS) -> FallbackResult:
     """Quantize `model`, then exclude its most sensitive layers one by one until `gates` pass.
 
     Args:
@@ -119,6 +124,7 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         postprocess: applied to every quantized model before measuring (e.g. bias correction).
         reference: FP32 outputs already computed on the held-out batches.
         show_progress: a progress bar while the layers are ranked.
+        trials: candidates tried at each step (the next ones in the ranking); the best is kept.
 
     Raises:
         ConfigError: no gate is set, or max_excluded < 0.
@@ -138,19 +144,30 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         return FallbackResult(candidate, result, options, tuple(steps), first.passed)
     ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference,
                                 show_progress=show_progress)
-    for layer in ranking:
-        if len(steps) > max_excluded:
+    remaining = list(ranking)
+    while len(steps) <= max_excluded:
+        quantized = {q.name for q in result.report.quantized}
+        remaining = [layer for layer in remaining if layer.node in quantized]  # an exclusion can unquantize others
+        tried = []
+        for layer in remaining[:trials]:
+            trial = dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node])
+            tried.append((trial, layer, *step.run(trial, layer)))
+        if not tried:
             break
-        if layer.node not in {q.name for q in result.report.quantized}:
-            continue  # no longer quantized after an earlier exclusion
-        options = dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node])
-        result, candidate, measured = step.run(options, layer)
+        options, layer, result, candidate, measured = max(tried, key=lambda t: _score(t[4]))
+        remaining.remove(layer)
         steps.append(measured)
         log.info("fallback: excluded %s %s, worst SQNR %.2f dB, %s", layer.op_type, layer.node, measured.sqnr_db,
                  "gates pass" if measured.passed else "gates fail")
         if measured.passed:
             break
     return FallbackResult(candidate, result, options, tuple(steps), steps[-1].passed, tuple(ranking))
+
+
+def _score(step: FallbackStep) -> tuple[bool, int, float, float]:
+    """Order of preference between trial steps: gates pass, fewer failures, top-1, then SQNR."""
+    top1 = step.top1_agreement if step.top1_agreement is not None else 0.0
+    return step.passed, -len(step.failures), top1, step.sqnr_db
 
 
 @dataclass
