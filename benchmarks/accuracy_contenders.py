@@ -86,13 +86,14 @@ def _build_like(model: onnx.ModelProto, name: str, calib: np.ndarray, amax: dict
     """The build pipeline's quantize stage (trtq.qdq_stage) on ranges from all calibration samples.
 
     Like `trtq build`, the fallback and bias correction 'auto' judge on samples held out from what they
-    tune on: the last quarter of the calibration samples (the benchmark scores on other samples again).
+    tune on: every 4th calibration sample (interleaved, so that they look like the rest: the sample
+    sets are ordered by source); the benchmark scores on other samples again.
     """
-    split = len(calib) - max(len(calib) // 4, 1)
-    tune = [dict(b) for b in batches(calib[split:], name)]
+    tune = [dict(b) for b in batches(calib[3::4], name)]
+    fit = np.delete(calib, np.s_[3::4], axis=0)
     start = time.perf_counter()
     found = fallback(model, amax, tune, QuantizeConfig(), Gates(min_sqnr=gate_sqnr), max_excluded)
-    corrected, bias = apply_bias_correction(model, found.model, list(batches(calib[:split], name)), "auto",
+    corrected, bias = apply_bias_correction(model, found.model, list(batches(fit, name)), "auto",
                                             tune, max_samples=128)
     note = f"{len(found.excluded)} layers float, gate {'met' if found.passed else 'missed'}"
     if bias is not None:
