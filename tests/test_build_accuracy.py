@@ -62,6 +62,7 @@ def test_fallback_leaves_the_outlier_layer_in_float_and_the_gate_passes(outlier_
     producers = {o: n.op_type for n in shipped.graph.node for o in n.output}
     assert producers.get(conv2.input[0]) != "DequantizeLinear"
     assert "## Fallback" in (outlier_dir / "m_trtq" / "report.md").read_text()
+    assert any("those numbers are optimistic" in line for line in report["info"])
 
 
 def test_fallback_without_a_gate_is_a_usage_error_before_any_output(outlier_dir):

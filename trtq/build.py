@@ -109,6 +109,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     for line in qdq.summaries():
         log.info("%s", line)
         report.info.append(line)
+    if qdq.fallback or (qdq.bias_correction and qdq.bias_correction.sqnr_before is not None):
+        report.info.append("the fallback / bias correction were judged on the same held-out samples the accuracy "
+                           "check reports, so those numbers are optimistic; check once more on other data with "
+                           "`trtq compare FP32 QDQ --data OTHER`")
     for warning in warnings + qdq.result.report.warnings:
         report.warn(warning)
     outcome = BuildOutcome(out_dir, report, calibration.cache_path, qdq_path)
