@@ -110,3 +110,15 @@ def test_saved_statistics_of_other_data_are_not_used(ocr_classifier, photo_dir, 
 
 def _no_model_run(*args, **kwargs):
     raise AssertionError("the model ran although the cache or saved statistics should have served")
+
+
+def test_a_cache_made_from_other_data_is_made_again(ocr_classifier, photo_dir, percentile_cache, tmp_path):
+    cache, before = percentile_cache
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    for path in sorted(p for p in photo_dir.iterdir() if p.is_file())[:-2]:
+        shutil.copy(path, fewer / path.name)
+    output = _run(*_args(ocr_classifier, fewer, cache, "--method", "percentile"))
+    assert f"not reusing {cache}: it was made from other calibration data than" in output
+    assert cache.read_bytes() != before
+    assert "reused" in _run(*_args(ocr_classifier, fewer, cache, "--method", "percentile"))

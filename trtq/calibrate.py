@@ -208,6 +208,11 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
         changes = settings_changes(table.provenance, cal, names, fp)
+        if not changes and (plan is not None or config.data.calib):
+            plan = plan or make_readers(config, model_io.graph_inputs(model))
+            if _other_data(table.provenance, plan, fp):
+                changes.append("it was made from other calibration data than the "
+                               f"{plan.calib.num_samples} samples given now")
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
@@ -369,6 +374,14 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
     log.info("merged %d statistics file(s): %s samples", len(cal.load_stats),
              loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
+
+
+def _other_data(provenance: Provenance | None, plan: DataPlan, fp: model_io.ModelFingerprint) -> bool:
+    """Whether a cache of this model records calibration data other than `plan`'s (file names; a
+    cache without a record, or of another model, is validate_table's business)."""
+    return (provenance is not None and provenance.data_sha256 is not None
+            and provenance.model_graph_sha256 == fp.graph and provenance.model_weights_sha256 == fp.weights
+            and provenance.data_sha256 != _data_hash(plan.calib.keys))
 
 
 def _data_hash(keys: list[str]) -> str:
