@@ -130,11 +130,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         ConfigError: no gate is set, or max_excluded < 0.
         DataError / ModelError: as trtq.evaluation.Reference.measure.
     """
-    if not gates.any:
-        raise ConfigError("the fallback needs an accuracy gate to aim for",
-                          hint="set --min-sqnr, --min-top1-agreement, --min-cosine or --atol/--rtol")
-    if isinstance(max_excluded, bool) or not isinstance(max_excluded, int) or max_excluded < 0:
-        raise ConfigError(f"--max-excluded must be an integer >= 0, got {max_excluded!r}")
+    check_gate_set(gates)
+    check_max_excluded(max_excluded)
     options = quantize_config or QuantizeConfig()
     reference = reference or Reference(model, eval_batches)
     step = _Step(model, amax, gates, reference, postprocess)
@@ -162,6 +159,20 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         if measured.passed:
             break
     return FallbackResult(candidate, result, options, tuple(steps), steps[-1].passed, tuple(ranking))
+
+
+def check_gate_set(gates: Gates) -> None:
+    """Raise ConfigError unless `gates` sets a threshold for the fallback to aim for."""
+    if not gates.any:
+        raise ConfigError("--fallback needs an accuracy gate to aim for",
+                          hint="set --min-sqnr, --min-top1-agreement, --min-cosine or --atol/--rtol, "
+                               "e.g. --min-sqnr 25")
+
+
+def check_max_excluded(max_excluded: int) -> None:
+    """Raise ConfigError unless `max_excluded` is an integer >= 0."""
+    if isinstance(max_excluded, bool) or not isinstance(max_excluded, int) or max_excluded < 0:
+        raise ConfigError(f"--max-excluded must be an integer >= 0, got {max_excluded!r}")
 
 
 def _score(step: FallbackStep) -> tuple[bool, int, float, float]:

@@ -29,7 +29,7 @@ from trtq.config import Config
 from trtq.data import DataReader
 from trtq.errors import ConfigError
 from trtq.evaluation import Reference
-from trtq.fallback import FallbackResult, fallback
+from trtq.fallback import FallbackResult, check_gate_set, check_max_excluded, fallback
 from trtq.qdq import QuantizeResult, quantize_model
 from trtq.qdq.bias_correction import BiasCorrectionReport, apply_bias_correction
 from trtq.sensitivity import LayerSensitivity, layer_sensitivity, ranking_table
@@ -79,14 +79,13 @@ def check_qdq_options(config: Config, has_eval: bool) -> None:
     Raises:
         ConfigError: --fallback without a gate or without held-out samples.
     """
-    if config.check.fallback and not Gates.from_config(config.check).any:
-        raise ConfigError("--fallback needs an accuracy gate to aim for",
-                          hint="add e.g. --min-sqnr 25 or --min-top1-agreement 0.99")
-    if config.check.fallback and not has_eval:
+    check_max_excluded(config.check.max_excluded)
+    if not config.check.fallback:
+        return
+    check_gate_set(Gates.from_config(config.check))
+    if not has_eval:
         raise ConfigError("--fallback needs held-out samples to measure on",
                           hint="give --eval DATA or an --eval-fraction above 0")
-    if isinstance(config.check.max_excluded, bool) or config.check.max_excluded < 0:
-        raise ConfigError(f"--max-excluded must be an integer >= 0, got {config.check.max_excluded!r}")
 
 
 def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
