@@ -147,8 +147,9 @@ def _per_tensor(stats: Mapping[str, TensorStats], fn: Callable[[TensorStats], T]
 
 
 def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, names: list[str],
-                     fp: model_io.ModelFingerprint) -> list[str]:
-    """How the settings a cache of this model was made with differ from `cal`.
+                     fp: model_io.ModelFingerprint, plan: DataPlan | None = None) -> list[str]:
+    """How the settings a cache of this model was made with differ from `cal` (and, when `plan` is
+    given, whether it was made from other calibration files).
 
     Empty when they are the same, or when the cache has no provenance or belongs to another
     model (validate_table decides about those).
@@ -166,6 +167,9 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
     if provenance.tensor_names_sha256 != names_sha256(names):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
+    # Other data is named only when nothing else changed (other settings already say the run differs).
+    if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
+        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now")
     return changes
 
 
@@ -207,12 +211,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
-        changes = settings_changes(table.provenance, cal, names, fp)
-        if not changes and (plan is not None or config.data.calib):
-            plan = plan or make_readers(config, model_io.graph_inputs(model))
-            if _other_data(table.provenance, plan, fp):
-                changes.append("it was made from other calibration data than the "
-                               f"{plan.calib.num_samples} samples given now")
+        if plan is None and config.data.calib:  # made here once; recalibrating would need it anyway
+            plan = make_readers(config, model_io.graph_inputs(model))
+        changes = settings_changes(table.provenance, cal, names, fp, plan)
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
@@ -298,7 +299,7 @@ def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mode
         gathered = _load(names, fp, config)
         gathered.files = tuple(cal.load_stats)
         return gathered
-    saved = _saved_stats(old, model, names, fp, config, plan)
+    saved = _saved_stats(old, names, fp, config, plan)
     if saved is not None:
         saved.note = f"{not_reused}; ranges made again from the statistics saved in {old.stats_file} (no model run)"
         return saved
@@ -311,8 +312,8 @@ def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mode
     return gathered
 
 
-def _saved_stats(old: Provenance | None, model: onnx.ModelProto, names: list[str], fp: model_io.ModelFingerprint,
-                 config: Config, plan: DataPlan | None) -> _Gathered | None:
+def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFingerprint, config: Config,
+                 plan: DataPlan | None) -> _Gathered | None:
     """The statistics an outdated cache's run saved (--save-stats), if they serve the new settings.
 
     They do when the file still loads for this model, the histogram bins and tensors are unchanged,
@@ -328,11 +329,10 @@ def _saved_stats(old: Provenance | None, model: onnx.ModelProto, names: list[str
     except CacheError as exc:
         log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
         return None
-    if plan is not None or config.data.calib:
-        plan = plan or make_readers(config, model_io.graph_inputs(model))
-        if loaded.record.data_sha256 != _data_hash(plan.calib.keys):
-            log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
-            return None
+    # calibrate() made `plan` whenever --calib was given
+    if plan is not None and loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+        log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
+        return None
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
 
 
@@ -374,14 +374,6 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
     log.info("merged %d statistics file(s): %s samples", len(cal.load_stats),
              loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
-
-
-def _other_data(provenance: Provenance | None, plan: DataPlan, fp: model_io.ModelFingerprint) -> bool:
-    """Whether a cache of this model records calibration data other than `plan`'s (file names; a
-    cache without a record, or of another model, is validate_table's business)."""
-    return (provenance is not None and provenance.data_sha256 is not None
-            and provenance.model_graph_sha256 == fp.graph and provenance.model_weights_sha256 == fp.weights
-            and provenance.data_sha256 != _data_hash(plan.calib.keys))
 
 
 def _data_hash(keys: list[str]) -> str:
