@@ -110,16 +110,15 @@ def _ranges(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> tuple[d
     """(tensor -> amax, and for `auto` how many tensors each candidate method won)."""
     params = method_params(cal)
     counts: dict[str, int] = {}
-    if cal.method == "auto":  # the choices themselves, to count them (the amax compute_amax gives)
-        # check_settings checked the percentile
-        choices = _per_tensor(stats, lambda s: choose_method(s, percentile=cal.percentile))
-        amax, counts = {name: c.amax for name, c in choices.items()}, method_counts(choices)
-    else:
-        try:
+    try:
+        if cal.method == "auto":  # the choices themselves, to count them (the amax compute_amax gives)
+            choices = _per_tensor(stats, lambda s: choose_method(s, percentile=cal.percentile))
+            amax, counts = {name: c.amax for name, c in choices.items()}, method_counts(choices)
+        else:
             amax = _per_tensor(stats, lambda s: compute_amax(cal.method, s, **params))
-        except _TensorFailed as failed:  # a bad parameter value, or ema without its observer
-            raise ConfigError(f"cannot compute the {cal.method} range of tensor '{failed.name}': "
-                              f"{failed.error}") from None
+    except _TensorFailed as failed:  # a bad parameter value, or ema without its observer
+        raise ConfigError(f"cannot compute the {cal.method} range of tensor '{failed.name}': "
+                          f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
     return amax, counts
