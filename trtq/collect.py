@@ -32,7 +32,7 @@ import onnx
 
 from trtq.calibrators import stats as tensor_stats
 from trtq.data import Batch
-from trtq.errors import DataError
+from trtq.errors import DataError, first_line
 from trtq.progress import progress_bar
 from trtq.session import create_session
 
@@ -171,7 +171,7 @@ def _run(session, output_names: list[str], batch: Batch) -> list[np.ndarray]:
     try:
         return session.run(output_names, batch.feeds)
     except Exception as exc:  # ORT reports shape/type mismatches as its own exception types
-        first = str(exc).splitlines()[0]
+        first = first_line(exc)
         sample = batch.keys[0] if batch.keys else "?"
         raise DataError(f"ONNX Runtime failed on the batch starting with {sample}: {first}",
                         hint="check that the data matches the model inputs ('trtq inspect MODEL')") from None

@@ -19,6 +19,12 @@ EXIT_BAD_INPUT = 4
 EXIT_INTERRUPTED = 130
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a third-party exception's message (ONNX Runtime's run to many lines), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class TrtqError(Exception):
     """Base of every error trtq raises on purpose.
 

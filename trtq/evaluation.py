@@ -28,7 +28,7 @@ from trtq import _lazy
 from trtq.compare.compare import ComparisonResult, check_candidate_outputs
 from trtq.compare.feeds import check_feed
 from trtq.compare.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
-from trtq.errors import ConfigError, DataError, ModelError
+from trtq.errors import ConfigError, DataError, ModelError, first_line
 from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, graph_inputs, graph_outputs
 from trtq.qdq.runtime import ort_optimization_level
 
@@ -117,7 +117,7 @@ def session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, thread
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own types for every load failure
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"ONNX Runtime cannot load the model: {first}",
                          hint="check the model with 'trtq inspect' and onnx.checker") from None
 
@@ -149,7 +149,7 @@ def run_batches(model: onnx.ModelProto, batches: Batches, outputs: Sequence[str]
         try:
             values = sess.run(names, checked)
         except Exception as exc:  # ONNX Runtime's failure types are its own
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise DataError(f"inference failed on batch {index}: {first}",
                             hint="check the data matches the model inputs") from None
         yield checked, dict(zip(names, values, strict=True))

@@ -18,7 +18,7 @@ from pathlib import Path
 import onnx
 
 from trtq import _lazy
-from trtq.errors import MissingDependencyError, ModelError
+from trtq.errors import MissingDependencyError, ModelError, first_line
 from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, external_data_files
 
 
@@ -81,7 +81,7 @@ def _new_session(model: bytes | str, providers: list[str], config_entries: Mappi
     try:
         return ort.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for every load failure
-        raise ModelError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}",
+        raise ModelError(f"ONNX Runtime cannot load the model: {first_line(exc)}",
                          hint="check the model with 'trtq inspect' and onnx.checker") from None
 
 

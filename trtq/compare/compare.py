@@ -40,7 +40,7 @@ from trtq.compare.metrics import (
     ToleranceCheck,
     layer_metrics,
 )
-from trtq.errors import DataError, ModelError, TrtqError
+from trtq.errors import DataError, ModelError, TrtqError, first_line
 from trtq.model import graph_inputs, graph_outputs
 from trtq.progress import progress_bar
 
@@ -169,8 +169,7 @@ def _measure(stream: Iterable[Any], feeds: CheckedFeeds, acc: _Accumulators, bar
 
 
 def _run_error(exc: Exception, feeds: CheckedFeeds, index: int) -> TrtqError:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(exc)
     if not feeds.started:
         return ModelError(f"the models could not be started: {first}", hint="run with --debug for details")
     return DataError(f"inference failed on batch {index}: {first}", hint="check the data matches the model inputs")

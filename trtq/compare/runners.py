@@ -18,7 +18,7 @@ from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
 from trtq import _lazy
 from trtq.compare.layers import exact_pattern
-from trtq.errors import MissingDependencyError, ModelError
+from trtq.errors import MissingDependencyError, ModelError, first_line
 from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, load_model
 from trtq.qdq.runtime import ort_optimization_level
 from trtq.session import providers_for
@@ -67,7 +67,7 @@ def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], provi
     try:
         session = loader()
     except Exception as exc:  # ONNX Runtime and Polygraphy raise their own types for every load failure
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelError(f"ONNX Runtime cannot load the {name} model: {first}",
                          hint="check the model with 'trtq inspect' and onnx.checker") from None
     return OnnxrtRunner(session, name=name)
