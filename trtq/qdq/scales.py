@@ -70,13 +70,18 @@ def weight_amax(weight: np.ndarray, axis: int | None) -> np.ndarray:
     return absw.max(axis=other) if other else absw
 
 
+def broadcast_scale(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    """A per-channel (1-D) scale shaped to broadcast along `axis` of an `ndim`-D array; others as they are."""
+    if scale.ndim == 1 and axis is not None:
+        shape = [1] * ndim
+        shape[axis] = scale.size
+        return scale.reshape(shape)
+    return scale
+
+
 def quantize_array(x: np.ndarray, scale: np.ndarray, axis: int | None, qtype: QType) -> np.ndarray:
     """Quantize `x` as ONNX QuantizeLinear does (zero point 0); INT8 or ml_dtypes float8 array."""
-    s = np.asarray(scale, dtype=np.float32)
-    if s.ndim == 1 and axis is not None:
-        shape = [1] * x.ndim
-        shape[axis] = s.size
-        s = s.reshape(shape)
+    s = broadcast_scale(np.asarray(scale, dtype=np.float32), axis, x.ndim)
     y = x.astype(np.float32) / s
     q: np.ndarray
     if qtype is INT8:

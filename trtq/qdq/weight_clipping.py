@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from trtq.errors import ConfigError
-from trtq.qdq.scales import AMAX_FLOOR, INT8, QType, quantize_array, weight_amax
+from trtq.qdq.scales import AMAX_FLOOR, INT8, QType, broadcast_scale, quantize_array, weight_amax
 
 CLIPPING_MODES = ("none", "mse")
 DEFAULT_STEPS = 100
@@ -43,7 +43,7 @@ def channel_errors(weight: np.ndarray, amax: np.ndarray, axis: int | None, qtype
     """
     w = weight.astype(np.float32)
     scale = (np.maximum(np.asarray(amax, np.float64), AMAX_FLOOR) / qtype.qmax).astype(np.float32)
-    deq = quantize_array(w, scale, axis, qtype).astype(np.float32) * _broadcast(scale, axis, w.ndim)
+    deq = quantize_array(w, scale, axis, qtype).astype(np.float32) * broadcast_scale(scale, axis, w.ndim)
     err = (deq.astype(np.float64) - w) ** 2
     if axis is None or w.ndim == 0:
         return np.asarray(err.sum())
@@ -87,11 +87,3 @@ def weight_range(weight: np.ndarray, axis: int | None, qtype: QType, mode: str) 
     """The weight's amax under clipping `mode`: max|w| ("none") or `mse_weight_amax` ("mse")."""
     check_clipping(mode)
     return mse_weight_amax(weight, axis, qtype) if mode == "mse" else weight_amax(weight, axis)
-
-
-def _broadcast(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
-    if scale.ndim == 1 and axis is not None:
-        shape = [1] * ndim
-        shape[axis] = scale.size
-        return scale.reshape(shape)
-    return scale
