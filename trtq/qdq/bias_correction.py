@@ -48,6 +48,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from trtq.compare.metrics import json_float
 from trtq.errors import ConfigError, DataError
 from trtq.evaluation import Batches, Reference, limit_samples, run_batches, worst_sqnr
 from trtq.qdq.graph import NameScope
@@ -126,7 +127,7 @@ class BiasCorrectionReport:
         return {"method": self.method, "layers": [s.to_dict() for s in self.layers],
                 "skipped": [list(s) for s in self.skipped], "passes": self.passes, "samples": self.samples,
                 "seconds": round(self.seconds, 3), "applied": self.applied,
-                "sqnr_before": _json(self.sqnr_before), "sqnr_after": _json(self.sqnr_after)}
+                "sqnr_before": json_float(self.sqnr_before), "sqnr_after": json_float(self.sqnr_after)}
 
 
 @dataclass
@@ -399,10 +400,3 @@ def _float_type(model: onnx.ModelProto, node: onnx.NodeProto) -> np.dtype:
     if dq is not None and len(dq.input) > 1 and dq.input[1] in scales:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(scales[dq.input[1]].data_type))
     return np.dtype(np.float32)
-
-
-def _json(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return "inf" if value > 0 else "-inf"
-

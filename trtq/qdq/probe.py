@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from trtq.compare.metrics import sqnr_from_sums
 from trtq.qdq.graph import NameScope
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -120,11 +121,7 @@ class SqnrSums:
 
     @property
     def sqnr_db(self) -> float:
-        if self.noise == 0.0:
-            return float("inf")
-        if self.signal == 0.0:
-            return float("-inf")
-        return float(10.0 * np.log10(self.signal / self.noise))
+        return sqnr_from_sums(self.signal, self.noise)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
