@@ -30,7 +30,7 @@ from trtq.compare.feeds import check_feed
 from trtq.compare.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
 from trtq.errors import ConfigError, DataError, ModelError, first_line
 from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, graph_inputs, graph_outputs
-from trtq.qdq.runtime import ort_optimization_level
+from trtq.qdq.runtime import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ def session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, thread
     options.intra_op_num_threads = threads
     if ort_optimization_level(work) == "basic":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    for key, value in QDQ_SESSION_ENTRIES.items():
+        options.add_session_config_entry(key, value)
     data = _ort_bytes(work)
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

@@ -8,7 +8,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from trtq.model import MAX_IR_VERSION
-from trtq.qdq.runtime import ort_optimization_level
+from trtq.qdq.runtime import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -19,6 +19,8 @@ def session(model: onnx.ModelProto) -> ort.InferenceSession:
     opts.log_severity_level = 3
     if ort_optimization_level(model) == "basic":  # FP8 Q/DQ: see trtq.qdq.runtime
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    for key, value in QDQ_SESSION_ENTRIES.items():  # exact fake quantization on every CPU
+        opts.add_session_config_entry(key, value)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 

@@ -42,3 +42,7 @@ def ort_optimization_level(model: onnx.ModelProto) -> str:
     "all": "ORT_ENABLE_ALL"}[level])`.
     """
     return "basic" if uses_fp8(model) or has_fp16_scales(model) else "all"
+
+
+# Session config entries for running a Q/DQ model as written (see the module docstring).
+QDQ_SESSION_ENTRIES = {"session.disable_quant_qdq": "1"}
