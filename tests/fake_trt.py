@@ -192,6 +192,7 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
     module.__version__ = version
     module.implicit = int(version.split(".")[0]) < 11
     module.built = []  # (network flags, config) of every build
+    module.loggers = []  # the logger given to every Builder and OnnxParser
     module.ILogger = _ILogger
     module.MemoryPoolType = _MemoryPoolType
     extras = {"set_flag": _set_flag, "set_calibration_profile": _set_calibration_profile} if module.implicit else {}
@@ -200,6 +201,7 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
     class OnnxParser:
         def __init__(self, network: _Network, logger) -> None:
             self.network, self.errors = network, []
+            module.loggers.append(logger)
 
         @property
         def num_errors(self) -> int:
@@ -221,6 +223,7 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
     class Builder:
         def __init__(self, logger) -> None:
             self.logger = logger
+            module.loggers.append(logger)
 
         def create_network(self, flags: int = 0) -> _Network:
             return _Network(flags)

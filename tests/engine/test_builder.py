@@ -175,3 +175,15 @@ def test_missing_model_and_missing_tensorrt(monkeypatch, tmp_path, model_path):
     with pytest.raises(MissingDependencyError) as info:
         build_engine(model_path, tmp_path / "m.engine")
     assert info.value.hint == "pip install 'trtq[tensorrt]'"
+
+
+def test_every_build_uses_the_one_process_wide_logger_and_reports_only_its_own_errors(monkeypatch, tmp_path,
+                                                                                      model_path):
+    """TensorRT keeps the first logger it gets while any TensorRT object lives: one per process, as Polygraphy."""
+    trt = _use(monkeypatch, fake_trt("11.4.0.106", fail_build=True))
+    for attempt in range(2):
+        with pytest.raises(TrtqError) as failed:
+            build_engine(model_path, tmp_path / f"m{attempt}.engine", profiles=[RANGE])
+        # the error line of this build, once: the kept lines are cleared when a build starts
+        assert str(failed.value).count("Error Code 4") == 1
+    assert len(trt.loggers) == 4 and all(logger is trt.loggers[0] for logger in trt.loggers)

@@ -26,7 +26,7 @@ from trtq._lazy import require
 from trtq.engine.device import device_info
 from trtq.engine.profiles import ShapeRange
 from trtq.engine.sidecar import EngineInfo, write_sidecar
-from trtq.engine.trt_log import explain, make_trt_logger
+from trtq.engine.trt_log import explain, trt_logger
 from trtq.engine.version import has_implicit_quantization, parse_version
 from trtq.errors import ConfigError, MissingDependencyError, ModelError, TrtqError
 from trtq.model import ModelFingerprint
@@ -78,7 +78,7 @@ def build_engine(
     trt = require("tensorrt")
     version = str(trt.__version__)
     _check_version(version, mode)
-    sink = make_trt_logger(trt)
+    sink = trt_logger(trt, fresh=True)  # one logger per process: TensorRT keeps the first it is given
     builder = trt.Builder(sink)
     network = _create_network(trt, builder, mode, version)
     parser = _parse_onnx(trt, network, sink, onnx_path)  # keep: the network refers to its weights
