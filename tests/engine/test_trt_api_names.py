@@ -169,3 +169,15 @@ def test_removed_names_are_really_gone_in_11_4(bindings):
     assert api_names.REMOVED_IN_TRT11 & bindings[11] == set()
     # TensorRT 11 calls no calibrator: the methods we override there do not exist.
     assert api_names.CALIBRATOR_METHODS & bindings[11] == set()
+
+
+@pytest.mark.network
+def test_version_table_says_what_the_11_4_binary_holds(bindings):
+    """Removed members (whose names no kept enum shares) are absent in 11.4; deprecated ones are still there."""
+    removed = {m.split(".")[1] for m in api_names.REMOVED_MEMBERS_IN_TRT11} - api_names.MEMBER_NAMES_KEPT_ELSEWHERE
+    assert removed and removed <= bindings[10]
+    assert removed & bindings[11] == set()
+    deprecated = {m.split(".")[1] for m in api_names.DEPRECATED_IN_TRT11}
+    assert "DIRECT_IO" in deprecated and deprecated <= bindings[11]
+    assert not api_names.DEPRECATED_IN_TRT11 & api_names.REMOVED_MEMBERS_IN_TRT11
+    assert bindings[11] >= api_names.MEMBER_NAMES_KEPT_ELSEWHERE

@@ -65,13 +65,17 @@ REMOVED_IN_TRT11 = frozenset({
     "get_calibration_profile", "dynamic_range", "get_batch", "get_batch_size", "read_calibration_cache",
     "write_calibration_cache", "EXPLICIT_BATCH", "QuantizationFlag", "set_quantization_flag",
 })
-# Enum members removed in 11 whose bare names live on elsewhere (DataType.INT8, DataType.FP8, ...),
-# so only their qualified use can be checked.
+# Enum members removed in 11 (checked qualified: INT8, FP16, ... live on as DataType members).
 REMOVED_MEMBERS_IN_TRT11 = frozenset({
     "BuilderFlag.INT8", "BuilderFlag.FP16", "BuilderFlag.FP8", "BuilderFlag.BF16", "BuilderFlag.INT4",
     "BuilderFlag.FP4", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "BuilderFlag.PREFER_PRECISION_CONSTRAINTS",
-    "BuilderFlag.DIRECT_IO", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
 })
+# Removed-member names that are also members of an enum TensorRT 11 keeps (DataType.INT8, ...).
+MEMBER_NAMES_KEPT_ELSEWHERE = frozenset({"INT8", "FP16", "FP8", "BF16", "INT4", "FP4"})
+# Deprecated but still present in the 11.4 bindings (the migration guide lists DIRECT_IO as removed; the
+# 11.4 bindings still register it): trtq uses none of them, and the table says what the binary holds.
+DEPRECATED_IN_TRT11 = frozenset({"BuilderFlag.DIRECT_IO"})
 
 # cuda-python runtime (cuda.bindings.runtime) names: device buffers and device queries.
 CUDA_NAMES = frozenset({
