@@ -23,7 +23,8 @@ from trtq.engine import api_names
 
 ROOT = Path(__file__).resolve().parents[2]
 CALIBRATORS = ROOT / "calibrators" / "trt_calibrators.py"
-SOURCES = [CALIBRATORS, *sorted((ROOT / "trtq" / "engine").glob("*.py"))]
+DEVICE_MEMORY = ROOT / "calibrators" / "device_memory.py"
+SOURCES = [CALIBRATORS, DEVICE_MEMORY, *sorted((ROOT / "trtq" / "engine").glob("*.py"))]
 
 
 @dataclass

@@ -46,6 +46,8 @@ TRT10_ONLY_NAMES = frozenset({
     "set_flag", "BuilderFlag", "INT8", "FP16",
     "int8_calibrator", "set_calibration_profile",
     "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
+    # the network inputs' types, which the calibrator's buffers must have
+    "nptype", "dtype",
 })
 
 # Used only on the TensorRT 11 path (none so far: 11 needs a subset of what 10 needs).

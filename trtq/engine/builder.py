@@ -87,7 +87,7 @@ def build_engine(
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * 2**20)
     profile = _add_profile(builder, config, network, profiles, sink)
     if mode == "implicit":
-        _configure_implicit_trt10(trt, config, calibrator, profile, fp16_fallback)
+        _configure_implicit_trt10(trt, config, network, calibrator, profile, fp16_fallback)
     cache_path = Path(timing_cache_path) if timing_cache_path else None
     cache_loaded = _load_timing_cache(config, cache_path)
     start = time.perf_counter()
@@ -191,16 +191,33 @@ def _add_profile(builder: Any, config: Any, network: Any, ranges: Sequence[Shape
     return profile
 
 
-def _configure_implicit_trt10(trt: ModuleType, config: Any, calibrator: Any, profile: Any,
+def _configure_implicit_trt10(trt: ModuleType, config: Any, network: Any, calibrator: Any, profile: Any,
                               fp16_fallback: bool) -> None:
     """Weakly typed INT8: TensorRT runs the calibrator inside build_serialized_network."""
     config.set_flag(trt.BuilderFlag.INT8)
     if fp16_fallback:
         config.set_flag(trt.BuilderFlag.FP16)
+    if hasattr(calibrator, "expect_dtypes"):  # trtq's calibrator: check/convert batches to what TensorRT reads
+        calibrator.expect_dtypes(_input_dtypes_trt10(trt, network))
     config.int8_calibrator = calibrator
-    if profile is not None:
-        # TensorRT calibrates at the OPT shapes of this profile (MIN/MAX are overwritten).
-        config.set_calibration_profile(profile)
+    # TensorRT calibrates at the OPT shapes of this profile (MIN/MAX are overwritten).
+    if profile is not None and not config.set_calibration_profile(profile):
+        raise ConfigError("TensorRT rejected the calibration profile (the OPT shapes of --opt-shapes or the data)",
+                          hint="check --min-shapes/--opt-shapes/--max-shapes against the model's inputs")
+
+
+def _input_dtypes_trt10(trt: ModuleType, network: Any) -> dict[str, Any]:
+    """input name -> the numpy dtype TensorRT reads its calibration buffer in."""
+    from trtq.calibrators.trt_calibrators import calibration_dtype
+
+    dtypes = {}
+    for tensor in (network.get_input(i) for i in range(network.num_inputs)):
+        try:
+            dtype = trt.nptype(tensor.dtype)
+        except (TypeError, KeyError):  # a type numpy has no name for (FP8, BF16): read as FP32 anyway
+            dtype = "float32"
+        dtypes[tensor.name] = calibration_dtype(dtype)
+    return dtypes
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> bool:
