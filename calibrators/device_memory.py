@@ -149,7 +149,7 @@ def buffer_backend() -> str | None:
     if pycuda_installed():
         return "pycuda"
     try:
-        found = importlib.util.find_spec("cuda.bindings.runtime") is not None
-    except (ImportError, ValueError):
-        found = False
-    return "cuda-python" if found else None
+        require("cuda.bindings.runtime")  # importing the bindings creates no CUDA context
+    except Exception:  # missing, or a broken install
+        return None
+    return "cuda-python"

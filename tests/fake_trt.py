@@ -26,22 +26,38 @@ class FakeCudart:
     class cudaError_t(enum.IntEnum):
         cudaSuccess = 0
         cudaErrorMemoryAllocation = 2
+        cudaErrorInsufficientDriver = 35
         cudaErrorNoDevice = 100
 
     class cudaMemcpyKind(enum.IntEnum):
         cudaMemcpyHostToDevice = 1
 
-    def __init__(self, fail_malloc: bool = False, devices: tuple[tuple[str, int, int], ...] = ()) -> None:
+    def __init__(self, fail_malloc: bool = False, devices: tuple[tuple[str, int, int], ...] = (),
+                 driver: int = 13000, runtime: int = 13000) -> None:
+        self.driver, self.runtime = driver, runtime  # CUDA versions as cudaDriverGetVersion reports (12080)
         self.memory: dict[int, bytearray] = {}
         self.mallocs = 0
         self.fail_malloc = fail_malloc
         self.devices = devices  # (name, major, minor) per GPU
         self._next = 0x10000
 
+    def cudaDriverGetVersion(self):
+        return (self.cudaError_t.cudaSuccess, self.driver)
+
+    def cudaRuntimeGetVersion(self):
+        return (self.cudaError_t.cudaSuccess, self.runtime)
+
+    def _driver_too_old(self) -> bool:
+        return self.driver // 1000 < self.runtime // 1000
+
     def cudaGetDeviceCount(self):
+        if self._driver_too_old():
+            return (self.cudaError_t.cudaErrorInsufficientDriver, 0)
         return (self.cudaError_t.cudaSuccess, len(self.devices))
 
     def cudaGetDevice(self):
+        if self._driver_too_old():
+            return (self.cudaError_t.cudaErrorInsufficientDriver, 0)
         if not self.devices:
             return (self.cudaError_t.cudaErrorNoDevice, 0)
         return (self.cudaError_t.cudaSuccess, 0)
@@ -253,7 +269,7 @@ def _set_calibration_profile(self, profile) -> bool:
 
 
 def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupported: tuple[str, ...] = (),
-             reject_calibration_profile: bool = False):
+             reject_calibration_profile: bool = False, builder_fails: bool = False):
     """A tensorrt-like module for `version`; 11.x has no implicit-quantization API."""
     module = types.ModuleType("tensorrt")
     module.reject_calibration_profile = reject_calibration_profile
@@ -293,6 +309,8 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
 
     class Builder:
         def __init__(self, logger) -> None:
+            if builder_fails:  # what the real bindings raise when createInferBuilder returns null
+                raise TypeError("pybind11::init(): factory function returned nullptr")
             self.logger = logger
             module.loggers.append(logger)
 

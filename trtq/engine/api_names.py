@@ -83,5 +83,6 @@ DEPRECATED_IN_TRT11 = frozenset({"BuilderFlag.DIRECT_IO"})
 CUDA_NAMES = frozenset({
     "cudaMalloc", "cudaFree", "cudaMemcpy", "cudaMemcpyKind", "cudaMemcpyHostToDevice",
     "cudaError_t", "cudaSuccess", "cudaGetDevice", "cudaGetDeviceCount", "cudaGetDeviceProperties",
+    "cudaDriverGetVersion", "cudaRuntimeGetVersion",
     "name", "major", "minor",
 })

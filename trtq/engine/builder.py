@@ -23,6 +23,7 @@ from typing import Any
 
 from trtq import atomic
 from trtq._lazy import require
+from trtq.engine.cuda_check import cuda_status
 from trtq.engine.device import device_info
 from trtq.engine.profiles import ShapeRange
 from trtq.engine.sidecar import EngineInfo, write_sidecar
@@ -79,7 +80,7 @@ def build_engine(
     version = str(trt.__version__)
     _check_version(version, mode)
     sink = trt_logger(trt, fresh=True)  # one logger per process: TensorRT keeps the first it is given
-    builder = trt.Builder(sink)
+    builder = _create_builder(trt, sink, version)
     network = _create_network(trt, builder, mode, version)
     parser = _parse_onnx(trt, network, sink, onnx_path)  # keep: the network refers to its weights
     config = builder.create_builder_config()
@@ -134,6 +135,22 @@ def _check_version(version: str, mode: str) -> None:
             "exists only through Q/DQ nodes in the ONNX model",
             hint="use the Q/DQ path (trtq's default, without --implicit), or TensorRT 10.x for implicit INT8",
         )
+
+
+def _create_builder(trt: ModuleType, sink: Any, version: str) -> Any:
+    """trt.Builder, or one line saying why not: a driver too old for the wheels shows up as a pybind TypeError."""
+    try:
+        builder = trt.Builder(sink)
+    except TypeError as exc:  # "pybind11::init(): factory function returned nullptr"
+        builder, cause = None, str(exc).strip()
+    else:
+        cause = ""
+    if builder is not None:
+        return builder
+    status = cuda_status()
+    reason = status.problem or (explain(sink) if sink.errors else cause or "no reason given")
+    raise MissingDependencyError(f"TensorRT {version} cannot create a builder: {reason}",
+                                 hint=status.fix or "`trtq doctor` shows the CUDA driver, runtime and device")
 
 
 def _create_network(trt: ModuleType, builder: Any, mode: str, version: str) -> Any:
