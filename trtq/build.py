@@ -124,7 +124,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
         with report.stage("engine"):
             info = build_pipeline_engine(config, engine_source, model_path, out_dir / f"{model_path.stem}.engine",
                                          inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
-                                         fingerprint=fp)
+                                         fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
 
