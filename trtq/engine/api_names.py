@@ -56,9 +56,32 @@ TRT11_ONLY_NAMES: frozenset[str] = frozenset()
 TRT10_NAMES = COMMON_NAMES | TRT10_ONLY_NAMES
 TRT11_NAMES = COMMON_NAMES | TRT11_ONLY_NAMES
 
-# Methods our subclasses override; TensorRT calls them (calibrators: 10.x only).
-CALIBRATOR_METHODS = frozenset({"get_batch_size", "get_batch", "read_calibration_cache", "write_calibration_cache"})
-LOGGER_METHODS = frozenset({"log"})
+# Methods our subclasses override and the number of arguments (besides self) TensorRT calls them with
+# (its docstrings: `get_batch(names)`, `write_calibration_cache(self, cache)`, `log(self, severity, msg)`).
+CALIBRATOR_ARITY = {"get_batch_size": 0, "get_batch": 1, "read_calibration_cache": 0, "write_calibration_cache": 1}
+LOGGER_ARITY = {"log": 2}
+CALIBRATOR_METHODS = frozenset(CALIBRATOR_ARITY)
+LOGGER_METHODS = frozenset(LOGGER_ARITY)
+
+# Names probed with hasattr/getattr(trt, "...") (may exist in one version only: that is why they are probed).
+PROBE_NAMES = frozenset({"__version__", "IInt8EntropyCalibrator2"})
+# Keyword argument names of calls on TensorRT objects (pybind11 keeps py::arg names as text).
+KEYWORD_NAMES = frozenset({"ignore_mismatch"})
+
+# Which TensorRT class the variable named so holds, for the per-class check against the docstring
+# symbols (`tensorrt::<Class>Doc::<member>`) of the bindings.
+ROOT_CLASSES = {
+    "builder": "Builder", "config": "IBuilderConfig", "network": "INetworkDefinition", "parser": "OnnxParser",
+    "parser_error": "ParserError", "profile": "IOptimizationProfile", "timing_cache": "ITimingCache",
+    "tensor": "ITensor",
+}
+# Members used on those classes that the binary documents under no class (properties, and methods whose
+# docstring symbol link-time optimisation dropped): checked as bare names only.
+UNDOCUMENTED_MEMBERS = frozenset({
+    ("INetworkDefinition", "num_inputs"), ("OnnxParser", "num_errors"), ("OnnxParser", "parse_from_file"),
+    ("IOptimizationProfile", "set_shape"), ("ITensor", "name"), ("ITensor", "shape"), ("ITensor", "dtype"),
+    ("IBuilderConfig", "int8_calibrator"), ("OnnxParser", "get_error"),
+})
 
 # Gone in TensorRT 11 (migration guide; checked absent from the 11.4 bindings where the name is unique).
 REMOVED_IN_TRT11 = frozenset({

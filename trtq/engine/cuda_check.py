@@ -83,12 +83,12 @@ def cuda_status(cudart: ModuleType | None = None) -> CudaStatus:
         except Exception:
             return CudaStatus(None, None, tensorrt_cuda_major(), 0, "cuda-python missing",
                               "pip install 'trtq[tensorrt]' (CUDA 13 drivers) or 'trtq[tensorrt10]' (CUDA 12)")
-    _, driver_code = _query(cudart.cudaDriverGetVersion)
-    _, runtime_code = _query(cudart.cudaRuntimeGetVersion)
+    _, driver_code = _query(lambda: cudart.cudaDriverGetVersion())
+    _, runtime_code = _query(lambda: cudart.cudaRuntimeGetVersion())
     driver, runtime = _version(driver_code), _version(runtime_code)
     majors = [m for m in (tensorrt_cuda_major(), runtime_code // 1000 if runtime_code else None) if m]
     needed = max(majors) if majors else None
-    count_err, count = _query(cudart.cudaGetDeviceCount)
+    count_err, count = _query(lambda: cudart.cudaGetDeviceCount())
     if driver is None:
         return CudaStatus(None, runtime, needed, 0, "no NVIDIA driver found",
                           "run on a machine with an NVIDIA GPU and its driver (nvidia-smi must work)")
