@@ -338,8 +338,24 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
                 config.timing_cache.data += b"+tactics"
             return memoryview(b"ENGINE:" + str(network.flags).encode())
 
+    class Runtime:
+        """Deserializes our fake engines; the inspector answers with `module.layer_information` (JSON text)."""
+
+        def __init__(self, logger) -> None:
+            module.loggers.append(logger)
+
+        def deserialize_cuda_engine(self, data: bytes):
+            if not bytes(data).startswith(b"ENGINE:"):
+                return None
+            inspector = types.SimpleNamespace(get_engine_information=lambda fmt: module.layer_information)
+            return types.SimpleNamespace(create_engine_inspector=lambda: inspector)
+
     module.OnnxParser = OnnxParser
     module.Builder = Builder
+    module.Runtime = Runtime
+    module.ProfilingVerbosity = enum.Enum("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
+    module.LayerInformationFormat = enum.Enum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
+    module.layer_information = '{"Layers": []}'
     if module.implicit:
         module.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (_CalibratorBase,), {})
         module.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_CalibratorBase,), {})

@@ -20,6 +20,7 @@ from __future__ import annotations
 # Variable names that hold TensorRT objects; attributes on them are TensorRT API names.
 TRT_OBJECT_ROOTS = frozenset({
     "trt", "builder", "network", "parser", "parser_error", "config", "profile", "tensor", "timing_cache",
+    "runtime", "engine", "inspector",
 })
 # Variable names that hold cuda-python runtime objects.
 CUDA_OBJECT_ROOTS = frozenset({"cudart", "props"})
@@ -38,6 +39,9 @@ COMMON_NAMES = frozenset({
     "set_memory_pool_limit", "MemoryPoolType", "WORKSPACE",
     "create_optimization_profile", "set_shape", "add_optimization_profile",
     "create_timing_cache", "set_timing_cache", "get_timing_cache", "serialize",
+    # engine inspector (layer precisions)
+    "profiling_verbosity", "ProfilingVerbosity", "DETAILED", "Runtime", "deserialize_cuda_engine",
+    "create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON",
 })
 
 # Used only on the TensorRT 10 path (must exist in 10.16).
@@ -80,7 +84,7 @@ ROOT_CLASSES = {
 UNDOCUMENTED_MEMBERS = frozenset({
     ("INetworkDefinition", "num_inputs"), ("OnnxParser", "num_errors"), ("OnnxParser", "parse_from_file"),
     ("IOptimizationProfile", "set_shape"), ("ITensor", "name"), ("ITensor", "shape"), ("ITensor", "dtype"),
-    ("IBuilderConfig", "int8_calibrator"), ("OnnxParser", "get_error"),
+    ("IBuilderConfig", "int8_calibrator"), ("OnnxParser", "get_error"), ("IBuilderConfig", "profiling_verbosity"),
 })
 
 # Gone in TensorRT 11 (migration guide; checked absent from the 11.4 bindings where the name is unique).

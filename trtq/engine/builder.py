@@ -49,6 +49,7 @@ def build_engine(
     fp16_fallback: bool = False,
     precision: str = "int8",
     fingerprint: ModelFingerprint | None = None,
+    detailed_profile: bool = False,
 ) -> EngineInfo:
     """Build a TensorRT engine and write it (and its `<engine>.json` sidecar) atomically.
 
@@ -63,6 +64,8 @@ def build_engine(
         fp16_fallback: implicit mode: also allow FP16 kernels for layers left out of INT8.
         precision: what the engine is quantized to ("int8"/"fp8"), recorded in the sidecar.
         fingerprint: the source model's fingerprint, recorded in the sidecar.
+        detailed_profile: record each layer's precisions in the engine (ProfilingVerbosity.DETAILED),
+            for TensorRT's engine inspector (trtq.engine.layers.engine_layers).
 
     Returns:
         EngineInfo describing the engine.
@@ -87,6 +90,8 @@ def build_engine(
     if workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * 2**20)
     profile = _add_profile(builder, config, network, profiles, sink)
+    if detailed_profile:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if mode == "implicit":
         _configure_implicit_trt10(trt, config, network, calibrator, profile, fp16_fallback)
     cache_path = Path(timing_cache_path) if timing_cache_path else None

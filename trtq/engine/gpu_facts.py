@@ -42,7 +42,7 @@ def gpu_facts() -> dict[str, Any]:
     """The machine's TensorRT/CUDA facts and what it can do (JSON-ready; no GPU needed to ask)."""
     version = trt_version()
     status = cuda_status()
-    runtime = choose_runtime()
+    libcudart = choose_runtime()
     device = device_info() if status.problem is None else None
     sm = _sm(device.compute_capability) if device else None
     device_dict = None
@@ -62,8 +62,8 @@ def gpu_facts() -> dict[str, Any]:
     return {
         "tensorrt": {"version": version, "cuda_major": tensorrt_cuda_major() if version else None,
                      "implicit_int8": implicit},
-        "cuda": {**status.to_dict(), "libcudart": str(runtime.path) if runtime.path else None,
-                 "libcudart_source": runtime.source},
+        "cuda": {**status.to_dict(), "libcudart": str(libcudart.path) if libcudart.path else None,
+                 "libcudart_source": libcudart.source},
         "device": device_dict,
         "device_buffers": buffer_backend(),
         "extras": {
