@@ -28,9 +28,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from trtq.calibrators.device_memory import device_buffers
 
 from trtq._lazy import require
+from trtq.calibrators.device_memory import device_buffers
 from trtq.errors import ConfigError, DataError, MissingDependencyError
 
 log = logging.getLogger(__name__)

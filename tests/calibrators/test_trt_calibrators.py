@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.fake_trt import FakeCudart, fake_trt
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.errors import ConfigError, DataError, MissingDependencyError, TrtqError
 
 
@@ -226,9 +226,8 @@ def test_pycuda_errors_are_reported():
 
 
 def test_pycuda_is_used_when_installed_and_cuda_python_otherwise(monkeypatch):
-    from trtq.calibrators import device_memory
-
     from tests.fake_trt import FakePycudaDriver
+    from trtq.calibrators import device_memory
 
     driver = FakePycudaDriver()
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", FakeCudart())

@@ -10,7 +10,7 @@ from tests.engine.models import conv_classifier
 from tests.fake_trt import FakeCudart, fake_trt
 from trtq.engine import ShapeRange, build_engine, cuda_check, gpu_available
 from trtq.errors import MissingDependencyError
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 T4 = (("Tesla T4", 7, 5),)
 

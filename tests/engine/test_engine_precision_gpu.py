@@ -13,15 +13,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from trtq.calibrators import TensorStats, compute_amax
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.engine.models import conv_classifier
 from trtq.cache import parse_table
+from trtq.calibrators import TensorStats, compute_amax
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.config import QuantizeConfig
 from trtq.engine import ShapeRange, build_engine, has_implicit_quantization, trt_version
 from trtq.engine.layers import engine_layers
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 from trtq.qdq import quantize_model
 
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]

@@ -51,7 +51,7 @@ def test_pycuda_extra_and_every_extra_trtq_names_exists():
 
 
 def test_readme_and_workflow_pass_nvidia_s_index_for_the_libs_stubs():
-    from trtq.doctor import NVIDIA_INDEX
+    from trtq.pipeline.doctor import NVIDIA_INDEX
 
     for path in (ROOT / "README.md", ROOT / ".github" / "workflows" / "gpu.yml"):
         text = path.read_text()

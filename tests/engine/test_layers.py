@@ -12,7 +12,7 @@ from tests.fake_trt import fake_trt
 from trtq.engine import ShapeRange, build_engine
 from trtq.engine.layers import LayerInfo, data_type, engine_layers, parse_layer_information
 from trtq.errors import ModelError
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 # The shape of TensorRT's DETAILED JSON (developer guide, "Engine Inspector"), abridged.
 DETAILED = json.dumps({"Layers": [

@@ -251,9 +251,8 @@ def test_probes_and_keywords_are_declared():
 def test_overridden_methods_take_the_arguments_tensorrt_passes():
     import inspect
 
-    from trtq.calibrators.trt_calibrators import make_trt_calibrator
-
     from tests.fake_trt import FakeCudart, fake_trt
+    from trtq.calibrators.trt_calibrators import make_trt_calibrator
     from trtq.engine.trt_log import make_trt_logger
 
     calibrator = make_trt_calibrator("entropy", [], lambda: None, lambda d: None, ["x"],

@@ -7,9 +7,9 @@ import json
 import click
 
 from trtq.cli import main
-from trtq.doctor import doctor_json, render_checks, run_checks
 from trtq.engine.gpu_facts import FEATURES
 from trtq.errors import MissingDependencyError
+from trtq.pipeline.doctor import doctor_json, render_checks, run_checks
 
 
 @main.command("doctor")
