@@ -57,3 +57,14 @@ def test_readme_and_workflow_pass_nvidia_s_index_for_the_libs_stubs():
         text = path.read_text()
         assert f"--extra-index-url {NVIDIA_INDEX}" in text, path
     assert "-libs" in (ROOT / "README.md").read_text()
+
+
+def test_gpu_workflow_builds_the_readme_quick_start_example_with_an_engine():
+    readme = (ROOT / "README.md").read_text()
+    quick = re.search(r"(trtq build example/\S+ --calib \S+ -c \S+ --height \d+ --width \d+)\n", readme)
+    assert quick, "README has no quick-start build command"
+    workflow = (ROOT / ".github" / "workflows" / "gpu.yml").read_text()
+    builds = [line.strip() for line in workflow.splitlines() if line.strip().startswith("trtq build ")]
+    assert len(builds) == 3 and all(b.startswith(quick.group(1) + " --require-engine") for b in builds), builds
+    assert workflow.count("python -m tests.check_report") == 3
+    assert workflow.count("trtq doctor --json --require engine") == 2
