@@ -42,21 +42,35 @@ log = logging.getLogger(__name__)
 _SESSION_ENTRIES = {"session.intra_op.allow_spinning": "0"}
 
 
+# Finite fills this negative (finfo(float32).min is -3.4e38) are mask values, not data: an INT8
+# scale covering them would flush every real value to zero.
+HUGE_NEGATIVE = -1e30
+NONFINITE_FILL = "infinite-fill"
+HUGE_NEGATIVE_FILL = "huge-negative-fill"
+DATA_REASONS = {
+    NONFINITE_FILL: "holds +-inf (no NaN) and no Q/DQ pair reads it: a mask fill, not a bad input",
+    HUGE_NEGATIVE_FILL: f"holds values below {HUGE_NEGATIVE:g} (a mask fill) and no Q/DQ pair reads it",
+}
+
+
 @dataclass
 class CollectionResult:
     """What one pass over the calibration data produced.
 
     Attributes:
-        stats: tensor name -> its observers, in graph order.
+        stats: tensor name -> its observers, in graph order (without the tensors left out).
         num_samples: samples that went through the model.
         nonfinite: tensor name -> number of NaN/Inf values ignored (nan_policy 'ignore').
         seconds: wall time of the pass.
+        left_out: tensor -> kind (NONFINITE_FILL, HUGE_NEGATIVE_FILL): tensors that no Q/DQ pair
+            reads and whose data holds mask values; they get no statistics and no cache entry.
     """
 
     stats: dict[str, tensor_stats.TensorStats]
     num_samples: int
     nonfinite: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def expose_tensors(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -71,18 +85,25 @@ def expose_tensors(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 class _Observing:
-    """Updates the observers of every tensor from one batch of activations."""
+    """Updates the observers of every tensor from one batch of activations.
+
+    `quantized` names the tensors a Q/DQ pair will read (None: all of them). Another tensor whose data
+    holds +-inf but no NaN (the -inf fill of an attention mask), or finite values below HUGE_NEGATIVE,
+    is left out instead (see `left_out`); NaN is a bad input wherever it is (nan_policy decides).
+    """
 
     def __init__(self, names: list[str], make_stats: Callable[[], tensor_stats.TensorStats],
-                 nan_policy: str) -> None:
+                 nan_policy: str, quantized: set[str] | None = None) -> None:
         self.stats = {name: make_stats() for name in names}
         self.nan_policy = nan_policy
+        self.quantized = quantized
         self.nonfinite: dict[str, int] = {}
+        self.left_out: dict[str, str] = {}
 
     def observe(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
         for name in self.stats:
             x = outputs[name]
-            if not np.issubdtype(x.dtype, np.floating):
+            if name in self.left_out or not np.issubdtype(x.dtype, np.floating):
                 continue
             bad = self._update(name, x, keys)
             if bad:
@@ -98,10 +119,22 @@ class _Observing:
             bad = tensor_stats.count_nonfinite(x)
             if not bad:
                 raise
+        if self.quantized is not None and name not in self.quantized and not np.isnan(x).any():
+            self.left_out[name] = NONFINITE_FILL  # e.g. a mask bias the graph did not show as one
+            return 0
         if self.nan_policy == "error":
             raise self._nonfinite_error(name, x, bad, keys)
         observers.update(x[np.isfinite(x)])
         return bad
+
+    def result_stats(self) -> dict[str, tensor_stats.TensorStats]:
+        """The statistics without the tensors left out; tensors no Q/DQ reads that hold huge negative
+        fills are left out here (their minimum is known only at the end)."""
+        for name, observers in self.stats.items():
+            unread = self.quantized is not None and name not in self.quantized
+            if unread and name not in self.left_out and observers.hist.min <= HUGE_NEGATIVE:
+                self.left_out[name] = HUGE_NEGATIVE_FILL
+        return {name: s for name, s in self.stats.items() if name not in self.left_out}
 
     @staticmethod
     def _nonfinite_error(name: str, x: np.ndarray, bad: int, keys: list[str]) -> DataError:
@@ -125,6 +158,7 @@ def collect_statistics(
     nan_policy: str = "error",
     total_samples: int | None = None,
     show_progress: bool = True,
+    quantized: set[str] | None = None,
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -138,11 +172,14 @@ def collect_statistics(
         nan_policy: 'error' or 'ignore' for NaN/Inf activations.
         total_samples: for the progress bar.
         show_progress: draw a progress bar on stderr.
+        quantized: the tensors a Q/DQ pair will read (None: all). The others may hold +-inf or huge
+            negative fills (attention masks): they are left out (CollectionResult.left_out) whatever
+            the nan_policy, which applies to NaN anywhere and to Inf in the quantized tensors.
 
     Raises:
-        DataError: an input does not fit the model, or an activation is not finite.
+        DataError: an input does not fit the model, or a quantized activation is not finite.
     """
-    observing = _Observing(names, make_stats, nan_policy)
+    observing = _Observing(names, make_stats, nan_policy, quantized)
     start = time.perf_counter()
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
@@ -150,7 +187,9 @@ def collect_statistics(
         num_samples = _stream(session, batches, worker, bar)
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
-    return CollectionResult(observing.stats, num_samples, observing.nonfinite, time.perf_counter() - start)
+    stats = observing.result_stats()
+    return CollectionResult(stats, num_samples, observing.nonfinite, time.perf_counter() - start,
+                            observing.left_out)
 
 
 def _stream(session, batches: Iterable[Batch], worker: _Worker, bar) -> int:
