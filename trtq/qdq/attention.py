@@ -121,17 +121,19 @@ def _bias_chain(index: GraphIndex, tensor: str) -> list[str]:
     return chain
 
 
-def _forward(index: GraphIndex, tensor: str) -> int | None:
-    """From Softmax's output to the MatMul that reads it as input 0 (BMM2), or None."""
-    for _ in range(16):
-        uses = index.consumers.get(tensor, [])
-        if len(uses) != 1:
-            return None
-        c, pos = uses[0]
+def _forward(index: GraphIndex, tensor: str, depth: int = 0) -> int | None:
+    """From Softmax's output to the MatMul that reads it as input 0 (BMM2) directly or through
+    pass/Q/DQ ops (several readers are fine, e.g. a Q and, wrongly, the MatMul itself), or None."""
+    if depth > 16:
+        return None
+    for c, pos in index.consumers.get(tensor, []):
         node: onnx.NodeProto = index.node(c)
-        if node.op_type == "MatMul":
-            return c if pos == 0 and not index.is_constant(node.input[1]) else None
-        if node.op_type not in _QDQ | _PASS:
-            return None
-        tensor = node.output[0]
+        if node.op_type == "MatMul" and pos == 0 and not index.is_constant(node.input[1]):
+            return c
+    for c, pos in index.consumers.get(tensor, []):
+        node = index.node(c)
+        if node.op_type in _QDQ | _PASS and pos == 0:
+            found = _forward(index, node.output[0], depth + 1)
+            if found is not None:
+                return found
     return None
