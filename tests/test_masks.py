@@ -87,8 +87,14 @@ def test_the_where_mask_export_builds_with_the_default_nan_policy(where_build):
     assert f"{LAYERS} attention-mask bias tensors (layer0.attention.mask_where, layer1.attention.mask_where)" \
         in notes[0]
     assert f"{LAYERS} masked-score tensors" in notes[1]
+    outputs = report["comparison"]["outputs"]
     for output in ("last_hidden_state", "pooled"):
-        assert report["comparison"]["outputs"][output]["sqnr_db"] > 25.0  # tests/test_build_lm.py's floor
+        assert outputs[output]["sqnr_db"] > 25.0  # tests/test_build_lm.py's floor
+    # The sentence-embedding view of the token output (tests/compare/test_pooled_cosine.py checks the values).
+    assert 0.99 < outputs["last_hidden_state"]["pooled_cosine_min"] <= outputs["last_hidden_state"][
+        "pooled_cosine_mean"] < 1.0
+    assert outputs["pooled"]["pooled_cosine_mean"] is None
+    assert "Mean-pooled embedding cosine" in (root / "bert_trtq" / "report.md").read_text()
 
 
 def test_masks_have_no_cache_entry_and_no_qdq(where_build):

@@ -19,11 +19,24 @@ from trtq.model import TensorSpec
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the metrics need to know about a batch: its index, sample count and labels (-1 = none)."""
+    """What the metrics need to know about a batch: its index, sample count, labels (-1 = none) and
+    the attention mask [N, L] of a language model (for the pooled embedding cosine), if it has one."""
 
     index: int
     samples: int
     labels: np.ndarray | None
+    mask: np.ndarray | None = None
+
+
+def attention_mask_input(inputs: list[TensorSpec]) -> str | None:
+    """The input holding a language model's attention mask: `attention_mask` (Hugging Face), else the
+    only 2-D integer input whose name contains "mask" (e.g. NVIDIA BERT's `input_mask`), else None."""
+    names = [spec.name for spec in inputs]
+    if "attention_mask" in names:
+        return "attention_mask"
+    masks = [spec.name for spec in inputs if "mask" in spec.name.lower() and np.issubdtype(spec.dtype, np.integer)
+             and spec.shape is not None and len(spec.shape) == 2]
+    return masks[0] if len(masks) == 1 else None
 
 
 def check_feed(feed: object, inputs: list[TensorSpec], index: int) -> dict[str, np.ndarray]:
@@ -84,6 +97,7 @@ class CheckedFeeds:
         self._inputs = inputs
         self._keys = iter(keys) if keys is not None and labels is not None else None
         self._labels = labels
+        self._mask = attention_mask_input(self._inputs)
         self.pending: collections.deque[BatchInfo] = collections.deque()
         self.started = False  # set once Polygraphy, with its runners active, asks for the first batch
 
@@ -93,7 +107,8 @@ class CheckedFeeds:
             checked = check_feed(feed, self._inputs, index)
             first = checked[self._inputs[0].name] if self._inputs else None
             samples = int(first.shape[0]) if first is not None and first.ndim else 1
-            self.pending.append(BatchInfo(index, samples, self._batch_labels(samples, index)))
+            mask = checked[self._mask] if self._mask else None
+            self.pending.append(BatchInfo(index, samples, self._batch_labels(samples, index), mask))
             yield checked
 
     def _batch_labels(self, samples: int, index: int) -> np.ndarray | None:
