@@ -40,6 +40,7 @@ from trtq.qdq.placement import planned_activations
 from trtq.session import providers_for
 from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
+from trtq.token_axes import attention_mask_input
 
 log = logging.getLogger(__name__)
 
@@ -351,11 +352,13 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     """Run the model over the calibration data into fresh observers."""
     plan = plan or make_readers(config, model_io.graph_inputs(model))
     cal = config.calibration
+    mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (trtq.token_axes)
     result = collect_statistics(
         model, model_path.parent, names, plan.calib,
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
+        mask_input=mask_input,
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,

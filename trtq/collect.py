@@ -35,6 +35,7 @@ from trtq.data import Batch
 from trtq.errors import DataError, first_line
 from trtq.progress import progress_bar
 from trtq.session import create_session
+from trtq.token_axes import axes_from_probe, probe_feeds, real_tokens
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +94,27 @@ class _Observing:
     """
 
     def __init__(self, names: list[str], make_stats: Callable[[], tensor_stats.TensorStats],
-                 nan_policy: str, quantized: set[str] | None = None) -> None:
+                 nan_policy: str, quantized: set[str] | None = None, token_axes: dict[str, int] | None = None) -> None:
         self.stats = {name: make_stats() for name in names}
         self.nan_policy = nan_policy
         self.quantized = quantized
+        self.token_axes = token_axes or {}
         self.nonfinite: dict[str, int] = {}
         self.left_out: dict[str, str] = {}
 
-    def observe(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def observe(self, outputs: dict[str, np.ndarray], keys: list[str], mask: np.ndarray | None = None) -> None:
+        """Update from one batch; with the attention `mask`, per-token tensors count their real tokens only."""
         for name in self.stats:
             x = outputs[name]
             if name in self.left_out or not np.issubdtype(x.dtype, np.floating):
                 continue
-            bad = self._update(name, x, keys)
+            view = real_tokens(x, self.token_axes.get(name), mask) if mask is not None else x
+            bad = self._update(name, view, keys, x)
             if bad:
                 self.nonfinite[name] = self.nonfinite.get(name, 0) + bad
 
-    def _update(self, name: str, x: np.ndarray, keys: list[str]) -> int:
-        """Observe `x`; returns the number of NaN/Inf values left out."""
+    def _update(self, name: str, x: np.ndarray, keys: list[str], whole: np.ndarray) -> int:
+        """Observe `x` (the values of `whole` that count); returns the number of NaN/Inf values left out."""
         observers = self.stats[name]
         try:
             observers.update(x)  # finds NaN/Inf for free (min/max) and then changes nothing
@@ -123,7 +127,7 @@ class _Observing:
             self.left_out[name] = NONFINITE_FILL  # e.g. a mask bias the graph did not show as one
             return 0
         if self.nan_policy == "error":
-            raise self._nonfinite_error(name, x, bad, keys)
+            raise self._nonfinite_error(name, whole, tensor_stats.count_nonfinite(whole), keys)
         observers.update(x[np.isfinite(x)])
         return bad
 
@@ -159,6 +163,7 @@ def collect_statistics(
     total_samples: int | None = None,
     show_progress: bool = True,
     quantized: set[str] | None = None,
+    mask_input: str | None = None,
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -175,6 +180,8 @@ def collect_statistics(
         quantized: the tensors a Q/DQ pair will read (None: all). The others may hold +-inf or huge
             negative fills (attention masks): they are left out (CollectionResult.left_out) whatever
             the nan_policy, which applies to NaN anywhere and to Inf in the quantized tensors.
+        mask_input: the input holding the attention mask of a language model: per-token tensors are
+            observed at the real tokens only (trtq.token_axes; one extra run of the first batch finds them).
 
     Raises:
         DataError: an input does not fit the model, or a quantized activation is not finite.
@@ -184,7 +191,7 @@ def collect_statistics(
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:
-        num_samples = _stream(session, batches, worker, bar)
+        num_samples = _stream(session, batches, worker, bar, mask_input, observing)
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
     stats = observing.result_stats()
@@ -192,18 +199,40 @@ def collect_statistics(
                             observing.left_out)
 
 
-def _stream(session, batches: Iterable[Batch], worker: _Worker, bar) -> int:
-    """Run every batch and hand its outputs to the worker; returns the number of samples."""
+def _stream(session, batches: Iterable[Batch], worker: _Worker, bar, mask_input: str | None = None,
+            observing: _Observing | None = None) -> int:
+    """Run every batch and hand its outputs (and attention mask) to the worker; returns the number of samples.
+
+    With `mask_input`, the first batch also runs cut by one position, and `observing` learns from the
+    two which tensors are laid out per token (trtq.token_axes) before it sees any batch.
+    """
     output_names = [o.name for o in session.get_outputs()]
     num_samples = 0
-    for batch in batches:
+    for index, batch in enumerate(batches):
         worker.wait_for_slot()
+        mask = batch.feeds.get(mask_input) if mask_input else None
+        outputs = dict(zip(output_names, _run(session, output_names, batch), strict=True))
+        if index == 0 and mask is not None and observing is not None:
+            observing.token_axes = _token_axes(session, output_names, batch, mask_input, outputs)
         # No local reference: the worker alone holds the activations and drops them when observed.
-        worker.submit(dict(zip(output_names, _run(session, output_names, batch), strict=True)), batch.keys)
+        worker.submit(outputs, batch.keys, mask)
+        del outputs
         n = len(batch.keys) if batch.keys else next(iter(batch.feeds.values())).shape[0]
         num_samples += n
         bar.update(n)
     return num_samples
+
+
+def _token_axes(session, output_names: list[str], batch: Batch, mask_input: str,
+                outputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per-token tensors and their sequence axis, from the first batch and a run of it cut by one position."""
+    cut = probe_feeds(batch.feeds, mask_input)
+    if cut is None:
+        return {}
+    probe = _run(session, output_names, Batch(feeds=cut, keys=batch.keys))
+    full_shapes = {name: x.shape for name, x in outputs.items()}
+    return axes_from_probe(full_shapes, {name: x.shape for name, x in zip(output_names, probe, strict=True)},
+                           batch.feeds[mask_input].shape)
 
 
 def _run(session, output_names: list[str], batch: Batch) -> list[np.ndarray]:
@@ -225,7 +254,7 @@ class _Worker:
     while holding memory. An error in the worker is re-raised in the caller.
     """
 
-    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str]], None]) -> None:
+    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str], np.ndarray | None], None]) -> None:
         self._observe = observe
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -242,9 +271,9 @@ class _Worker:
         self._slot.acquire()
         self._raise_pending()
 
-    def submit(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def submit(self, outputs: dict[str, np.ndarray], keys: list[str], mask: np.ndarray | None = None) -> None:
         self._raise_pending()
-        self._queue.put((outputs, keys))
+        self._queue.put((outputs, keys, mask))
         self._raise_pending()
 
     def _loop(self) -> None:

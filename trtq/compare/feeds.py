@@ -15,6 +15,7 @@ import numpy as np
 
 from trtq.errors import ConfigError, DataError
 from trtq.model import TensorSpec
+from trtq.token_axes import attention_mask_input
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,6 @@ class BatchInfo:
     samples: int
     labels: np.ndarray | None
     mask: np.ndarray | None = None
-
-
-def attention_mask_input(inputs: list[TensorSpec]) -> str | None:
-    """The input holding a language model's attention mask: `attention_mask` (Hugging Face), else the
-    only 2-D integer input whose name contains "mask" (e.g. NVIDIA BERT's `input_mask`), else None."""
-    names = [spec.name for spec in inputs]
-    if "attention_mask" in names:
-        return "attention_mask"
-    masks = [spec.name for spec in inputs if "mask" in spec.name.lower() and np.issubdtype(spec.dtype, np.integer)
-             and spec.shape is not None and len(spec.shape) == 2]
-    return masks[0] if len(masks) == 1 else None
 
 
 def check_feed(feed: object, inputs: list[TensorSpec], index: int) -> dict[str, np.ndarray]:
