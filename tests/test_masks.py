@@ -95,6 +95,7 @@ def test_the_where_mask_export_builds_with_the_default_nan_policy(where_build):
         "pooled_cosine_mean"] < 1.0
     assert outputs["pooled"]["pooled_cosine_mean"] is None
     assert "Mean-pooled embedding cosine" in (root / "bert_trtq" / "report.md").read_text()
+    assert "mean-pooled embedding cosine: mean" in result.output  # the terminal summary (as trtq compare's)
 
 
 def test_masks_have_no_cache_entry_and_no_qdq(where_build):

@@ -19,6 +19,8 @@ from trtq.config import QuantizeConfig
 from trtq.evaluation import Reference, worst_pooled_cosine
 from trtq.model import TensorSpec
 from trtq.qdq import quantize_model
+from trtq.qdq.probe import only_layers
+from trtq.sensitivity import layer_sensitivity
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -129,3 +131,20 @@ def test_min_cosine_checks_the_pooled_cosine_of_token_embeddings(encoder_case):
     assert ("last_hidden_state", "cosine") not in metrics
     assert not check_gates(result, Gates(min_cosine=min(hidden.pooled_cosine_mean, result.outputs["pooled"].cosine,
                                                         result.outputs["logits"].cosine) - 1e-6))
+
+
+def test_sensitivity_ranks_by_the_pooled_cosine_when_asked(encoder_case):
+    model, _, batches = encoder_case
+    ids, mask = encode(sentences()[:32], MAX_SEQ)
+    amax = {k: v for k, v in activation_amax(model, [{"input_ids": ids, "attention_mask": mask}]).items()
+            if np.isfinite(v)}
+    reference = Reference(model, batches)
+    ranked = layer_sensitivity(model, amax, batches, measure_top=3, reference=reference, rank_by="pooled_cosine")
+    measured = [layer for layer in ranked if layer.measured]
+    assert len(measured) == 3
+    cosines = [layer.alone_pooled_cosine for layer in measured]
+    assert cosines == sorted(cosines) and all(c is not None and 0.99 < c < 1.0 for c in cosines)
+    for layer in measured:  # the value is the pooled cosine of the model with only that layer quantized
+        alone = reference.measure(only_layers(quantize_model(model, amax, QuantizeConfig(weights="qdq")).model,
+                                              [layer.node]))
+        assert layer.alone_pooled_cosine == pytest.approx(worst_pooled_cosine(alone), rel=1e-9)
