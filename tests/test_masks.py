@@ -48,6 +48,33 @@ def test_the_graph_shows_exactly_the_mask_tensors(mask):
             "layer0.attention.softmax"} <= set(calibrated)
 
 
+def test_masked_fill_is_a_mask_and_mean_pooling_by_the_mask_is_not():
+    """scores.masked_fill(~mask, -inf) -> Softmax is a masked score; the 0/1 mask of hidden * mask -> ReduceSum
+    (mean pooling) and the product stay data."""
+    table = numpy_helper.from_array(np.random.default_rng(0).normal(0, 1, (50, 8)).astype(np.float32), "table")
+    consts = [table, numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf"),
+              numpy_helper.from_array(np.array([1], np.int64), "ax1"), numpy_helper.from_array(np.array([2], np.int64),
+                                                                                               "ax2")]
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]),
+             helper.make_node("Transpose", ["emb"], ["emb_t"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["emb", "emb_t"], ["scores"]),
+             helper.make_node("Unsqueeze", ["mask", "ax1"], ["mask_rows"]),
+             helper.make_node("Cast", ["mask_rows"], ["keep"], to=TensorProto.BOOL),
+             helper.make_node("Where", ["keep", "scores", "neg_inf"], ["filled"]),
+             helper.make_node("Softmax", ["filled"], ["probs"], axis=-1),
+             helper.make_node("MatMul", ["probs", "emb"], ["context"]),
+             helper.make_node("Unsqueeze", ["mask", "ax2"], ["mask_cols"]),
+             helper.make_node("Cast", ["mask_cols"], ["weights"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["context", "weights"], ["weighted"]),
+             helper.make_node("ReduceSum", ["weighted", "ax1"], ["pooled"], keepdims=0)]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["N", "S"]) for n in ("ids", "mask")]
+    graph = helper.make_graph(nodes, "masked_fill", inputs,
+                              [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 8])], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert mask_tensors(model) == {"filled": MASKED_SCORES}  # the bool condition is no float tensor
+    assert {"weights", "weighted"} <= set(activation_tensors(model)) and "filled" not in activation_tensors(model)
+
+
 def _exposed_values(model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     exposed = onnx.ModelProto.FromString(model.SerializeToString())
     exposed.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)

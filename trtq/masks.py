@@ -12,12 +12,14 @@ from the graph:
 
 - "attention-mask bias": a float tensor computed only from integer/bool tensors that are not
   constant (the mask input) and constants, through any op except a table lookup (Gather of a
-  float constant by integer ids is an embedding, not a mask). Cast(mask), 1 - mask,
-  (1 - mask) * min, Where(mask, 0, -inf) and their reshapes all are.
-- "masked attention scores": the result of adding (Add/Sub/Where/Min/Max) such a bias to a float
-  activation, and its reshapes, when it is read only by ops that normalize it away (Softmax,
-  LogSoftmax, ReduceMax/ReduceMin, ArgMax/ArgMin, TopK). A product with the mask that feeds
-  anything else (e.g. `hidden * mask` for mean pooling) is a real activation and stays.
+  float constant by integer ids is an embedding, not a mask), on the way to masked scores (below).
+  Cast(mask), 1 - mask, (1 - mask) * min, Where(mask, 0, -inf) and their reshapes all are; a 0/1
+  mask used as data (mean pooling) is not.
+- "masked scores": the result of adding (Add/Sub/Where/Min/Max) such a bias to a float
+  activation, or of a Where the mask selects with (`scores.masked_fill(~mask, -inf)`), and its
+  reshapes, when it is read only by ops that normalize it away (Softmax, LogSoftmax,
+  ReduceMax/ReduceMin, ArgMax/ArgMin, TopK). A product with the mask that feeds anything else
+  (e.g. `hidden * mask` for mean pooling) is a real activation and stays.
 
 Tensors that hold such values although the graph does not show it are found from the data
 during calibration instead (trtq.collect).
@@ -61,9 +63,10 @@ def mask_tensors(model: onnx.ModelProto, constants: set[str] | None = None,
         types = tensor_types(model) if types is None else types
     biases = _mask_biases(model, constants, types)
     scores = set(_masked_scores(model, biases, types))
+    feeding = _feeding(model, scores, biases)
     found = {}
     for name in (o for node in model.graph.node for o in node.output if o):
-        if name in biases and types.get(name) in _FLOAT_TYPES:
+        if name in feeding and types.get(name) in _FLOAT_TYPES:
             found[name] = MASK_BIAS
         elif name in scores:
             found[name] = MASKED_SCORES
@@ -88,6 +91,23 @@ def _mask_biases(model: onnx.ModelProto, constants: set[str], types: dict[str, i
     return derived
 
 
+def _feeding(model: onnx.ModelProto, scores: set[str], biases: set[str]) -> set[str]:
+    """The mask tensors that lead to the masked scores (a 0/1 mask used as data, e.g. for mean
+    pooling, is left to calibration: it is finite and may feed a quantized op)."""
+    producers = {o: node for node in model.graph.node for o in node.output if o}
+    stack = [t for s in scores for t in producers[s].input if t in biases] if scores else []
+    seen: set[str] = set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        node = producers.get(tensor)
+        if node is not None:
+            stack.extend(t for t in node.input if t in biases)
+    return seen
+
+
 def _is_integer(tensor: str, types: dict[str, int]) -> bool:
     elem = types.get(tensor)
     return elem is not None and elem not in _FLOAT_TYPES
@@ -105,7 +125,8 @@ def _masked_scores(model: onnx.ModelProto, biases: set[str], types: dict[str, in
         if node.op_type not in _COMBINE_OPS or not node.output or node.output[0] in biases:
             continue
         inputs = [t for t in node.input if t]
-        has_bias = any(t in biases and types.get(t) in _FLOAT_TYPES for t in inputs)
+        has_bias = any(t in biases and types.get(t) in _FLOAT_TYPES for t in inputs) \
+            or (node.op_type == "Where" and inputs[0] in biases)  # scores.masked_fill(~mask, -inf)
         if has_bias and _normalized_only(node.output[0], consumers, outputs):
             found.extend(_pass_chain(node.output[0], consumers))
     return found
