@@ -1,7 +1,8 @@
-"""Attention masks hold -inf or finfo.min by construction (trtq/masks.py, trtq/collect.py): the real Hugging
-Face export patterns (tests/lm_models.py: SDPA's `Where(mask, 0, -inf)`, eager `(1 - mask) * finfo.min`)
-calibrate with the default --nan-policy error, and the mask tensors get no cache entry and no Q/DQ; Inf
-where a Q/DQ pair reads it, and NaN anywhere, still fail."""
+"""Attention masks hold -inf or finfo.min by construction (trtq/onnx_model/masks.py,
+trtq/calibration/collect.py): the real Hugging Face export patterns (tests/lm_models.py: SDPA's
+`Where(mask, 0, -inf)`, eager `(1 - mask) * finfo.min`) calibrate with the default --nan-policy error,
+and the mask tensors get no cache entry and no Q/DQ; Inf where a Q/DQ pair reads it, and NaN anywhere,
+still fail."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from tests.lm_models import LAYERS, MAX_SEQ, bert_encoder, save_bert_encoder
 from tests.lm_text import encode, sentences, write_tokens
 from tests.qdq.helpers import qdq_nodes, session
 from trtq.cache import read_cache, read_table
-from trtq.calibrate import calibrate
 from trtq.cli import main
 from trtq.config import load_config
 from trtq.errors import DataError
-from trtq.masks import MASK_BIAS, MASKED_SCORES, mask_tensors
-from trtq.model import save_model
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.masks import MASK_BIAS, MASKED_SCORES
+from trtq.onnx_model.model import save_model
+from trtq.onnx_model.tensors import activation_tensors, attention_masks
+from trtq.pipeline.calibrate import calibrate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -37,11 +38,11 @@ EXPECTED["finfo"] = EXPECTED["additive"]
 
 
 @pytest.mark.parametrize("mask", ["additive", "finfo", "where"])
-def test_the_graph_shows_exactly_the_mask_tensors(mask):
+def test_the_graph_shows_exactly_the_attention_masks(mask):
     """The mask path and the masked scores, nothing else: not the embeddings (a table lookup by int ids),
     not the position table sliced to the sequence length, not the token types."""
     model = bert_encoder(mask=mask, token_types=True)
-    assert mask_tensors(model) == EXPECTED[mask]
+    assert attention_masks(model) == EXPECTED[mask]
     calibrated = activation_tensors(model)
     assert not set(calibrated) & set(EXPECTED[mask])
     assert {"embeddings.tokens", "embeddings.positions", "embeddings.types", "embeddings.norm.out",
@@ -71,7 +72,7 @@ def test_masked_fill_is_a_mask_and_mean_pooling_by_the_mask_is_not():
     graph = helper.make_graph(nodes, "masked_fill", inputs,
                               [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 8])], consts)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    assert mask_tensors(model) == {"filled": MASKED_SCORES}  # the bool condition is no float tensor
+    assert attention_masks(model) == {"filled": MASKED_SCORES}  # the bool condition is no float tensor
     assert {"weights", "weighted"} <= set(activation_tensors(model)) and "filled" not in activation_tensors(model)
 
 
@@ -173,7 +174,7 @@ def _calibrate_float_mask(tmp_path, x: np.ndarray, fill: float):
 @pytest.mark.parametrize("fill, kind", [(-np.inf, "infinite-fill"), (-3.0e38, "huge-negative-fill")])
 def test_a_mask_fill_no_qdq_reads_is_left_out_from_the_data(tmp_path, fill, kind):
     x = np.random.default_rng(1).normal(0, 1, (12, 4, 8)).astype(np.float32)
-    assert mask_tensors(_float_mask_model()) == {}  # a float input: nothing to see in the graph
+    assert attention_masks(_float_mask_model()) == {}  # a float input: nothing to see in the graph
     outcome = _calibrate_float_mask(tmp_path, x, fill)
     assert set(outcome.table.amax) == {"x", "xt", "scores", "probs", "v", "y"}
     assert outcome.table.provenance.left_out == {"bias": kind, "masked": kind}

@@ -1,22 +1,22 @@
-"""Padding does not change the ranges (trtq/token_axes.py, trtq/collect.py): calibration observes the real
-tokens of per-token tensors only, so the same sentences padded to 16 or to 32 tokens give the same ranges,
-which they do not when every position is observed."""
+"""Padding does not change the ranges (trtq/onnx_model/token_axes.py, trtq/calibration/collect.py):
+calibration observes the real tokens of per-token tensors only, so the same sentences padded to 16 or to
+32 tokens give the same ranges, which they do not when every position is observed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from trtq.calibrators import TensorStats
 
 from tests.lm_models import HEAD_DIM, bert_encoder
 from tests.lm_text import encode, sentences, words
-from trtq.calibrate import ranges_from_stats
-from trtq.collect import collect_statistics
+from trtq.calibration.collect import collect_statistics
+from trtq.calibration.ranges import ranges_from_stats
+from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig
 from trtq.data import Batch
+from trtq.onnx_model.tensors import activation_tensors
+from trtq.onnx_model.token_axes import axes_from_probe, probe_feeds, real_tokens
 from trtq.qdq.placement import planned_activations
-from trtq.tensors import activation_tensors
-from trtq.token_axes import axes_from_probe, probe_feeds, real_tokens
 
 SHORT, LONG = HEAD_DIM, 2 * HEAD_DIM  # 16 = the head size: shapes alone cannot find the sequence axis
 

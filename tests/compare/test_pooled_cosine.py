@@ -1,4 +1,4 @@
-"""The mean-pooled embedding cosine of token-embedding outputs (trtq.compare.metrics): against a hand
+"""The mean-pooled embedding cosine of token-embedding outputs (trtq.accuracy.metrics): against a hand
 computation, streamed and merged, in compare_models and Reference.measure, and as what --min-cosine checks."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import pytest
 from tests.lm_models import MAX_SEQ, bert_encoder
 from tests.lm_text import encode, sentences
 from tests.qdq.helpers import activation_amax, session
-from trtq.compare import compare_models
-from trtq.compare.feeds import attention_mask_input
-from trtq.compare.gates import Gates, check_gates
-from trtq.compare.metrics import OutputAccumulator, pooled_cosines
+from trtq.accuracy import compare_models
+from trtq.accuracy.evaluation import Reference, worst_pooled_cosine
+from trtq.accuracy.feeds import attention_mask_input
+from trtq.accuracy.gates import Gates, check_gates
+from trtq.accuracy.metrics import OutputAccumulator, pooled_cosines
+from trtq.accuracy.probe import only_layers
+from trtq.accuracy.sensitivity import layer_sensitivity
 from trtq.config import QuantizeConfig
-from trtq.evaluation import Reference, worst_pooled_cosine
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 from trtq.qdq import quantize_model
-from trtq.qdq.probe import only_layers
-from trtq.sensitivity import layer_sensitivity
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

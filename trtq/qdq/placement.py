@@ -77,7 +77,7 @@ why:
    - the mask Add is never a residual Add (rule 2), although its scores input
      comes straight from a quantized MatMul when the scale sits on Q and K
      (torch's scaled_dot_product_attention export): its other input is the
-     -inf mask bias (trtq.masks), which no scale holds;
+     -inf mask bias (trtq.onnx_model.masks), which no scale holds;
    - the two BMMs go together: when one is excluded, so is the other (a
      half-INT8 attention gets neither the INT8 nor the FP16 fused kernel, and
      the lone Q/DQ pairs only split it).
@@ -430,7 +430,7 @@ def _weight_axis(node: onnx.NodeProto, pos: int, rank: int) -> int | None:
 def planned_activations(model: onnx.ModelProto) -> set[str]:
     """The activations the rules above give a Q/DQ pair when every float tensor has a range.
 
-    Calibration needs finite statistics for these only (trtq.collect): any other tensor may hold the
+    Calibration needs finite statistics for these only (trtq.calibration.collect): any other tensor may hold the
     -inf of an attention mask.
     """
     index = GraphIndex.build(model)
