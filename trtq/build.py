@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtq import model as model_io
+from trtq.atomic import check_writable
 from trtq.calibrate import CalibrationOutcome, calibrate
 from trtq.compare import ComparisonResult, GateFailure, Gates, Report, check_gates, compare_models, write_report
 from trtq.compare.labels import resolve_labels
@@ -65,6 +66,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     model_path = Path(model_path)
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(model_path)
     config = dataclasses.replace(config, out_dir=str(out_dir))
+    check_writable(out_dir)
     no_engine = engine_unavailable_reason()
     if no_engine and config.build.require_engine:
         raise MissingDependencyError(f"--require-engine: cannot build a TensorRT engine here ({no_engine})",
@@ -141,6 +143,7 @@ def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None
     if calibration.reused:
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
     if calibration.not_reused:
+        log.info("%s", calibration.not_reused)
         report.info.append(calibration.not_reused)
     for warning in calibration.warnings:
         report.warn(warning)

@@ -13,7 +13,6 @@ still matches, else by running the model; the outcome says why (`not_reused`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -27,6 +26,7 @@ import onnx
 import onnxruntime
 
 from trtq import model as model_io
+from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
 from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
@@ -167,9 +167,22 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
     if provenance.tensor_names_sha256 != names_sha256(names):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
     # Other data is named only when nothing else changed (other settings already say the run differs).
-    if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
-        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now")
+    if not changes and plan is not None and provenance.data_sha256 not in (None, plan.calib_sha256()):
+        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now "
+                       "(other files or file contents, preprocessing or sample selection)")
     return changes
+
+
+def _reuse_reason(provenance: Provenance | None, plan: DataPlan | None) -> str:
+    """Why a cache is reused, saying what was checked and what could not be."""
+    if provenance is None:
+        return "it has no provenance sidecar, so only its tensor names were checked against the model"
+    if plan is None:
+        return "it matches the model and the settings; the calibration data was not checked (no --calib given)"
+    if provenance.data_sha256 is None:
+        return "it matches the model and the settings; it records no data fingerprint to check the data against"
+    return (f"it matches the model, the settings and the calibration data ({plan.calib.num_samples} samples: "
+            "file contents, preprocessing and selection)")
 
 
 def _param_changes(old: Mapping[str, object], new: Mapping[str, object]) -> str:
@@ -207,6 +220,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     check_settings(cal)
     names = activation_tensors(model, cal.tensors)
     cache_path = default_cache_path(model_path, config)
+    check_writable(cache_path.parent, cache_path)
+    if cal.save_stats:
+        check_writable(Path(cal.save_stats).parent)
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
@@ -216,7 +232,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
-            log.info("reusing calibration cache %s (it matches the model)", cache_path)
+            log.info("reusing calibration cache %s: %s", cache_path, _reuse_reason(table.provenance, plan))
             return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
 
@@ -329,7 +345,7 @@ def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFin
         log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
         return None
     # calibrate() made `plan` whenever --calib was given
-    if plan is not None and loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+    if plan is not None and loaded.record.data_sha256 != plan.calib_sha256():
         log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
         return None
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
@@ -347,7 +363,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         total_samples=plan.calib.num_samples, show_progress=show_progress,
     )
     record = StatsRecord(
-        num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
+        num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
@@ -374,6 +390,3 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
              loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
 
-
-def _data_hash(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
