@@ -6,6 +6,7 @@ Exit codes (documented in the README):
     2  usage or configuration error
     3  a dependency or device is missing
     4  bad model or bad data
+    5  an output file cannot be written (disk full, read-only folder, a folder in the way)
     130 interrupted (Ctrl-C)
 """
 
@@ -16,6 +17,7 @@ EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_MISSING_DEPENDENCY = 3
 EXIT_BAD_INPUT = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -74,6 +76,12 @@ class CacheError(TrtqError):
     """A calibration cache is malformed or does not match the model."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class OutputError(TrtqError):
+    """An output file or folder cannot be written (disk full, read-only, permissions, a folder in the way)."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class GateFailed(TrtqError):

@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 
 from trtq import model as model_io
+from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, read_cache, validate_table
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError
@@ -91,9 +92,10 @@ def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str 
                   options: QuantizeConfig, *, force: bool = False) -> QuantizeOutcome:
     """Apply the cache at `cache_path` to the model at `model_path` and write the Q/DQ model."""
     model_path, cache_path = Path(model_path), Path(cache_path)
+    out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
+    check_writable(out.parent, out)
     model = model_io.load_model(model_path)
     table = read_cache(cache_path)
     amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path))
-    out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
     result = write_qdq_model(model, amax, options, out)
     return QuantizeOutcome(result, out, warnings + result.report.warnings)
