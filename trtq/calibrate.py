@@ -35,6 +35,7 @@ from trtq.collect import collect_statistics
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
 from trtq.errors import CacheError, ConfigError, DataError
+from trtq.qdq.scales import AMAX_FLOOR
 from trtq.session import providers_for
 from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
@@ -121,7 +122,30 @@ def _ranges(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> tuple[d
                           f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
-    return amax, counts
+    # A tensor that was constant zero gets amax 0, but a zero scale can never be written or applied
+    # (TensorRT rejects it); any positive scale quantizes its zeros exactly, so take the Q/DQ floor.
+    return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, counts
+
+
+def range_warnings(stats: Mapping[str, TensorStats], nonfinite: Mapping[str, int]) -> list[str]:
+    """Say which tensors got the floor range; refuse tensors that had no finite value at all.
+
+    Raises:
+        DataError: a tensor's every value was NaN/Inf (ignored with --nan-policy ignore): it has no range.
+    """
+    empty = [name for name, s in stats.items() if s.count == 0 and nonfinite.get(name)]
+    if empty:
+        more = f"; {len(empty) - 1} more tensor(s) too" if len(empty) > 1 else ""
+        raise DataError(f"tensor {empty[0]!r} had no finite value during calibration (all {nonfinite[empty[0]]} "
+                        f"values were NaN/Inf{more}): it has no range",
+                        hint="check the model and the data; --nan-policy ignore skips some NaN/Inf values, "
+                             "it cannot make a range from none")
+    zero = [name for name, s in stats.items() if s.hist.amax == 0]
+    if not zero:
+        return []
+    what = "were constant zero" if all(stats[n].count for n in zero) else "were constant zero or saw no value"
+    return [f"{len(zero)} tensor(s) {what} during calibration (first: {zero[0]!r}); their range is set to "
+            f"amax {AMAX_FLOOR:g}, since a zero scale cannot be written or applied"]
 
 
 class _TensorFailed(Exception):
@@ -237,6 +261,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
+    gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
@@ -298,6 +323,7 @@ class _Gathered:
     seconds: float = 0.0
     files: tuple[str, ...] = ()
     note: str | None = None
+    nonfinite: dict[str, int] = field(default_factory=dict)
 
 
 def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
@@ -368,7 +394,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
     warnings = list(plan.warnings) + [f"{n}: {c} NaN/Inf values ignored" for n, c in result.nonfinite.items()]
-    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds)
+    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, nonfinite=dict(result.nonfinite))
 
 
 def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _Gathered:

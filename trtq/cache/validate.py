@@ -53,14 +53,12 @@ def _fingerprint_errors(provenance: Provenance, fingerprint: ModelFingerprint) -
 
 
 def _value_problems(table: CalibrationTable) -> tuple[list[str], list[str]]:
-    """(errors, warnings) about amax values: non-finite or negative is unusable, zero is suspect."""
-    bad = [n for n, a in table.amax.items() if not math.isfinite(a) or a < 0]
-    zero = [n for n, a in table.amax.items() if a == 0]
+    """(errors, warnings) about amax values: non-finite, zero or negative is unusable (a zero scale
+    can never be applied: TensorRT rejects it, and implicit INT8 would divide by it)."""
+    bad = [n for n, a in table.amax.items() if not math.isfinite(a) or a <= 0]
     errors = [f"amax must be finite and positive, but {len(bad)} tensors have other values: "
               + ", ".join(f"{n!r} ({table.amax[n]})" for n in bad[:_SHOWN])] if bad else []
-    warnings = [f"tensor {n!r} has amax 0 (it was constant zero during calibration); TensorRT rejects "
-                "a zero scale in Q/DQ" for n in zero]
-    return errors, warnings
+    return errors, []
 
 
 def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, tensor_names: list[str],
@@ -75,12 +73,12 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
         source: how to name the table in messages (e.g. its path).
 
     Returns:
-        Warnings: no provenance (only names could be checked), zero amax values, and with
-        `force` the mismatches that were overridden.
+        Warnings: no provenance (only names could be checked), and with `force` the mismatches
+        that were overridden.
 
     Raises:
-        CacheError: an amax that is NaN, infinite or negative (even with force: no runtime can
-            use it); unless `force`, tensors only in the cache or only in the model, or a
+        CacheError: an amax that is NaN, infinite, zero or negative (even with force: no runtime
+            can use it); unless `force`, tensors only in the cache or only in the model, or a
             graph or weights fingerprint that differs from the provenance's.
     """
     value_errors, warnings = _value_problems(table)
