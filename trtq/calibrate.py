@@ -13,6 +13,7 @@ still matches, else by running the model; the outcome says why (`not_reused`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -29,6 +30,8 @@ from trtq import model as model_io
 from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
+from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
+from trtq.cache.validate import check_coverage
 from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
 from trtq.calibrators.auto import choose_method, method_counts
 from trtq.collect import collect_statistics
@@ -197,6 +200,24 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
     return changes
 
 
+def reheaded(table: CalibrationTable, cache_path: Path, trt_version: str | None) -> CalibrationTable:
+    """The reused `table`, its file re-headed for `trt_version` when its header names another version.
+
+    TensorRT ignores a cache whose header is another version's, silently, so a reused cache is
+    written again (same scales, new header; the sidecar follows) and the console says so.
+    """
+    if trt_version is None or table.trt_version is None:
+        return table
+    wanted = normalize_trt_version(trt_version)
+    if encode_trt_version(wanted) == encode_trt_version(table.trt_version):
+        return table
+    log.info("re-heading %s for TensorRT %s (its header was for %s); the scales are unchanged",
+             cache_path, wanted, table.trt_version)
+    table = dataclasses.replace(table, trt_version=wanted)
+    write_cache(table, cache_path, wanted)
+    return table
+
+
 def _reuse_reason(provenance: Provenance | None, plan: DataPlan | None) -> str:
     """Why a cache is reused, saying what was checked and what could not be."""
     if provenance is None:
@@ -257,8 +278,11 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
             log.info("reusing calibration cache %s: %s", cache_path, _reuse_reason(table.provenance, plan))
+            table = reheaded(table, cache_path, cal.trt_version)
             return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
+    elif cache_path.exists() and not cal.force:
+        check_overwrite(cache_path, fp, names)
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
     gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
@@ -272,6 +296,30 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
         not_reused=gathered.note,
     )
+
+
+def check_overwrite(cache_path: Path, fp: model_io.ModelFingerprint, names: list[str]) -> None:
+    """Refuse to replace a cache that belongs to another model (its provenance says so, or without one,
+    it names too few of this model's tensors); --force skips this check.
+
+    Raises:
+        CacheError: the cache is another model's, or unreadable (it may be another tool's file).
+    """
+    try:
+        table = read_cache(cache_path)
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, delete the file, or pass --force") from None
+    prov = table.provenance
+    if prov is not None and (prov.model_graph_sha256, prov.model_weights_sha256) != (fp.graph, fp.weights):
+        raise CacheError(f"refusing to overwrite {cache_path}: its sidecar says it was made for another model "
+                         f"({prov.model_graph_sha256[:12]}/{prov.model_weights_sha256[:12]}, this one is {fp.short()})",
+                         hint="choose another --cache, or pass --force to replace it")
+    try:
+        check_coverage(table, names, source=str(cache_path))
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, or pass --force to replace it") from None
 
 
 def check_settings(cal: CalibrationConfig) -> None:

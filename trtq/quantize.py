@@ -19,6 +19,7 @@ import onnx
 from trtq import model as model_io
 from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, read_cache, validate_table
+from trtq.cache.validate import check_coverage
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError
 from trtq.qdq import QuantizeResult, lint_model, quantize_model
@@ -48,7 +49,8 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
-            (unless `force`) its provenance names another graph or other weights.
+            (unless `force`) its provenance names another graph or other weights, or it has no
+            provenance and names too few of the model's quantizable tensors (check_coverage).
     """
     in_model = set(activation_tensors(model, "all"))
     shared = [n for n in table.amax if n in in_model]
@@ -56,15 +58,16 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
         raise CacheError(f"{source} has none of the model's activation tensors (it names "
                          f"{len(table.amax)} others): it was made for another model",
                          hint="calibrate this model with 'trtq calibrate', or give the cache made for it")
+    needed = activation_tensors(model, "quantizable")
+    coverage = check_coverage(table, needed, force=force, source=source)
     # Names are checked on the shared subset: missing inputs only leave their layer in float.
     subset = dataclasses.replace(table, amax={n: table.amax[n] for n in shared})
-    warnings = validate_table(subset, fingerprint=model_io.fingerprint(model), tensor_names=shared, force=force,
-                              source=source)
+    warnings = coverage + validate_table(subset, fingerprint=model_io.fingerprint(model), tensor_names=shared,
+                                         force=force, source=source)
     ignored = len(table.amax) - len(shared)
     if ignored:
         warnings.append(f"{ignored} of {source}'s {len(table.amax)} entries name tensors that are not in the "
                         "ONNX graph (TensorRT-internal names); ignored")
-    needed = activation_tensors(model, "quantizable")
     missing = [n for n in needed if n not in table.amax]
     if missing:
         warnings.append(f"{len(missing)} inputs of quantizable layers have no range in {source}; "

@@ -36,3 +36,17 @@ def npy_folder(folder: Path, arrays: list[np.ndarray]) -> Path:
     for i, array in enumerate(arrays):
         np.save(folder / f"{i:03d}.npy", array.astype(np.float32))
     return folder
+
+
+def matmul_chain(depth: int = 4, width: int = 4, seed: int = 5) -> onnx.ModelProto:
+    """x -> (MatMul -> Relu) x depth -> y: `depth` quantizable inputs (x, r0, r1, ...)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.5, (width, width)).astype(np.float32), f"w{i}"))
+        out = "y" if i == depth - 1 else f"r{i}"
+        nodes += [helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]), helper.make_node("Relu", [f"m{i}"], [out])]
+        prev = out
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -21,6 +21,33 @@ _SHOWN = 5
 # Hash prefix length shown in messages (as ModelFingerprint.short).
 _SHORT = 12
 _FORCE_HINT = "recalibrate, or pass --force to use it anyway"
+# A cache without provenance (TensorRT wrote it) is taken for this model only when it names at least this
+# share of the model's quantizable tensors: one shared name such as 'x' is no evidence (issue 13.2).
+MIN_COVERAGE = 0.5
+
+
+def check_coverage(table: CalibrationTable, quantizable: Sequence[str], *, force: bool = False,
+                   source: str = "the calibration cache") -> list[str]:
+    """Refuse a cache without provenance that names too few of the model's quantizable tensors.
+
+    Returns:
+        A warning when `force` overrides the refusal, else nothing.
+
+    Raises:
+        CacheError: (unless `force`) the cache has no provenance and covers < MIN_COVERAGE of `quantizable`.
+    """
+    if table.provenance is not None or not quantizable:
+        return []
+    named = sum(1 for name in quantizable if name in table.amax)
+    share = named / len(quantizable)
+    if share >= MIN_COVERAGE:
+        return []
+    text = (f"{source} has no provenance and names only {named} of the model's {len(quantizable)} quantizable "
+            f"tensors ({share:.0%} < {MIN_COVERAGE:.0%}): it was probably made for another model")
+    if not force:
+        raise CacheError(text, hint="give the cache made for this model, calibrate it ('trtq calibrate'), "
+                                    "or pass --force to use it anyway")
+    return [f"{text}; used anyway (--force)"]
 
 
 def _quote(names: Sequence[str]) -> str:
