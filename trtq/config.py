@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from trtq.config_yaml import load_yaml, short_repr
-from trtq.errors import ConfigError
+from trtq.config_yaml import load_yaml
+from trtq.errors import ConfigError, short_repr
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:

@@ -10,28 +10,14 @@ deeper than MAX_DEPTH and files over MAX_BYTES, each as a ConfigError naming the
 from __future__ import annotations
 
 import re
-import reprlib
 from typing import Any
 
 import yaml
 
-from trtq.errors import ConfigError
+from trtq.errors import ConfigError, short_repr
 
 MAX_BYTES = 1 << 20  # a config is a few hundred bytes; a megabyte is not a config
 MAX_DEPTH = 32
-_SHOWN = 80  # characters of a value quoted in a message
-
-
-_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, _SHOWN, _SHOWN
-_REPR.maxlist, _REPR.maxdict, _REPR.maxlong = 8, 8, 40
-reprlib_repr = _REPR.repr
-
-
-def short_repr(value: Any) -> str:
-    """repr(value), cut to a readable length (a message must stay one line, whatever the input)."""
-    text = reprlib_repr(value).replace("\n", "\\n")
-    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 def _where(node: yaml.Node | yaml.Event) -> str:

@@ -30,6 +30,12 @@ def _kept() -> str:
     return f"no file was left half-written; kept the {len(done)} file(s) completed before: {names}"
 
 
+def _bounded(text: str, limit: int = 1000) -> str:
+    """One line of at most `limit` characters, whatever a message quotes from a user's file."""
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} chars)"
+
+
 class _TrtqGroup(click.Group):
     """A click group that turns trtq errors into one line and an exit code."""
 
@@ -42,7 +48,7 @@ class _TrtqGroup(click.Group):
             if debug:
                 raise
             kept = f" ({_kept()})" if atomic.completed_files() else ""
-            click.secho(f"error: {exc.one_line()}{kept}", fg="red", err=True)
+            click.secho(f"error: {_bounded(exc.one_line())}{kept}", fg="red", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             if debug:
