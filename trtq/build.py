@@ -138,6 +138,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
+    if calibration.stats is not None and calibration.table.provenance is not None:  # the samples that ran
+        report.provenance["calibration_samples"] = calibration.table.provenance.num_samples
     if calibration.table.provenance and calibration.table.provenance.method_counts:
         report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:

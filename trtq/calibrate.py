@@ -442,6 +442,8 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
     warnings = list(plan.warnings) + [f"{n}: {c} NaN/Inf values ignored" for n, c in result.nonfinite.items()]
+    # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.
+    warnings += [f"skipped unreadable file {key}: {reason}" for key, reason in plan.calib.skipped]
     return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, nonfinite=dict(result.nonfinite))
 
 
