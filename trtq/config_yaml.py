@@ -87,17 +87,20 @@ def load_yaml(data: bytes | str, source: str) -> Any:
             raise ConfigError(f"{source} is not UTF-8 text (byte {exc.start})",
                               hint="save the config as UTF-8") from None
     _check_flow_depth(data, source)
-    loader = _StrictLoader(data)
-    loader.name = source
+    loader = None
     try:
+        loader = _StrictLoader(data)  # the reader refuses control characters here already
+        loader.name = source
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever PyYAML says
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem[:200]}") from None
     except RecursionError:  # flow collections nest inside the scanner, before compose_node counts them
         raise ConfigError(f"{source} nests too deeply", hint="a trtq config is sections of keys") from None
     except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
         raise ConfigError(f"{source} holds a value trtq cannot read ({short_repr(str(exc))})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
