@@ -29,7 +29,8 @@ from trtq.compare.compare import ComparisonResult, check_candidate_outputs
 from trtq.compare.feeds import check_feed
 from trtq.compare.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
 from trtq.errors import ConfigError, DataError, ModelError, first_line
-from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, graph_inputs, graph_outputs
+from trtq.large_models import exceeds_protobuf_limit
+from trtq.model import MAX_IR_VERSION, graph_inputs, graph_outputs
 from trtq.qdq.runtime import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, thread
     """
     ort = _lazy.require("onnxruntime")
     work = with_outputs(model, outputs) if outputs is not None else model
-    if work.ByteSize() > PROTOBUF_LIMIT:
+    if exceeds_protobuf_limit(work):
         raise ModelError(f"model '{model.graph.name}' is over 2 GiB, which in-memory evaluation cannot load",
                          hint="leave out --fallback / --bias-correction for this model")
     options = ort.SessionOptions()

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from trtq.atomic import atomic_path
 from trtq.errors import ModelError, first_line
+from trtq.large_models import exceeds_protobuf_limit, skeleton
 
 # ONNX Runtime 1.31 reads IR version <= 13 while onnx 1.23 writes 14 by default,
 # so every model trtq writes is stamped with an IR version no newer than this.
@@ -185,13 +186,13 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> None:
     """
     path = Path(path)
     model.ir_version = min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION)
-    large = _has_inline_weights(model) and model.ByteSize() > PROTOBUF_LIMIT
+    if _has_inline_weights(model) and exceeds_protobuf_limit(model):
+        # Streamed from `model` into the data file: no second copy of the weights, `model` unchanged.
+        with atomic_path(path.with_name(f"{path.name}.data")) as data_tmp, atomic_path(path) as tmp:
+            onnx.save_model(skeleton(model, data_tmp, location=f"{path.name}.data"), str(tmp))
+        return
     with atomic_path(path) as tmp:
-        if large:
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{path.name}.data", size_threshold=1024)
-        else:
-            onnx.save_model(model, str(tmp))
+        onnx.save_model(model, str(tmp))
 
 
 def _has_inline_weights(model: onnx.ModelProto) -> bool:

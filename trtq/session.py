@@ -19,7 +19,8 @@ import onnx
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError, first_line
-from trtq.model import MAX_IR_VERSION, PROTOBUF_LIMIT, external_data_files
+from trtq.large_models import exceeds_protobuf_limit, skeleton
+from trtq.model import MAX_IR_VERSION, external_data_files
 
 
 def providers_for(choice: str) -> list[str]:
@@ -61,14 +62,16 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
     """
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
     external = external_data_files(model)
-    if not external and model.ByteSize() < PROTOBUF_LIMIT:
+    large = exceeds_protobuf_limit(model)
+    if not external and not large:
         yield _new_session(model.SerializeToString(), providers, config_entries)
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
         for name in external:
             _link(Path(model_dir or ".") / name, Path(tmp) / name)
         path = Path(tmp) / "model.onnx"
-        onnx.save_model(model, str(path))
+        # Over 2 GiB: the weights go to a data file next to it, streamed from `model` (not copied).
+        onnx.save_model(skeleton(model, Path(tmp) / "trtq-weights.data") if large else model, str(path))
         yield _new_session(str(path), providers, config_entries)
 
 
