@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trtq.atomic import atomic_open
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver, Observer
 from trtq.calibrators.stats import TensorStats
-
-from trtq.atomic import atomic_open
 from trtq.errors import CacheError
 
 FORMAT = "trtq-observers"

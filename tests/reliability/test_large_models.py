@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.reliability.models import npy_folder
-from trtq import large_models
 from trtq.cli import main
-from trtq.model import load_model
+from trtq.onnx_model import large_models
+from trtq.onnx_model.model import load_model
 
 
 def _wide_model(width: int, height: int, seed: int = 0) -> onnx.ModelProto:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from trtq.calibrators import TensorStats, compute_amax
-from trtq.calibrators.entropy import entropy_bin
 
 from tests.cache.helpers import provenance_for
 from trtq.cache.table import CalibrationTable
 from trtq.cache.validate import validate_table
+from trtq.calibrators import TensorStats, compute_amax
+from trtq.calibrators.entropy import entropy_bin
 from trtq.errors import CacheError
-from trtq.model import fingerprint
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.model import fingerprint
+from trtq.onnx_model.tensors import activation_tensors
 
 
 def _reference_entropy_bin(bins: np.ndarray, num_levels: int = 128, start_bin: int = 128) -> int:

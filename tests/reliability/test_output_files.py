@@ -11,14 +11,14 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from trtq.calibrators import HistogramObserver
-from trtq.calibrators.storage import save_observers
 
 from tests.image_models import conv_classifier, image_args, save
-from trtq import calibrate as calibrate_module
 from trtq.atomic import write_text
+from trtq.calibrators import HistogramObserver
+from trtq.calibrators.storage import save_observers
 from trtq.cli import main
 from trtq.errors import EXIT_OUTPUT
+from trtq.pipeline import calibrate as calibrate_module
 
 
 @pytest.fixture()

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from tests.reliability.models import matmul_model, npy_folder, save
+from trtq.accuracy.gates import Gates, check_gates
+from trtq.accuracy.metrics import ErrorSums, OutputAccumulator
 from trtq.cache import CalibrationTable, read_cache
 from trtq.cache.files import serialize_table
 from trtq.cli import main
-from trtq.compare.gates import Gates, check_gates
-from trtq.compare.metrics import ErrorSums, OutputAccumulator
 from trtq.errors import EXIT_BAD_INPUT, CacheError
 
 
@@ -74,7 +74,7 @@ def test_nan_outputs_are_no_perfect_score():
 
 
 def test_a_gate_on_nan_metrics_fails():
-    from trtq.compare.compare import ComparisonResult
+    from trtq.accuracy.compare import ComparisonResult
 
     nan = np.full((2, 4), np.nan, np.float32)
     acc = OutputAccumulator("y")
