@@ -16,7 +16,7 @@ SOURCES = {"trtq": ROOT / "trtq", "trtq.calibrators": ROOT / "calibrators", "trt
 # Bottom first. A module may import its own layer and the layers below it, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("trtq._version", "trtq.errors", "trtq._lazy", "trtq.atomic", "trtq.progress")),
-    ("config", ("trtq.config", "trtq.configs")),
+    ("config", ("trtq.config", "trtq.config_yaml", "trtq.configs")),
     ("model", ("trtq.onnx_model",)),
     ("core", ("trtq.calibrators", "trtq.data", "trtq.cache", "trtq.qdq")),
     ("engine", ("trtq.engine",)),

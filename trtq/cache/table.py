@@ -218,8 +218,12 @@ class CalibrationTable:
 
 
 def check_finite(table: CalibrationTable, what: str) -> None:
-    """Raise CacheError naming the first tensor whose amax is NaN or infinite (writers refuse those)."""
+    """Raise CacheError naming the first tensor whose amax is NaN, infinite, zero or negative.
+
+    Writers refuse those: a scale must be finite and positive (TensorRT rejects a zero scale and
+    would divide by it), so no cache trtq writes can hold one.
+    """
     for name, amax in table.amax.items():
-        if not math.isfinite(amax):
-            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax}",
-                             hint="recalibrate; the statistics of that tensor are broken")
+        if not math.isfinite(amax) or amax <= 0:
+            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax} (a scale must be finite "
+                             "and positive)", hint="recalibrate; the statistics of that tensor are broken")

@@ -145,8 +145,13 @@ class _Observing:
         per_sample = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1) if x.ndim else np.array([True])
         first = int(np.argmax(per_sample)) if len(keys) == len(per_sample) else 0
         sample = keys[first] if keys else "?"
+        if len(keys) == len(per_sample) and len(keys) > 1:  # the count of that sample, and of the batch
+            own = int(np.count_nonzero(~np.isfinite(x[first])))
+            counted = f"{own} NaN/Inf values in sample {sample} ({bad} in its batch of {len(keys)})"
+        else:
+            counted = f"{bad} NaN/Inf values in sample {sample}"
         return DataError(
-            f"activation '{name}' has {bad} NaN/Inf values for sample {sample}",
+            f"activation '{name}' has {counted}",
             hint="check the input and preprocessing, or pass --nan-policy ignore to skip such values",
         )
 

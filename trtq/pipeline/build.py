@@ -17,6 +17,7 @@ from pathlib import Path
 
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
 from trtq.accuracy.labels import resolve_labels
+from trtq.atomic import check_writable
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
@@ -66,6 +67,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     model_path = Path(model_path)
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(model_path)
     config = dataclasses.replace(config, out_dir=str(out_dir))
+    check_writable(out_dir)
     no_engine = engine_unavailable_reason()
     if no_engine and config.build.require_engine:
         raise MissingDependencyError(f"--require-engine: cannot build a TensorRT engine here ({no_engine})",
@@ -137,11 +139,14 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
+    if calibration.stats is not None and calibration.table.provenance is not None:  # the samples that ran
+        report.provenance["calibration_samples"] = calibration.table.provenance.num_samples
     if calibration.table.provenance and calibration.table.provenance.method_counts:
         report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
     if calibration.not_reused:
+        log.info("%s", calibration.not_reused)
         report.info.append(calibration.not_reused)
     report.info.extend(calibration.notes)
     for warning in calibration.warnings:

@@ -13,7 +13,7 @@ still matches, else by running the model; the outcome says why (`not_reused`).
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -23,10 +23,19 @@ from pathlib import Path
 import onnx
 import onnxruntime
 
+from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
+from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
+from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
-from trtq.calibration.ranges import HISTOGRAM_METHODS, check_settings, ranges_and_counts, recorded_params
+from trtq.calibration.ranges import (
+    HISTOGRAM_METHODS,
+    check_settings,
+    range_warnings,
+    ranges_and_counts,
+    recorded_params,
+)
 from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig, Config
@@ -99,9 +108,40 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
     if provenance.tensor_names_sha256 != names_sha256(n for n in names if n not in provenance.left_out):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
     # Other data is named only when nothing else changed (other settings already say the run differs).
-    if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
-        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now")
+    if not changes and plan is not None and provenance.data_sha256 not in (None, plan.calib_sha256()):
+        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now "
+                       "(other files or file contents, preprocessing or sample selection)")
     return changes
+
+
+def reheaded(table: CalibrationTable, cache_path: Path, trt_version: str | None) -> CalibrationTable:
+    """The reused `table`, its file re-headed for `trt_version` when its header names another version.
+
+    TensorRT ignores a cache whose header is another version's, silently, so a reused cache is
+    written again (same scales, new header; the sidecar follows) and the console says so.
+    """
+    if trt_version is None or table.trt_version is None:
+        return table
+    wanted = normalize_trt_version(trt_version)
+    if encode_trt_version(wanted) == encode_trt_version(table.trt_version):
+        return table
+    log.info("re-heading %s for TensorRT %s (its header was for %s); the scales are unchanged",
+             cache_path, wanted, table.trt_version)
+    table = dataclasses.replace(table, trt_version=wanted)
+    write_cache(table, cache_path, wanted)
+    return table
+
+
+def _reuse_reason(provenance: Provenance | None, plan: DataPlan | None) -> str:
+    """Why a cache is reused, saying what was checked and what could not be."""
+    if provenance is None:
+        return "it has no provenance sidecar, so only its tensor names were checked against the model"
+    if plan is None:
+        return "it matches the model and the settings; the calibration data was not checked (no --calib given)"
+    if provenance.data_sha256 is None:
+        return "it matches the model and the settings; it records no data fingerprint to check the data against"
+    return (f"it matches the model, the settings and the calibration data ({plan.calib.num_samples} samples: "
+            "file contents, preprocessing and selection)")
 
 
 def _param_changes(old: Mapping[str, object], new: Mapping[str, object]) -> str:
@@ -140,6 +180,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     names = activation_tensors(model, cal.tensors)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)
+    check_writable(cache_path.parent, cache_path)
+    if cal.save_stats:
+        check_writable(Path(cal.save_stats).parent)
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
@@ -149,11 +192,15 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
-            log.info("reusing calibration cache %s (it matches the model)", cache_path)
+            log.info("reusing calibration cache %s: %s", cache_path, _reuse_reason(table.provenance, plan))
+            table = reheaded(table, cache_path, cal.trt_version)
             return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings, notes=notes)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
+    elif cache_path.exists() and not cal.force:
+        check_overwrite(cache_path, fp, names)
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
+    gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
@@ -165,6 +212,30 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         not_reused=gathered.note,
         notes=notes + summary_lines(gathered.left_out, "from the calibration data", DATA_REASONS),
     )
+
+
+def check_overwrite(cache_path: Path, fp: model_io.ModelFingerprint, names: list[str]) -> None:
+    """Refuse to replace a cache that belongs to another model (its provenance says so, or without one,
+    it names too few of this model's tensors); --force skips this check.
+
+    Raises:
+        CacheError: the cache is another model's, or unreadable (it may be another tool's file).
+    """
+    try:
+        table = read_cache(cache_path)
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, delete the file, or pass --force") from None
+    prov = table.provenance
+    if prov is not None and (prov.model_graph_sha256, prov.model_weights_sha256) != (fp.graph, fp.weights):
+        raise CacheError(f"refusing to overwrite {cache_path}: its sidecar says it was made for another model "
+                         f"({prov.model_graph_sha256[:12]}/{prov.model_weights_sha256[:12]}, this one is {fp.short()})",
+                         hint="choose another --cache, or pass --force to replace it")
+    try:
+        check_coverage(table, names, source=str(cache_path))
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, or pass --force to replace it") from None
 
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
@@ -209,6 +280,7 @@ class _Gathered:
     files: tuple[str, ...] = ()
     note: str | None = None
     left_out: dict[str, str] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)
 
 
 def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
@@ -256,7 +328,7 @@ def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFin
         log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
         return None
     # calibrate() made `plan` whenever --calib was given
-    if plan is not None and loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+    if plan is not None and loaded.record.data_sha256 != plan.calib_sha256():
         log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
         return None
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
@@ -276,12 +348,15 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         mask_input=mask_input,
     )
     record = StatsRecord(
-        num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
+        num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
     warnings = list(plan.warnings) + _nonfinite_summary(result.nonfinite)
-    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out)
+    # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.
+    warnings += [f"skipped unreadable file {key}: {reason}" for key, reason in plan.calib.skipped]
+    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out,
+                     nonfinite=dict(result.nonfinite))
 
 
 def _nonfinite_summary(nonfinite: Mapping[str, int]) -> list[str]:
@@ -313,6 +388,3 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
              loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
 
-
-def _data_hash(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
