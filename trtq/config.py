@@ -45,7 +45,8 @@ def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
 class DataConfig:
     """Where calibration and evaluation samples come from and how they are batched."""
 
-    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, or video.")
+    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
+                                   "data-loader script (.py with a load_data() generator of feed dicts).")
     eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).")
     eval_fraction: float | None = _opt(
         None, "Fraction of --calib held out for evaluation (default: 0.2 for build, 0 for calibrate)."
