@@ -29,8 +29,8 @@ class DataPlan:
         description: one line per reader saying where its samples come from.
     """
 
-    calib: DataReader | StreamReader
-    eval: DataReader | StreamReader | None
+    calib: DataReader
+    eval: DataReader | None
     warnings: list[str]
     description: str
 
@@ -149,7 +149,7 @@ def _stream_plan(config: Config, inputs: list[TensorSpec], default_eval_fraction
         raise ConfigError(f"--eval-fraction {data.eval_fraction}: a data-loader script's stream is not split",
                           hint="give the held-out data separately with --eval (a path or another loader script)")
     calib = StreamReader(load_script(data.calib), f"loader script {data.calib}", data.max_samples)
-    held: DataReader | StreamReader | None = None
+    held: DataReader | None = None
     if is_loader_script(data.eval):
         held = StreamReader(load_script(data.eval), f"loader script {data.eval}")
     elif data.eval is not None:

@@ -17,18 +17,18 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
-from trtq.data.reader import Batch, FeedDicts
+from trtq.data.reader import Batch, DataReader, FeedDicts
 from trtq.errors import DataError
 
 FeedFactory = Callable[[], Iterable[Mapping[str, Any]]]
 LOADER_FUNCTION = "load_data"
 
 
-def is_loader_script(path: object) -> bool:
+def is_loader_script(path: object) -> TypeGuard[str | Path]:
     """True for a path naming a Python file (a data-loader script)."""
     return isinstance(path, (str, Path)) and Path(path).suffix == ".py"
 
@@ -105,8 +105,9 @@ def _checked(feed: Any, index: int) -> dict[str, np.ndarray]:
     return {str(name): np.asarray(value) for name, value in feed.items()}
 
 
-class StreamReader:
-    """DataReader's interface over a feed-dict stream: batches are yielded as they are produced.
+class StreamReader(DataReader):
+    """A DataReader over a feed-dict stream: batches are yielded as they are produced, so every
+    stage that takes a DataReader takes it (it has no `source`, `indices` or `batch_size`).
 
     The number of samples is known after the first full pass (0 before). A stream has no sample
     keys (`keys` is empty), so the cache's data hash is the same for every stream: cache reuse does
@@ -115,17 +116,18 @@ class StreamReader:
     """
 
     def __init__(self, factory: FeedFactory, description: str, max_samples: int | None = None) -> None:
+        # DataReader.__init__ is not called: it indexes a Source, and a stream has none.
         self._factory = factory
         self._description = description
         self._max = max_samples
         self._batches: int | None = None
-        self._samples = 0
+        self._count = 0
         self.skipped: list[tuple[str, str]] = []
         self.batch_shapes: dict[str, list[tuple[int, ...]]] = {}
 
     @property
     def num_samples(self) -> int:
-        return self._samples
+        return self._count
 
     @property
     def keys(self) -> list[str]:
@@ -140,7 +142,7 @@ class StreamReader:
         return self._batches or 0
 
     def feed_dicts(self) -> FeedDicts:
-        return FeedDicts(self)  # type: ignore[arg-type]
+        return FeedDicts(self)
 
     def __iter__(self) -> Iterator[Batch]:
         shapes: dict[str, list[tuple[int, ...]]] = {}
@@ -161,4 +163,4 @@ class StreamReader:
             yield Batch(feeds, batch_keys)
         if not samples:
             raise DataError(f"{self._description} yielded no data", hint="check that load_data() yields feed dicts")
-        self._samples, self._batches, self.batch_shapes = samples, count, shapes
+        self._count, self._batches, self.batch_shapes = samples, count, shapes

@@ -36,7 +36,7 @@ def _with_paths(config: Config, data: Any, eval_data: Any) -> tuple[Config, bool
 
     if not (plain(data) and plain(eval_data)):
         return config, False
-    changes = {k: str(v) for k, v in (("calib", data), ("eval", eval_data)) if v is not None}
+    changes: dict[str, Any] = {k: str(v) for k, v in (("calib", data), ("eval", eval_data)) if v is not None}
     return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes)), True
 
 
