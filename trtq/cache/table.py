@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trtq._version import __version__
+from trtq.calibrators.registry import available_methods
 from trtq.errors import CacheError
 
 # Largest INT8 magnitude: scale = amax / INT8_MAX.
@@ -29,7 +30,11 @@ SCHEMA_VERSION = 1
 # TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
 # implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (pipeline/engine_stage.py);
 # the trtq algorithm name lives in the sidecar.
-ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
+
+
+def known_algorithms() -> tuple[str, ...]:
+    """The algorithm names a table may carry: every registered method, and "unknown" (a cache TensorRT wrote)."""
+    return (*available_methods(), "unknown")
 
 
 def names_sha256(names: Iterable[str]) -> str:
@@ -66,7 +71,7 @@ class Provenance:
         model_graph_sha256: ModelFingerprint.graph of the calibrated model.
         model_weights_sha256: ModelFingerprint.weights of the calibrated model.
         tensor_names_sha256: names_sha256() of the calibrated tensor names.
-        algorithm: range algorithm name (one of ALGORITHMS).
+        algorithm: range algorithm name (one of known_algorithms()).
         num_samples: calibration samples fed through the model.
         trtq_version: trtq version that calibrated.
         data_sha256: hash of the calibration data (sample keys, sizes, mtimes), or None.
@@ -182,7 +187,7 @@ class CalibrationTable:
     Attributes:
         amax: tensor name -> symmetric amax (scale = amax / 127 for INT8), in the
             order the caller gives (graph order); writers keep this order.
-        algorithm: trtq range algorithm name (one of ALGORITHMS).
+        algorithm: trtq range algorithm name (one of known_algorithms()).
         trt_version: TensorRT version the table was read from or is meant for (e.g. "10.16.1"), or None.
         provenance: where it came from, or None (e.g. a cache TensorRT wrote).
         trt_algorithm: calibrator name of the TensorRT header it was read from

@@ -57,8 +57,11 @@ def _announce(stage: str, text: str) -> None:
     log.info("[%d/%d] %s: %s", STAGES.index(stage) + 1, len(STAGES), stage, text)
 
 
-def build(model_path: str | Path, config: Config, show_progress: bool = True) -> BuildOutcome:
+def build(model_path: str | Path, config: Config, show_progress: bool = True,
+          plan: DataPlan | None = None) -> BuildOutcome:
     """Run the pipeline on `model_path` as `config` says; write everything into the output folder.
+
+    `plan`: data readers already made (e.g. by trtq.build from a custom source); else from the config.
 
     Raises:
         MissingDependencyError: `--require-engine` where TensorRT or a GPU is missing (before any work).
@@ -80,7 +83,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 
     _announce("data", "opening calibration and evaluation data")
     with report.stage("data"):
-        plan = make_readers(config, inputs, default_eval_fraction=0.2)
+        plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,

@@ -30,11 +30,12 @@ from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
 from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
 from trtq.calibration.ranges import (
-    HISTOGRAM_METHODS,
     check_settings,
+    needs_ema,
     range_warnings,
     ranges_and_counts,
     recorded_params,
+    uses_bins,
 )
 from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
@@ -103,7 +104,7 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
         changes.append(f"it was made with --method {provenance.algorithm}, now {cal.method}")
     elif provenance.algorithm_params != (params := json_params(recorded_params(cal))):
         changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
-    if cal.method in HISTOGRAM_METHODS and provenance.num_bins != cal.num_bins:
+    if uses_bins(cal.method) and provenance.num_bins != cal.num_bins:
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
     if provenance.tensor_names_sha256 != names_sha256(n for n in names if n not in provenance.left_out):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
@@ -319,7 +320,7 @@ def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFin
     data is given, it is the data they were collected on.
     """
     cal = config.calibration
-    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or cal.method == "ema"
+    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or needs_ema(cal.method)
             or old.num_bins != cal.num_bins or old.tensor_names_sha256 != names_sha256(names)):
         return None
     try:
@@ -342,7 +343,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
     result = collect_statistics(
         model, model_path.parent, names, plan.calib,
-        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
+        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
         mask_input=mask_input,
@@ -374,7 +375,7 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
     cal = config.calibration
     start = time.perf_counter()
     loaded = load_stats(cal.load_stats, names, fingerprint=fp, force=cal.force)
-    if cal.method == "ema" and any(s.ema is None for s in loaded.stats.values()):
+    if needs_ema(cal.method) and any(s.ema is None for s in loaded.stats.values()):
         raise ConfigError("--method ema needs the moving-average observer, which the statistics files lack "
                           "(they were saved with another --method)",
                           hint="save the statistics with --method ema, or choose another --method")
