@@ -64,7 +64,9 @@ def data_fingerprint(reader: DataReader, preprocess: PreprocessConfig | None) ->
         reader: the calibration reader (its source and selected indices).
         preprocess: the resolved preprocessing settings (ignored for NumPy data, which is fed as is).
     """
-    source = reader.source
+    source = getattr(reader, "source", None)
+    if source is None:  # a stream (loader script, reader object): its data are known only once read
+        return hashlib.sha256(_VERSION + f"stream {reader.description}\n".encode()).hexdigest()
     digest = hashlib.sha256(_VERSION)
     if preprocess is not None and _uses_pixels(source):
         settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True, default=str)

@@ -108,6 +108,9 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
     if provenance.tensor_names_sha256 != names_sha256(n for n in names if n not in provenance.left_out):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
+    if plan is not None and getattr(plan.calib, "source", None) is None:
+        changes.append("its data came from a stream (a data-loader script or reader object), "
+                       "which cannot be checked against the cache before it is read")
     # Other data is named only when nothing else changed (other settings already say the run differs).
     if not changes and plan is not None and provenance.data_sha256 not in (None, plan.calib_sha256()):
         changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now "
