@@ -93,11 +93,14 @@ def batch_range(x: np.ndarray) -> tuple[float, float]:
     """
     lo, hi = float(x.min()), float(x.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(
-            f"observers accept finite values only, got {count_nonfinite(x)} NaN/Inf; "
-            "filter them with finite_values() first"
-        )
+        raise_nonfinite(count_nonfinite(x))
     return lo, hi
+
+
+def raise_nonfinite(count: int) -> None:
+    """The ValueError observers raise for `count` NaN/Inf values."""
+    raise ValueError(f"observers accept finite values only, got {count} NaN/Inf; "
+                     "filter them with finite_values() first")
 
 
 def require_same(kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> None:
@@ -199,13 +202,17 @@ class EmaMinMaxObserver:
         if x.size == 0:
             return
         lo, hi = batch_range(x)
+        self.update_range(lo, hi, int(x.size))
+
+    def update_range(self, lo: float, hi: float, count: int) -> None:
+        """`update` for a batch of `count` values whose exact min and max are known."""
         if self.updates == 0:
             self.min, self.max = lo, hi
         else:
             c = self.constant
             self.min = (1.0 - c) * self.min + c * lo
             self.max = (1.0 - c) * self.max + c * hi
-        self._count += int(x.size)
+        self._count += count
         self.updates += 1
 
     def merge(self, other: EmaMinMaxObserver) -> None:
