@@ -39,17 +39,29 @@ class TensorStats:
     def __init__(self, num_bins: int = 2048, ema_constant: float | None = 0.01) -> None:
         self.hist = HistogramObserver(num_bins)
         self.ema = None if ema_constant is None else EmaMinMaxObserver(ema_constant)
+        self._pending: tuple[float, float, int] | None = None  # (min, max, count) of a batch's earlier parts
 
     @property
     def count(self) -> int:
         """Number of values seen."""
         return self.hist.count
 
-    def update(self, x: np.ndarray) -> None:
-        """Update every observer with one batch. Raises ValueError on NaN/Inf (filter first)."""
-        self.hist.update(x)  # validates x before the EMA observer changes
-        if self.ema is not None:
-            self.ema.update(x)
+    def update(self, x: np.ndarray, *, batch_end: bool = True) -> None:
+        """Update every observer with one batch. Raises ValueError on NaN/Inf (filter first).
+
+        A batch may come in parts (micro-batches): pass batch_end=False for all but its
+        last part. The histogram does not depend on the split; the moving average sees
+        the whole batch's min and max (found in the histogram's pass) once, at its end.
+        """
+        part = self.hist.update_with_range(x)  # validates x before the EMA observer changes
+        if self.ema is None:
+            return
+        if part is not None:
+            lo, hi, count = self._pending or (float("inf"), float("-inf"), 0)
+            self._pending = (min(lo, part[0]), max(hi, part[1]), count + int(np.size(x)))
+        if batch_end and self._pending:
+            self.ema.update_range(*self._pending)
+            self._pending = None
 
     def merge(self, other: TensorStats) -> None:
         """Merge observer by observer; ValueError if the settings differ."""
@@ -72,6 +84,7 @@ class TensorStats:
     def from_dict(cls, d: dict[str, Any]) -> TensorStats:
         check_type(d, cls.kind)
         stats = cls.__new__(cls)
+        stats._pending = None
         stats.hist = HistogramObserver.from_dict(_strip(d, _HIST))
         ema = _strip(d, _EMA)
         stats.ema = EmaMinMaxObserver.from_dict(ema) if ema else None

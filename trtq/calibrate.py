@@ -35,6 +35,7 @@ from trtq.collect import collect_statistics
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
 from trtq.errors import CacheError, ConfigError, DataError
+from trtq.microbatch import MIB
 from trtq.session import providers_for
 from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
@@ -241,6 +242,9 @@ def check_settings(cal: CalibrationConfig) -> None:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
     if cal.method == "ema" and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
+    if cal.memory_budget < 1:
+        raise ConfigError(f"--memory-budget must be at least 1 MiB, got {cal.memory_budget}",
+                          hint="the default, 512, suits most machines")
     if cal.save_stats and Path(cal.save_stats).is_dir():
         raise ConfigError(f"--save-stats {cal.save_stats} is a folder", hint="give a file name, e.g. stats.npz")
 
@@ -345,6 +349,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress,
+        memory_budget=cal.memory_budget * MIB,
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,

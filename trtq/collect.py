@@ -33,6 +33,7 @@ import onnx
 from trtq.calibrators import stats as tensor_stats
 from trtq.data import Batch
 from trtq.errors import DataError, first_line
+from trtq.microbatch import DEFAULT_BUDGET_MIB, MIB, MicroBatcher
 from trtq.progress import progress_bar
 from trtq.session import create_session
 
@@ -79,20 +80,20 @@ class _Observing:
         self.nan_policy = nan_policy
         self.nonfinite: dict[str, int] = {}
 
-    def observe(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def observe(self, outputs: dict[str, np.ndarray], keys: list[str], batch_end: bool = True) -> None:
         for name in self.stats:
             x = outputs[name]
             if not np.issubdtype(x.dtype, np.floating):
                 continue
-            bad = self._update(name, x, keys)
+            bad = self._update(name, x, keys, batch_end)
             if bad:
                 self.nonfinite[name] = self.nonfinite.get(name, 0) + bad
 
-    def _update(self, name: str, x: np.ndarray, keys: list[str]) -> int:
+    def _update(self, name: str, x: np.ndarray, keys: list[str], batch_end: bool) -> int:
         """Observe `x`; returns the number of NaN/Inf values left out."""
         observers = self.stats[name]
         try:
-            observers.update(x)  # finds NaN/Inf for free (min/max) and then changes nothing
+            observers.update(x, batch_end=batch_end)  # finds NaN/Inf for free and then changes nothing
             return 0
         except ValueError:
             bad = tensor_stats.count_nonfinite(x)
@@ -100,7 +101,7 @@ class _Observing:
                 raise
         if self.nan_policy == "error":
             raise self._nonfinite_error(name, x, bad, keys)
-        observers.update(x[np.isfinite(x)])
+        observers.update(x[np.isfinite(x)], batch_end=batch_end)
         return bad
 
     @staticmethod
@@ -125,6 +126,7 @@ def collect_statistics(
     nan_policy: str = "error",
     total_samples: int | None = None,
     show_progress: bool = True,
+    memory_budget: int | None = DEFAULT_BUDGET_MIB * MIB,
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -138,6 +140,8 @@ def collect_statistics(
         nan_policy: 'error' or 'ignore' for NaN/Inf activations.
         total_samples: for the progress bar.
         show_progress: draw a progress bar on stderr.
+        memory_budget: bytes of exposed activations alive at once; larger batches run in
+            micro-batches (same results, see microbatch.py). None: no limit.
 
     Raises:
         DataError: an input does not fit the model, or an activation is not finite.
@@ -147,23 +151,27 @@ def collect_statistics(
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:
-        num_samples = _stream(session, batches, worker, bar)
+        num_samples = _stream(session, batches, worker, bar, MicroBatcher(memory_budget))
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
     return CollectionResult(observing.stats, num_samples, observing.nonfinite, time.perf_counter() - start)
 
 
-def _stream(session, batches: Iterable[Batch], worker: _Worker, bar) -> int:
-    """Run every batch and hand its outputs to the worker; returns the number of samples."""
+def _stream(session, batches: Iterable[Batch], worker: _Worker, bar, parts: MicroBatcher) -> int:
+    """Run every batch (in micro-batches) and hand its outputs to the worker; returns the number of samples."""
     output_names = [o.name for o in session.get_outputs()]
     num_samples = 0
     for batch in batches:
-        worker.wait_for_slot()
-        # No local reference: the worker alone holds the activations and drops them when observed.
-        worker.submit(dict(zip(output_names, _run(session, output_names, batch), strict=True)), batch.keys)
-        n = len(batch.keys) if batch.keys else next(iter(batch.feeds.values())).shape[0]
-        num_samples += n
-        bar.update(n)
+        for part in parts.split(batch):
+            worker.wait_for_slot()
+            outputs = _run(session, output_names, part.batch)
+            n = len(part.batch.keys) if part.batch.keys else next(iter(part.batch.feeds.values())).shape[0]
+            parts.measured(outputs, n)
+            # No local reference: the worker alone holds the activations and drops them when observed.
+            worker.submit(dict(zip(output_names, outputs, strict=True)), part.batch.keys, part.batch_end)
+            del outputs
+            num_samples += n
+            bar.update(n)
     return num_samples
 
 
@@ -186,7 +194,7 @@ class _Worker:
     while holding memory. An error in the worker is re-raised in the caller.
     """
 
-    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str]], None]) -> None:
+    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str], bool], None]) -> None:
         self._observe = observe
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -203,9 +211,9 @@ class _Worker:
         self._slot.acquire()
         self._raise_pending()
 
-    def submit(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def submit(self, outputs: dict[str, np.ndarray], keys: list[str], batch_end: bool = True) -> None:
         self._raise_pending()
-        self._queue.put((outputs, keys))
+        self._queue.put((outputs, keys, batch_end))
         self._raise_pending()
 
     def _loop(self) -> None:

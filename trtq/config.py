@@ -106,6 +106,10 @@ class CalibrationConfig:
         False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
     )
     provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
+    memory_budget: int = _opt(
+        512, "MiB of exposed activations alive at once while calibrating; larger batches run in "
+             "micro-batches (same results, told in the log)."
+    )
 
 
 @dataclass(frozen=True)
