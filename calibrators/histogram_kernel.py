@@ -104,7 +104,7 @@ def _bin_values(values, num_bins, exponent, has_exponent, bins, sub):
             e, has_exponent = grown, True
             limit = math.ldexp(float(num_bins), e)
             s1, s2 = _scales(e)
-        sub[i & (nsub - 1), np.uint64(a * s1 * s2)] += 1  # unsigned: no negative-index check
+        sub[i & (nsub - 1), np.int64(a * s1 * s2)] += 1
     for j in range(nsub):
         for k in range(num_bins):
             bins[k] += sub[j, k]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtq import model as model_io
-from trtq.calibrate import CalibrationOutcome, calibrate
+from trtq.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.compare import ComparisonResult, GateFailure, Gates, Report, check_gates, compare_models, write_report
 from trtq.compare.labels import resolve_labels
 from trtq.config import Config
@@ -85,7 +85,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     for warning in plan.warnings:
         report.warn(warning)
 
-    _announce("calibrate", f"{config.calibration.method} ranges")
+    config = with_tensor_scope(config, model, default_cache_path(model_path, config))
+    _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
         calibration = calibrate(model_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
@@ -94,7 +95,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
-                                       source=str(calibration.cache_path))
+                                       source=str(calibration.cache_path), options=config.quantize)
         qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)

@@ -13,6 +13,7 @@ still matches, else by running the model; the outcome says why (`not_reused`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -34,8 +35,9 @@ from trtq.calibrators.auto import choose_method, method_counts
 from trtq.collect import collect_statistics
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
-from trtq.errors import CacheError, ConfigError, DataError
+from trtq.errors import CacheError, ConfigError, DataError, TrtqError
 from trtq.microbatch import MIB
+from trtq.qdq.needed import qdq_tensors
 from trtq.session import providers_for
 from trtq.stats_files import StatsRecord, load_stats, save_stats
 from trtq.tensors import activation_tensors
@@ -206,7 +208,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     fp = model_io.fingerprint(model)
     cal = config.calibration
     check_settings(cal)
-    names = activation_tensors(model, cal.tensors)
+    names = calibration_tensors(model, config)
     cache_path = default_cache_path(model_path, config)
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
@@ -232,6 +234,35 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
         not_reused=gathered.note,
     )
+
+
+def calibration_tensors(model: onnx.ModelProto, config: Config) -> list[str]:
+    """The tensors `--tensors` selects: 'qdq' those the Q/DQ model quantizes (with the quantize
+    section's exclusions), 'auto' (outside `trtq build`) and 'all' every float activation."""
+    scope = config.calibration.tensors
+    if scope == "qdq":
+        return qdq_tensors(model, config.quantize)
+    return activation_tensors(model, "all" if scope == "auto" else scope)
+
+
+def with_tensor_scope(config: Config, model: onnx.ModelProto, cache_path: Path) -> Config:
+    """`config` with --tensors auto resolved for `trtq build`: only what the Q/DQ model needs ('qdq'),
+    except for TensorRT 10 implicit INT8 (its cache needs every activation) and when the cache
+    at `cache_path` already covers every activation (then it is reused as it is)."""
+    if config.calibration.tensors != "auto":
+        return config
+    scope = "all" if config.build.implicit or _covers_all(cache_path, model) else "qdq"
+    return dataclasses.replace(config, calibration=dataclasses.replace(config.calibration, tensors=scope))
+
+
+def _covers_all(cache_path: Path, model: onnx.ModelProto) -> bool:
+    if not cache_path.is_file():
+        return False
+    try:
+        provenance = read_cache(cache_path).provenance
+    except TrtqError:  # calibrate() reports a bad cache
+        return False
+    return provenance is not None and provenance.tensor_names_sha256 == names_sha256(activation_tensors(model, "all"))
 
 
 def check_settings(cal: CalibrationConfig) -> None:

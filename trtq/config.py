@@ -90,8 +90,9 @@ class CalibrationConfig:
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")
     ema_constant: float = _opt(0.01, "Averaging constant of the moving-average minmax (ema) method.")
     tensors: str = _opt(
-        "all", "Which tensors to calibrate: all float activations or only inputs of quantizable ops.",
-        ("all", "quantizable"),
+        "auto", "Which tensors to calibrate: all float activations, inputs of quantizable ops, or those the "
+                "Q/DQ model quantizes; auto: qdq for `trtq build` (all with --implicit), else all.",
+        ("auto", "all", "quantizable", "qdq"),
     )
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")

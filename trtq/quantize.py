@@ -21,6 +21,7 @@ from trtq.cache import CalibrationTable, read_cache, validate_table
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError
 from trtq.qdq import QuantizeResult, lint_model, quantize_model
+from trtq.qdq.needed import qdq_tensors
 from trtq.tensors import activation_tensors
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ def default_qdq_path(model_path: Path, folder: Path | None = None, fp16: bool = 
 
 
 def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: bool = False,
-                  source: str = "the calibration cache") -> tuple[dict[str, float], list[str]]:
-    """The table's amax values for tensors of `model`, and warnings.
+                  source: str = "the calibration cache",
+                  options: QuantizeConfig | None = None) -> tuple[dict[str, float], list[str]]:
+    """The table's amax values for tensors of `model`, and warnings (about tensors the Q/DQ model
+    made with `options` needs and the table lacks, among others).
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
@@ -63,10 +66,10 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
     if ignored:
         warnings.append(f"{ignored} of {source}'s {len(table.amax)} entries name tensors that are not in the "
                         "ONNX graph (TensorRT-internal names); ignored")
-    needed = activation_tensors(model, "quantizable")
+    needed = qdq_tensors(model, options or QuantizeConfig())
     missing = [n for n in needed if n not in table.amax]
     if missing:
-        warnings.append(f"{len(missing)} inputs of quantizable layers have no range in {source}; "
+        warnings.append(f"{len(missing)} inputs of quantized layers have no range in {source}; "
                         f"those layers stay in float (first: {missing[0]!r})")
     return {n: table.amax[n] for n in shared}, warnings
 
@@ -93,7 +96,7 @@ def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str 
     model_path, cache_path = Path(model_path), Path(cache_path)
     model = model_io.load_model(model_path)
     table = read_cache(cache_path)
-    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path))
+    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path), options=options)
     out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
     result = write_qdq_model(model, amax, options, out)
     return QuantizeOutcome(result, out, warnings + result.report.warnings)
