@@ -246,8 +246,8 @@ def _correct(work: onnx.ModelProto, target: _Target, ref: _Moments, measured: _M
 
 def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calib_batches: Batches,
                           mode: str, eval_batches: Batches | None = None, reference: Reference | None = None, *,
-                          method: str = "sequential", max_samples: int | None = None
-                          ) -> tuple[onnx.ModelProto, BiasCorrectionReport | None]:
+                          method: str = "sequential", max_samples: int | None = None,
+                          sqnr_before: float | None = None) -> tuple[onnx.ModelProto, BiasCorrectionReport | None]:
     """QuantizeConfig.bias_correction as the pipeline uses it.
 
     Args:
@@ -259,6 +259,8 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
             favours the correction).
         reference: an existing Reference on the held-out data, to avoid running FP32 again.
         method, max_samples: as for `correct_biases`.
+        sqnr_before: the worst output SQNR of `qdq_model` on `reference` when it was measured
+            already (the fallback's last step): "auto" then runs the Q/DQ model once, not twice.
 
     Raises:
         ConfigError: unknown mode or method.
@@ -274,7 +276,7 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
         if eval_batches is None:
             log.warning("bias correction 'auto' without held-out data: judged on the calibration data")
         reference = Reference(fp32_model, eval_batches if eval_batches is not None else calib_batches)
-    before = worst_sqnr(reference.measure(qdq_model))
+    before = sqnr_before if sqnr_before is not None else worst_sqnr(reference.measure(qdq_model))
     after = worst_sqnr(reference.measure(corrected))
     applied = after > before
     report = replace(report, applied=applied, sqnr_before=before, sqnr_after=after)
