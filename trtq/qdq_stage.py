@@ -116,7 +116,7 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
         known = outcome.fallback.steps[-1].sqnr_db if outcome.fallback and judge is not None else None
         outcome.model, outcome.bias_correction = apply_bias_correction(
             model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
-            sqnr_before=known)
+            sqnr_before=known, show_progress=show_progress)
     return outcome
 
 
