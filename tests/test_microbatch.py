@@ -53,8 +53,10 @@ def test_part_sizes_follow_the_measured_bytes_per_sample():
     parts = MicroBatcher(4 * MIB)
     first = next(parts.split(batch))
     assert len(first.batch.keys) == 1 and not first.batch_end  # the first sample measures
-    parts.measured([np.zeros(MIB // 4, dtype=np.uint8)], 1)  # 256 KiB per sample: 8 per part, 2 alive
+    parts.measured([np.zeros(MIB // 4, dtype=np.uint8)], 1)  # 256 KiB per sample: at most 8 per part, 2 alive
     sizes = [(len(p.batch.keys), p.batch_end) for p in parts.split(batch)]
-    assert sizes == [(8, False), (2, True)]
+    assert sizes == [(5, False), (5, True)]  # even parts
     assert [len(p.batch.keys) for p in MicroBatcher(None).split(batch)] == [10]
-    assert [p.batch.feeds["x"].shape[0] for p in parts.split(Batch(feeds, []))] == [8, 2]
+    assert [p.batch.feeds["x"].shape[0] for p in parts.split(Batch(feeds, []))] == [5, 5]
+    parts.measured([np.zeros(MIB, dtype=np.uint8)], 1)  # larger samples later: smaller parts
+    assert [len(p.batch.keys) for p in parts.split(batch)] == [2, 2, 2, 2, 2]

@@ -51,12 +51,14 @@ class MicroBatcher:
         self.logged_size: int | None = None
 
     def part_size(self, batch_size: int) -> int:
-        """Samples in the next part of a batch of `batch_size`."""
+        """Samples in the next part of a batch (or of its rest) of `batch_size`."""
         if self.budget is None:
             return batch_size
         if not self.per_sample:
             return 1  # measure first
-        return max(1, min(batch_size, self.budget // (ALIVE * self.per_sample)))
+        largest = max(1, min(batch_size, self.budget // (ALIVE * self.per_sample)))
+        parts = -(-batch_size // largest)
+        return -(-batch_size // parts)  # even parts: 8 at most 7 a part runs as 4 + 4, not 7 + 1
 
     def measured(self, outputs: list[np.ndarray], samples: int) -> None:
         """Record the exposed outputs of a part of `samples` samples."""
@@ -68,7 +70,7 @@ class MicroBatcher:
         n = _batch_size(batch)
         start = 0
         while start < n:
-            size = self.part_size(n)
+            size = self.part_size(n - start)
             if self.per_sample and size < n:
                 self._log(size, n)
             end = min(n, start + size)
