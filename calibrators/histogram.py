@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from trtq.calibrators.observers import (
     ObserverDict,
     as_values,
@@ -34,7 +35,6 @@ from trtq.calibrators.observers import (
     raise_nonfinite,
     require_same,
 )
-
 from trtq.errors import first_line
 
 # Elements binned per step: the chunk and its temporaries (~1 MB for float32) stay in a

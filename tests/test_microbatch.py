@@ -6,11 +6,11 @@ import logging
 
 import numpy as np
 from click.testing import CliRunner
-from trtq.calibrators import load_observers
 
+from trtq.calibration.microbatch import MIB, MicroBatcher
+from trtq.calibrators import load_observers
 from trtq.cli import main
 from trtq.data import Batch
-from trtq.microbatch import MIB, MicroBatcher
 
 
 def _calibrate(model, photos, out, *extra):
@@ -29,7 +29,7 @@ def test_micro_batches_and_batch_sizes_give_identical_results(ocr_classifier, ph
                          "batch 5, budget 1 MiB": ("--batch-size", "5", "--memory-budget", "1")}.items():
         out = tmp_path / label.replace(" ", "_").replace(",", "")
         out.mkdir()
-        with caplog.at_level(logging.INFO, logger="trtq.microbatch"):
+        with caplog.at_level(logging.INFO, logger="trtq.calibration.microbatch"):
             caplog.clear()
             runs[label] = _calibrate(ocr_classifier, photo_dir, out, "--method", "ema", *extra)
             split = any("micro-batches of 1" in r.getMessage() for r in caplog.records)

@@ -6,13 +6,13 @@ import dataclasses
 
 import numpy as np
 
-from trtq import model as model_io
 from trtq.cache import CalibrationTable, Provenance, names_sha256, write_cache
-from trtq.calibrate import with_tensor_scope
 from trtq.config import Config, QuantizeConfig
+from trtq.onnx_model import model as model_io
+from trtq.onnx_model.tensors import activation_tensors
+from trtq.pipeline.calibrate import with_tensor_scope
 from trtq.qdq import quantize_model
 from trtq.qdq.needed import qdq_tensors
-from trtq.tensors import activation_tensors
 
 
 def test_qdq_model_from_the_needed_ranges_equals_the_one_from_all_ranges(ocr_classifier):

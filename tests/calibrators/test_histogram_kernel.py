@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from trtq.calibrators import histogram
 from trtq.calibrators.histogram import HistogramObserver, bin_batch_numpy
 from trtq.calibrators.histogram_kernel import bin_values

@@ -15,9 +15,9 @@ import copy
 import onnx
 
 from trtq.config import QuantizeConfig
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq.graph import GraphIndex, name_nodes
 from trtq.qdq.placement import Exclusions, place
-from trtq.tensors import activation_tensors
 
 
 def qdq_tensors(model: onnx.ModelProto, options: QuantizeConfig) -> list[str]:
