@@ -50,10 +50,10 @@ def test_micro_batches_and_batch_sizes_give_identical_results(ocr_classifier, ph
 def test_part_sizes_follow_the_measured_bytes_per_sample():
     feeds = {"x": np.zeros((10, 3), dtype=np.float32)}
     batch = Batch(feeds, [f"s{i}" for i in range(10)])
-    parts = MicroBatcher(4 * MIB)
+    parts = MicroBatcher(8 * MIB)
     first = next(parts.split(batch))
     assert len(first.batch.keys) == 1 and not first.batch_end  # the first sample measures
-    parts.measured([np.zeros(MIB // 4, dtype=np.uint8)], 1)  # 256 KiB per sample: at most 8 per part, 2 alive
+    parts.measured([np.zeros(MIB // 4, dtype=np.uint8)], 1)  # 256 KiB per sample: at most 8 per part, 4 alive
     sizes = [(len(p.batch.keys), p.batch_end) for p in parts.split(batch)]
     assert sizes == [(5, False), (5, True)]  # even parts
     assert [len(p.batch.keys) for p in MicroBatcher(None).split(batch)] == [10]
