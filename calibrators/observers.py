@@ -93,11 +93,14 @@ def batch_range(x: np.ndarray) -> tuple[float, float]:
     """
     lo, hi = float(x.min()), float(x.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(
-            f"observers accept finite values only, got {count_nonfinite(x)} NaN/Inf; "
-            "filter them with finite_values() first"
-        )
+        raise_nonfinite(count_nonfinite(x))
     return lo, hi
+
+
+def raise_nonfinite(count: int) -> None:
+    """The ValueError observers raise for `count` NaN/Inf values."""
+    raise ValueError(f"observers accept finite values only, got {count} NaN/Inf; "
+                     "filter them with finite_values() first")
 
 
 def require_same(kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> None:

@@ -104,8 +104,9 @@ class CalibrationConfig:
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")
     ema_constant: float = _opt(0.01, "Averaging constant of the moving-average minmax (ema) method.")
     tensors: str = _opt(
-        "all", "Which tensors to calibrate: all float activations or only inputs of quantizable ops.",
-        ("all", "quantizable"),
+        "auto", "Which tensors to calibrate: all float activations, inputs of quantizable ops, or those the "
+                "Q/DQ model quantizes; auto: qdq for `trtq build` (all with --implicit), else all.",
+        ("auto", "all", "quantizable", "qdq"),
     )
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
@@ -120,6 +121,10 @@ class CalibrationConfig:
         False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
     )
     provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
+    memory_budget: int = _opt(
+        512, "MiB of exposed activations alive at once while calibrating; larger batches run in "
+             "micro-batches (same results, told in the log)."
+    )
 
 
 @dataclass(frozen=True)

@@ -149,5 +149,8 @@ def check_settings(cal: CalibrationConfig) -> None:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
     if "ema_constant" in settings and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
+    if cal.memory_budget < 1:
+        raise ConfigError(f"--memory-budget must be at least 1 MiB, got {cal.memory_budget}",
+                          hint="the default, 512, suits most machines")
     if cal.save_stats and Path(cal.save_stats).is_dir():
         raise ConfigError(f"--save-stats {cal.save_stats} is a folder", hint="give a file name, e.g. stats.npz")

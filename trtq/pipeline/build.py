@@ -22,7 +22,7 @@ from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
-from trtq.pipeline.calibrate import CalibrationOutcome, calibrate
+from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
@@ -91,7 +91,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in plan.warnings:
         report.warn(warning)
 
-    _announce("calibrate", f"{config.calibration.method} ranges")
+    config = with_tensor_scope(config, model, default_cache_path(model_path, config))
+    _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
         calibration = calibrate(model_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
@@ -100,7 +101,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
-                                       source=str(calibration.cache_path))
+                                       source=str(calibration.cache_path), options=config.quantize)
         qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)

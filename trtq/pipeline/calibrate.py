@@ -29,6 +29,7 @@ from trtq.cache.table import json_params
 from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
 from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
+from trtq.calibration.microbatch import MIB
 from trtq.calibration.ranges import (
     check_settings,
     needs_ema,
@@ -41,11 +42,12 @@ from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
-from trtq.errors import CacheError, ConfigError, DataError
+from trtq.errors import CacheError, ConfigError, DataError, TrtqError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.masks import summary_lines
 from trtq.onnx_model.tensors import activation_tensors, attention_masks
 from trtq.onnx_model.token_axes import attention_mask_input
+from trtq.qdq.needed import qdq_tensors
 from trtq.qdq.placement import planned_activations
 from trtq.runtime.session import providers_for
 
@@ -181,7 +183,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     fp = model_io.fingerprint(model)
     cal = config.calibration
     check_settings(cal)
-    names = activation_tensors(model, cal.tensors)
+    names = calibration_tensors(model, config)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)
     check_writable(cache_path.parent, cache_path)
@@ -240,6 +242,35 @@ def check_overwrite(cache_path: Path, fp: model_io.ModelFingerprint, names: list
     except CacheError as exc:
         raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
                          hint="choose another --cache, or pass --force to replace it") from None
+
+
+def calibration_tensors(model: onnx.ModelProto, config: Config) -> list[str]:
+    """The tensors `--tensors` selects: 'qdq' those the Q/DQ model quantizes (with the quantize
+    section's exclusions), 'auto' (outside `trtq build`) and 'all' every float activation."""
+    scope = config.calibration.tensors
+    if scope == "qdq":
+        return qdq_tensors(model, config.quantize)
+    return activation_tensors(model, "all" if scope == "auto" else scope)
+
+
+def with_tensor_scope(config: Config, model: onnx.ModelProto, cache_path: Path) -> Config:
+    """`config` with --tensors auto resolved for `trtq build`: only what the Q/DQ model needs ('qdq'),
+    except for TensorRT 10 implicit INT8 (its cache needs every activation) and when the cache
+    at `cache_path` already covers every activation (then it is reused as it is)."""
+    if config.calibration.tensors != "auto":
+        return config
+    scope = "all" if config.build.implicit or _covers_all(cache_path, model) else "qdq"
+    return dataclasses.replace(config, calibration=dataclasses.replace(config.calibration, tensors=scope))
+
+
+def _covers_all(cache_path: Path, model: onnx.ModelProto) -> bool:
+    if not cache_path.is_file():
+        return False
+    try:
+        provenance = read_cache(cache_path).provenance
+    except TrtqError:  # calibrate() reports a bad cache
+        return False
+    return provenance is not None and provenance.tensor_names_sha256 == names_sha256(activation_tensors(model, "all"))
 
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
@@ -349,7 +380,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
-        mask_input=mask_input,
+        mask_input=mask_input, memory_budget=cal.memory_budget * MIB,
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,

@@ -24,6 +24,7 @@ from trtq.errors import CacheError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import QuantizeResult, lint_model, quantize_model
+from trtq.qdq.needed import qdq_tensors
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ def default_qdq_path(model_path: Path, folder: Path | None = None, fp16: bool = 
 
 
 def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: bool = False,
-                  source: str = "the calibration cache") -> tuple[dict[str, float], list[str]]:
-    """The table's amax values for tensors of `model`, and warnings.
+                  source: str = "the calibration cache",
+                  options: QuantizeConfig | None = None) -> tuple[dict[str, float], list[str]]:
+    """The table's amax values for tensors of `model`, and warnings (about tensors the Q/DQ model
+    made with `options` needs and the table lacks, among others).
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
@@ -68,9 +71,10 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
     if ignored:
         warnings.append(f"{ignored} of {source}'s {len(table.amax)} entries name tensors that are not in the "
                         "ONNX graph (TensorRT-internal names); ignored")
-    missing = [n for n in needed if n not in table.amax]
+    planned = qdq_tensors(model, options or QuantizeConfig())
+    missing = [n for n in planned if n not in table.amax]
     if missing:
-        warnings.append(f"{len(missing)} inputs of quantizable layers have no range in {source}; "
+        warnings.append(f"{len(missing)} inputs of quantized layers have no range in {source}; "
                         f"those layers stay in float (first: {missing[0]!r})")
     return {n: table.amax[n] for n in shared}, warnings
 
@@ -99,6 +103,6 @@ def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str 
     check_writable(out.parent, out)
     model = model_io.load_model(model_path)
     table = read_cache(cache_path)
-    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path))
+    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path), options=options)
     result = write_qdq_model(model, amax, options, out)
     return QuantizeOutcome(result, out, warnings + result.report.warnings)
