@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from trtq.errors import OutputError
 
@@ -126,7 +126,7 @@ def check_writable(folder: str | os.PathLike[str], file: str | os.PathLike[str] 
 
 
 @contextlib.contextmanager
-def atomic_open(target: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
+def atomic_open(target: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file for writing; it becomes `target` only on success."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes only, got mode {mode!r}")

@@ -18,32 +18,40 @@ import logging
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from trtq.calibrators.registry import available_methods
 from trtq.config_yaml import load_yaml
 from trtq.errors import ConfigError, short_repr
 
 log = logging.getLogger(__name__)
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its help text (and allowed values) for CLI and docs."""
+def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values, or a function giving them) for CLI and docs."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
+def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
+    """The allowed values of a config field, or None; computed now for registry-backed fields (the method)."""
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where calibration and evaluation samples come from and how they are batched."""
 
-    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, or video.")
+    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
+                                   "data-loader script (.py with a load_data() generator of feed dicts).")
     eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).")
     eval_fraction: float | None = _opt(
         None, "Fraction of --calib held out for evaluation (default: 0.2 for build, 0 for calibrate)."
@@ -90,7 +98,7 @@ class CalibrationConfig:
     method: str = _opt(
         "auto", "Range algorithm: auto picks per tensor the method with the least expected INT8 error; "
                 "entropy is TensorRT's EntropyCalibration2.",
-        ("entropy", "minmax", "percentile", "mse", "ema", "auto"),
+        available_methods,  # the algorithm registry (trtq.calibrators.registry), user methods included
     )
     num_bins: int = _opt(2048, "Histogram bins per tensor.")
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")
@@ -287,7 +295,7 @@ def _update_section(obj: Any, section: str, values: Mapping[str, Any], source: s
         key = f"{section}.{str(name)[:_SHOWN_KEY]}"
         if name not in fields:
             raise ConfigError(f"unknown config key '{key}' in {source}", hint=_suggest(key, _all_keys()))
-        changes[name] = _coerce(key, value, hints[name], fields[name].metadata.get("choices"))
+        changes[name] = _coerce(key, value, hints[name], field_choices(fields[name]))
     return dataclasses.replace(obj, **changes)
 
 

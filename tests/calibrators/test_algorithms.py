@@ -11,7 +11,7 @@ import pytest
 from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
 from trtq.calibrators.registry import available_methods, compute_amax, method_parameters
 from trtq.calibrators.stats import TensorStats
-from trtq.config import CalibrationConfig
+from trtq.config import CalibrationConfig, field_choices
 
 HIST_METHODS = ["entropy", "minmax", "percentile", "mse"]
 
@@ -43,7 +43,7 @@ def _sample_mse(x: np.ndarray, amax: float) -> float:
 
 def test_registry_names_match_the_config_choices():
     field = next(f for f in dataclasses.fields(CalibrationConfig) if f.name == "method")
-    assert available_methods() == list(field.metadata["choices"])
+    assert available_methods() == list(field_choices(field))
     assert method_parameters("percentile") == {"percentile": 99.99}
     assert method_parameters("entropy") == {"num_quantized_bins": 128, "start_bin": 128, "flatten_zero_bin": True}
     assert method_parameters("minmax") == {}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trtq._version import __version__
+from trtq.calibrators.registry import available_methods
 from trtq.errors import CacheError
 
 # Largest INT8 magnitude: scale = amax / INT8_MAX.
@@ -29,7 +30,11 @@ SCHEMA_VERSION = 1
 # TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
 # implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (pipeline/engine_stage.py);
 # the trtq algorithm name lives in the sidecar.
-ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
+
+
+def known_algorithms() -> tuple[str, ...]:
+    """The algorithm names a table may carry: every registered method, and "unknown" (a cache TensorRT wrote)."""
+    return (*available_methods(), "unknown")
 
 
 def names_sha256(names: Iterable[str]) -> str:
@@ -66,7 +71,7 @@ class Provenance:
         model_graph_sha256: ModelFingerprint.graph of the calibrated model.
         model_weights_sha256: ModelFingerprint.weights of the calibrated model.
         tensor_names_sha256: names_sha256() of the calibrated tensor names.
-        algorithm: range algorithm name (one of ALGORITHMS).
+        algorithm: range algorithm name (one of known_algorithms()).
         num_samples: calibration samples fed through the model.
         trtq_version: trtq version that calibrated.
         data_sha256: hash of the calibration data (sample keys, sizes, mtimes), or None.
@@ -79,6 +84,9 @@ class Provenance:
         stats_file: absolute path of the file holding the statistics the ranges were made from
             (--save-stats, or the only --load-stats file), or None; ranges for other settings can be
             made from it without running the model.
+        left_out: tensor -> why it has no range although it is a calibrated tensor of the model: its
+            data held attention-mask values (-inf, huge negative fills) and no Q/DQ pair reads it
+            (trtq.calibration.collect). A cache lacking exactly these tensors still fits the model.
     """
 
     model_graph_sha256: str
@@ -94,6 +102,7 @@ class Provenance:
     random_data: bool = False
     method_counts: dict[str, int] = field(default_factory=dict)
     stats_file: str | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithm_params", json_params(self.algorithm_params))
@@ -157,6 +166,8 @@ def _check_types(values: Mapping[str, Any], source: str) -> None:
         if key == "method_counts" and not (isinstance(value, dict) and all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())):
             raise bad(key, "an object of counts")
+        if key == "left_out" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise bad(key, "an object of strings")
 
 
 def check_schema(data: Mapping[str, Any], source: str) -> None:
@@ -176,7 +187,7 @@ class CalibrationTable:
     Attributes:
         amax: tensor name -> symmetric amax (scale = amax / 127 for INT8), in the
             order the caller gives (graph order); writers keep this order.
-        algorithm: trtq range algorithm name (one of ALGORITHMS).
+        algorithm: trtq range algorithm name (one of known_algorithms()).
         trt_version: TensorRT version the table was read from or is meant for (e.g. "10.16.1"), or None.
         provenance: where it came from, or None (e.g. a cache TensorRT wrote).
         trt_algorithm: calibrator name of the TensorRT header it was read from

@@ -1,6 +1,6 @@
 """The configured range algorithm applied to every tensor's statistics, and the checks of its settings.
 
-The registry (trtq.calibrators) knows each algorithm's function and keyword parameters; here the
+The registry (trtq.calibrators.registry) knows each algorithm's function, parameters and settings; here the
 calibration section of the config picks the method and its parameters, every tensor's amax is
 computed (on all cores), and power-of-two rounding is applied. What a cache's provenance records
 of those settings (recorded_params) is what cache reuse compares.
@@ -10,28 +10,51 @@ of those settings (recorded_params) is what cache reuse compares.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
+from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two
 from trtq.calibrators.auto import choose_method, method_counts
+from trtq.calibrators.registry import AlgorithmInfo, algorithm, available_methods
 from trtq.config import CalibrationConfig
 from trtq.errors import ConfigError, DataError
 from trtq.qdq.scales import AMAX_FLOOR
 
 T = TypeVar("T")
 
-# Methods whose ranges depend on the histogram's bins (minmax reads the exact max, ema its own observer).
-HISTOGRAM_METHODS = ("entropy", "percentile", "mse", "auto")
+def method_info(method: str) -> AlgorithmInfo:
+    """The registry's metadata of `method`.
+
+    Raises:
+        ConfigError: no algorithm of that name is registered (the hint names the closest one).
+    """
+    try:
+        return algorithm(method)
+    except ValueError:
+        names = available_methods()
+        close = difflib.get_close_matches(method, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(names)}"
+        raise ConfigError(f"unknown calibration method '{method}'", hint=hint) from None
+
+
+def uses_bins(method: str) -> bool:
+    """True if the method's ranges depend on the histogram's bins (not minmax: the exact max; not ema)."""
+    return method_info(method).uses_bins
+
+
+def needs_ema(method: str) -> bool:
+    """True if the method reads the moving-average observer, which is collected only for such methods."""
+    return method_info(method).statistics == "ema"
 
 
 def method_params(cal: CalibrationConfig) -> dict[str, object]:
-    """Parameters the chosen method takes from the config: the percentile of `percentile`, and of
-    `auto` (its percentile candidate)."""
-    return {"percentile": cal.percentile} if cal.method in ("percentile", "auto") else {}
+    """Parameters the chosen method takes from the config (e.g. the percentile of `percentile`, and of
+    `auto` for its percentile candidate): the registered settings it has a parameter for."""
+    return {name: getattr(cal, name) for name in method_info(cal.method).passed_settings}
 
 
 def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
@@ -40,9 +63,10 @@ def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
 
     A cache whose record differs was made with other settings and is not reused.
     """
-    params = {**method_parameters(cal.method), **method_params(cal)}
-    if cal.method == "ema":
-        params["ema_constant"] = cal.ema_constant
+    info = method_info(cal.method)
+    params = {**info.defaults, **method_params(cal)}
+    for name in info.config:  # settings recorded though not passed (ema's averaging constant)
+        params.setdefault(name, getattr(cal, name))
     if cal.power_of_two:
         params["power_of_two"] = True
     return params
@@ -120,9 +144,10 @@ def check_settings(cal: CalibrationConfig) -> None:
     """Refuse calibration settings the observers or the method would reject, before any work is done."""
     if cal.num_bins < 2:
         raise ConfigError(f"--num-bins must be at least 2, got {cal.num_bins}", hint="2048 is TensorRT's choice")
-    if cal.method in ("percentile", "auto") and not 0.0 < cal.percentile <= 100.0:
+    settings = method_info(cal.method).config
+    if "percentile" in settings and not 0.0 < cal.percentile <= 100.0:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
-    if cal.method == "ema" and not 0.0 < cal.ema_constant <= 1.0:
+    if "ema_constant" in settings and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
     if cal.save_stats and Path(cal.save_stats).is_dir():
         raise ConfigError(f"--save-stats {cal.save_stats} is a folder", hint="give a file name, e.g. stats.npz")

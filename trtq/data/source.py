@@ -128,7 +128,8 @@ class ConcatSource:
     def files_of(self, index: int) -> tuple[Path, ...]:
         """The file(s) sample `index` is read from (hashed by the data fingerprint)."""
         part, local = self._locate(index)
-        return part.files_of(local)  # type: ignore[attr-defined]
+        files: tuple[Path, ...] = part.files_of(local)  # type: ignore[attr-defined]
+        return files
 
     def _locate(self, index: int) -> tuple[Source, int]:
         if not 0 <= index < len(self.keys):

@@ -48,7 +48,7 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
     if inline_bytes(model) > LIMIT - _MARGIN:
         return True
     try:
-        return model.ByteSize() > LIMIT
+        return bool(model.ByteSize() > LIMIT)
     except Exception:  # protobuf's EncodeError / ValueError past the limit
         return True
 

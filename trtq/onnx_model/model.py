@@ -123,7 +123,7 @@ def opset_version(model: onnx.ModelProto) -> int:
     """The default-domain opset of the model."""
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
-            return opset.version
+            return int(opset.version)
     return 0
 
 

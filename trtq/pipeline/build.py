@@ -57,8 +57,11 @@ def _announce(stage: str, text: str) -> None:
     log.info("[%d/%d] %s: %s", STAGES.index(stage) + 1, len(STAGES), stage, text)
 
 
-def build(model_path: str | Path, config: Config, show_progress: bool = True) -> BuildOutcome:
+def build(model_path: str | Path, config: Config, show_progress: bool = True,
+          plan: DataPlan | None = None) -> BuildOutcome:
     """Run the pipeline on `model_path` as `config` says; write everything into the output folder.
+
+    `plan`: data readers already made (e.g. by trtq.build from a custom source); else from the config.
 
     Raises:
         MissingDependencyError: `--require-engine` where TensorRT or a GPU is missing (before any work).
@@ -80,7 +83,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 
     _announce("data", "opening calibration and evaluation data")
     with report.stage("data"):
-        plan = make_readers(config, inputs, default_eval_fraction=0.2)
+        plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
@@ -127,7 +130,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
         with report.stage("engine"):
             info = build_pipeline_engine(config, engine_source, model_path, out_dir / f"{model_path.stem}.engine",
                                          inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
-                                         fingerprint=fp)
+                                         fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
 
@@ -148,6 +151,7 @@ def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None
     if calibration.not_reused:
         log.info("%s", calibration.not_reused)
         report.info.append(calibration.not_reused)
+    report.info.extend(calibration.notes)
     for warning in calibration.warnings:
         report.warn(warning)
     if calibration.stats:

@@ -70,7 +70,7 @@ def _cuda_device_present() -> bool:
 
 @contextlib.contextmanager
 def create_session(model: onnx.ModelProto, model_dir: str | Path | None, providers: list[str],
-                   config_entries: Mapping[str, str] | None = None) -> Iterator:
+                   config_entries: Mapping[str, str] | None = None) -> Iterator[Any]:
     """Yield an onnxruntime.InferenceSession for `model`, cleaning up temporary files after.
 
     Args:
@@ -97,7 +97,7 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
         yield _new_session(str(path), providers, config_entries)
 
 
-def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None):
+def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None) -> Any:
     ort = _lazy.require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
