@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import onnx
 
-# Ops whose inputs are quantized (TENSORRT.md section 4; ModelOpt's INT8 op list).
+# Ops whose inputs are quantized (docs/tensorrt.md §4; ModelOpt's INT8 op list).
 QUANTIZABLE_OPS = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool",
     "MaxPool", "Concat", "Mul", "BatchNormalization", "Clip", "Resize",

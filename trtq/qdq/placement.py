@@ -4,8 +4,8 @@ TensorRT builds INT8/FP8 kernels from the Q/DQ nodes it finds: it propagates DQ
 forward and Q backward through ops that commute with them, then fuses
 `DQ -> op -> Q` patterns into quantized kernels. The rules below follow the
 "Q/DQ layer-placement recommendations" of TensorRT's developer guide (Working
-with Quantized Types > Explicit Quantization; TENSORRT.md section 4, ref [30])
-and what ModelOpt's ONNX INT8 mode does for TensorRT (PEERS.md). Each rule, and
+with Quantized Types > Explicit Quantization; docs/tensorrt.md §4, ref [30])
+and what ModelOpt's ONNX INT8 mode does for TensorRT (docs/peers.md). Each rule, and
 why:
 
 1. Conv, ConvTranspose, Gemm, MatMul: quantize every data input, not the
