@@ -17,7 +17,7 @@ SOURCES = {"trtq": ROOT / "trtq", "trtq.calibrators": ROOT / "calibrators", "trt
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("trtq._version", "trtq.errors", "trtq._lazy", "trtq.atomic", "trtq.progress")),
     ("calibrators", ("trtq.calibrators",)),  # observers, algorithms and their registry: numpy only
-    ("config", ("trtq.config", "trtq.configs")),  # reads the method choices from the registry
+    ("config", ("trtq.config", "trtq.config_yaml", "trtq.configs")),  # reads the method choices from the registry
     ("model", ("trtq.onnx_model",)),
     ("core", ("trtq.data", "trtq.cache", "trtq.qdq")),
     ("engine", ("trtq.engine",)),

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import logging
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +26,10 @@ from typing import Any
 import yaml
 
 from trtq.calibrators.registry import available_methods
-from trtq.errors import ConfigError
+from trtq.config_yaml import load_yaml
+from trtq.errors import ConfigError, short_repr
+
+log = logging.getLogger(__name__)
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None) -> Any:
@@ -68,14 +73,15 @@ class PreprocessConfig:
 
     resize: str = _opt(
         "shorter",
-        "Resize mode: shorter side then crop, exact size, letterbox, or none.",
-        ("shorter", "exact", "letterbox", "none"),
+        "Resize mode: shorter side then crop, exact size, letterbox, pad-right (PaddleOCR text lines: "
+        "target height, width from the aspect ratio up to the target width, padded on the right), or none.",
+        ("shorter", "exact", "letterbox", "pad-right", "none"),
     )
     resize_size: int | None = _opt(None, "Shorter-side size before the centre crop (default: crop size / 0.875).")
     height: int | None = _opt(None, "Input height (default: from the model's input shape).")
     width: int | None = _opt(None, "Input width (default: from the model's input shape).")
     center_crop: bool = _opt(True, "Centre-crop to height x width after a shorter-side resize.")
-    pad_value: float = _opt(114.0, "Letterbox padding value, in 0..255 pixel units.")
+    pad_value: float = _opt(114.0, "Letterbox / pad-right padding value, in 0..255 pixel units.")
     scale: float = _opt(1.0 / 255.0, "Multiplier applied to 0..255 pixels before mean/std.")
     mean: list[float] = _opt([0.0, 0.0, 0.0], "Per-channel mean subtracted after scaling.")
     std: list[float] = _opt([1.0, 1.0, 1.0], "Per-channel std dividing after the mean.")
@@ -98,8 +104,9 @@ class CalibrationConfig:
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")
     ema_constant: float = _opt(0.01, "Averaging constant of the moving-average minmax (ema) method.")
     tensors: str = _opt(
-        "all", "Which tensors to calibrate: all float activations or only inputs of quantizable ops.",
-        ("all", "quantizable"),
+        "auto", "Which tensors to calibrate: all float activations, inputs of quantizable ops, or those the "
+                "Q/DQ model quantizes; auto: qdq for `trtq build` (all with --implicit), else all.",
+        ("auto", "all", "quantizable", "qdq"),
     )
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
@@ -114,6 +121,10 @@ class CalibrationConfig:
         False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
     )
     provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
+    memory_budget: int = _opt(
+        512, "MiB of exposed activations alive at once while calibrating; larger batches run in "
+             "micro-batches (same results, told in the log)."
+    )
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,23 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# Characters of an unknown key quoted in a message (and matched for a suggestion).
+_SHOWN_KEY = 60
+# Integers a setting can take are far smaller; this keeps int(str) and messages bounded.
+_MAX_INT = 10**18
+
+
+def _flag_item(key: str, text: str, item_tp: Any) -> Any:
+    """One item of a comma-separated flag: the string itself, or the number it spells."""
+    if item_tp is str:
+        return text
+    try:
+        return int(text) if item_tp is int else float(text)
+    except ValueError:
+        raise ConfigError(f"config key '{key}' needs numbers, got {short_repr(text)}",
+                          hint="give comma-separated numbers, e.g. 0.5,0.5,0.5") from None
+
+
 def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> Any:
     """Check `value` against the field type `tp`, converting the few safe cases."""
     origin = typing.get_origin(tp)
@@ -232,31 +260,33 @@ def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> A
         return _coerce(key, value, args[0], choices)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):  # comma-separated, from a flag; items typed as YAML scalars
-            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # comma-separated, from a flag: each item is a string (node names
+            value = [_flag_item(key, v.strip(), item_tp) for v in value.split(",") if v.strip()]  # '123', 'null')
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}",
+            raise ConfigError(f"config key '{key}' must be a list, got {short_repr(value)}",
                               hint="write a YAML list or comma-separated values")
         return [_coerce(key, v, item_tp, None) for v in value]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {short_repr(value)}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _MAX_INT:
             return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be an integer, got {short_repr(value)}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be a number, got {short_repr(value)}")
+        if abs(value) > _MAX_INT or not math.isfinite(value):  # a NaN gate passes nothing, breaks report.json
+            raise ConfigError(f"config key '{key}' must be a finite number, got {short_repr(value)}")
+        return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a string, got {short_repr(value)}")
         if choices and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
+            close = difflib.get_close_matches(value[:_SHOWN_KEY], choices, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(choices)}"
-            raise ConfigError(f"config key '{key}' has invalid value {value!r}", hint=hint)
+            raise ConfigError(f"config key '{key}' has invalid value {short_repr(value)}", hint=hint)
         return value
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
@@ -267,7 +297,7 @@ def _update_section(obj: Any, section: str, values: Mapping[str, Any], source: s
     fields = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for name, value in values.items():
-        key = f"{section}.{name}"
+        key = f"{section}.{str(name)[:_SHOWN_KEY]}"
         if name not in fields:
             raise ConfigError(f"unknown config key '{key}' in {source}", hint=_suggest(key, _all_keys()))
         changes[name] = _coerce(key, value, hints[name], field_choices(fields[name]))
@@ -284,10 +314,11 @@ def apply_mapping(config: Config, mapping: Mapping[str, Any], source: str = "con
             changes["out_dir"] = _coerce("out_dir", values, str | None, None)
             continue
         if section not in SECTIONS:
-            raise ConfigError(f"unknown config section '{section}' in {source}",
-                              hint=_suggest(str(section), [*SECTIONS, *_all_keys()]))
+            shown = str(section)[:_SHOWN_KEY]
+            raise ConfigError(f"unknown config section '{shown}' in {source}",
+                              hint=_suggest(shown, [*SECTIONS, *_all_keys()]))
         if not isinstance(values, Mapping):
-            raise ConfigError(f"config section '{section}' in {source} must be a mapping, got {values!r}")
+            raise ConfigError(f"config section '{section}' in {source} must be a mapping, got {short_repr(values)}")
         changes[section] = _update_section(getattr(config, section), section, values, source)
     return dataclasses.replace(config, **changes)
 
@@ -315,6 +346,13 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+# Presets kept so that existing command lines and caches still work, with why they are not the right choice.
+_DEPRECATED_PRESETS = {
+    "ppocr": "preset 'ppocr' normalizes with ImageNet mean/std, which the PP-OCR models were not trained with; "
+             "use 'ppocr-det', 'ppocr-rec' or 'ppocr-cls' (mean/std 0.5, as rapidocr and PaddleOCR feed them)",
+}
+
+
 def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
     """Read a YAML config given as a file path or a bundled preset name."""
     path = Path(name_or_path)
@@ -322,7 +360,10 @@ def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise ConfigError(f"config file {name_or_path} does not exist",
                               hint=f"give a YAML file or a preset: {', '.join(preset_names())}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, source = path.read_bytes(), str(path)
+        except OSError as exc:
+            raise ConfigError(f"config file {name_or_path} cannot be read ({exc.strerror})") from None
     else:
         if name_or_path not in preset_names():
             close = difflib.get_close_matches(name_or_path, preset_names(), n=1)
@@ -330,13 +371,9 @@ def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
             raise ConfigError(f"no config file or preset named '{name_or_path}'", hint=hint)
         text = (importlib.resources.files("trtq.configs") / f"{name_or_path}.yaml").read_text("utf-8")
         source = f"preset {name_or_path}"
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return (data or {}), source
+        if name_or_path in _DEPRECATED_PRESETS:
+            log.warning(_DEPRECATED_PRESETS[name_or_path])
+    return (load_yaml(text, source) or {}), source
 
 
 def load_config(files: list[str] | tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None) -> Config:

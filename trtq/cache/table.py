@@ -85,6 +85,9 @@ class Provenance:
         stats_file: absolute path of the file holding the statistics the ranges were made from
             (--save-stats, or the only --load-stats file), or None; ranges for other settings can be
             made from it without running the model.
+        left_out: tensor -> why it has no range although it is a calibrated tensor of the model: its
+            data held attention-mask values (-inf, huge negative fills) and no Q/DQ pair reads it
+            (trtq.calibration.collect). A cache lacking exactly these tensors still fits the model.
     """
 
     model_graph_sha256: str
@@ -100,6 +103,7 @@ class Provenance:
     random_data: bool = False
     method_counts: dict[str, int] = field(default_factory=dict)
     stats_file: str | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithm_params", json_params(self.algorithm_params))
@@ -163,6 +167,8 @@ def _check_types(values: Mapping[str, Any], source: str) -> None:
         if key == "method_counts" and not (isinstance(value, dict) and all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())):
             raise bad(key, "an object of counts")
+        if key == "left_out" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise bad(key, "an object of strings")
 
 
 def check_schema(data: Mapping[str, Any], source: str) -> None:
@@ -218,8 +224,12 @@ class CalibrationTable:
 
 
 def check_finite(table: CalibrationTable, what: str) -> None:
-    """Raise CacheError naming the first tensor whose amax is NaN or infinite (writers refuse those)."""
+    """Raise CacheError naming the first tensor whose amax is NaN, infinite, zero or negative.
+
+    Writers refuse those: a scale must be finite and positive (TensorRT rejects a zero scale and
+    would divide by it), so no cache trtq writes can hold one.
+    """
     for name, amax in table.amax.items():
-        if not math.isfinite(amax):
-            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax}",
-                             hint="recalibrate; the statistics of that tensor are broken")
+        if not math.isfinite(amax) or amax <= 0:
+            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax} (a scale must be finite "
+                             "and positive)", hint="recalibrate; the statistics of that tensor are broken")

@@ -49,9 +49,9 @@ HEADER_ALGORITHMS = {
 # algorithms get DEFAULT_CALIBRATOR.
 DEFAULT_CALIBRATOR = "EntropyCalibration2"
 
-_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+_HEADER = re.compile(r"^TRT-(\d{1,12})-(\w+)$")  # bounded: int() of 4300+ digits raises
 _HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")
-_VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.\d+)*\s*$")
+_VERSION = re.compile(r"^\s*v?(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?(?:\.\d{1,6})*\s*$")
 _HEADER_HINT = ("a valid header looks like TRT-<version>-<calibrator>, e.g. TRT-8601-EntropyCalibration2 "
                 f"(calibrators: {', '.join(HEADER_ALGORITHMS)})")
 

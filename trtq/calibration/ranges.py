@@ -21,7 +21,8 @@ from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two
 from trtq.calibrators.auto import choose_method, method_counts
 from trtq.calibrators.registry import AlgorithmInfo, algorithm, available_methods
 from trtq.config import CalibrationConfig
-from trtq.errors import ConfigError
+from trtq.errors import ConfigError, DataError
+from trtq.qdq.scales import AMAX_FLOOR
 
 T = TypeVar("T")
 
@@ -92,7 +93,30 @@ def ranges_and_counts(stats: Mapping[str, TensorStats],
                           f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
-    return amax, counts
+    # A tensor that was constant zero gets amax 0, but a zero scale can never be written or applied
+    # (TensorRT rejects it); any positive scale quantizes its zeros exactly, so take the Q/DQ floor.
+    return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, counts
+
+
+def range_warnings(stats: Mapping[str, TensorStats], nonfinite: Mapping[str, int]) -> list[str]:
+    """Say which tensors got the floor range; refuse tensors that had no finite value at all.
+
+    Raises:
+        DataError: a tensor's every value was NaN/Inf (ignored with --nan-policy ignore): it has no range.
+    """
+    empty = [name for name, s in stats.items() if s.count == 0 and nonfinite.get(name)]
+    if empty:
+        more = f"; {len(empty) - 1} more tensor(s) too" if len(empty) > 1 else ""
+        raise DataError(f"tensor {empty[0]!r} had no finite value during calibration (all {nonfinite[empty[0]]} "
+                        f"values were NaN/Inf{more}): it has no range",
+                        hint="check the model and the data; --nan-policy ignore skips some NaN/Inf values, "
+                             "it cannot make a range from none")
+    zero = [name for name, s in stats.items() if s.hist.amax == 0]
+    if not zero:
+        return []
+    what = "were constant zero" if all(stats[n].count for n in zero) else "were constant zero or saw no value"
+    return [f"{len(zero)} tensor(s) {what} during calibration (first: {zero[0]!r}); their range is set to "
+            f"amax {AMAX_FLOOR:g}, since a zero scale cannot be written or applied"]
 
 
 class _TensorFailed(Exception):
@@ -125,5 +149,8 @@ def check_settings(cal: CalibrationConfig) -> None:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
     if "ema_constant" in settings and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
+    if cal.memory_budget < 1:
+        raise ConfigError(f"--memory-budget must be at least 1 MiB, got {cal.memory_budget}",
+                          hint="the default, 512, suits most machines")
     if cal.save_stats and Path(cal.save_stats).is_dir():
         raise ConfigError(f"--save-stats {cal.save_stats} is a folder", hint="give a file name, e.g. stats.npz")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from trtq.config import Config, DataConfig
+from trtq.config import Config, DataConfig, PreprocessConfig
 from trtq.data.dispatch import NO_DATA_HINT, open_source
+from trtq.data.fingerprint import data_fingerprint
 from trtq.data.reader import DataReader
 from trtq.data.source import Source, is_fixed
 from trtq.data.split import split_indices
@@ -27,12 +28,21 @@ class DataPlan:
         eval: held-out evaluation batches, or None.
         warnings: things the report must say (random data, skipped files, changed batch size...).
         description: one line per reader saying where its samples come from.
+        preprocess: the preprocessing the readers apply to images (part of the data fingerprint).
     """
 
     calib: DataReader
     eval: DataReader | None
     warnings: list[str]
     description: str
+    preprocess: PreprocessConfig | None = None
+    _calib_sha256: str | None = field(default=None, repr=False, compare=False)
+
+    def calib_sha256(self) -> str:
+        """The calibration data's fingerprint (data_fingerprint: samples, file contents, preprocessing)."""
+        if self._calib_sha256 is None:
+            self._calib_sha256 = data_fingerprint(self.calib, self.preprocess)
+        return self._calib_sha256
 
 
 def _warn(warnings: list[str], text: str) -> None:
@@ -135,7 +145,7 @@ def make_readers(config: Config, inputs: list[TensorSpec], default_eval_fraction
     if held:
         eval_reader = DataReader(eval_source or calib_source, held, batch_size, data.workers, data.skip_bad_files)
     description = _describe(calib_reader, eval_reader, eval_source is not None, data)
-    return DataPlan(calib_reader, eval_reader, warnings, description)
+    return DataPlan(calib_reader, eval_reader, warnings, description, config.preprocess)
 
 
 def _stream_plan(config: Config, inputs: list[TensorSpec], default_eval_fraction: float,

@@ -110,8 +110,8 @@ class StreamReader(DataReader):
     stage that takes a DataReader takes it (it has no `source`, `indices` or `batch_size`).
 
     The number of samples is known after the first full pass (0 before). A stream has no sample
-    keys (`keys` is empty), so the cache's data hash is the same for every stream: cache reuse does
-    not notice a loader that now yields other data (give --cache a new name, or delete the cache).
+    keys (`keys` is empty), so a cache made from a stream is never reused for a stream (the pipeline
+    cannot tell whether the loader now yields other data before reading it all): it is remade.
     `max_samples` cuts the stream (the last batch sliced).
     """
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import onnx
 
+from trtq.onnx_model.masks import mask_tensors
+
 # Ops whose inputs are quantized (docs/tensorrt.md §4; ModelOpt's INT8 op list).
 QUANTIZABLE_OPS = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool",
@@ -56,12 +58,15 @@ def activation_tensors(model: onnx.ModelProto, scope: str = "all") -> list[str]:
         scope: "all" (every float activation and graph input) or "quantizable"
             (only inputs of QUANTIZABLE_OPS).
 
-    Tensors of unknown type are kept; collection skips non-float arrays at run time.
+    Tensors of unknown type are kept; collection skips non-float arrays at run time. Attention-mask
+    tensors (trtq.onnx_model.masks: -inf or huge negative by construction) are left out: no scale can hold
+    them and none is needed, they are never quantized.
     """
     if scope not in ("all", "quantizable"):
         raise ValueError(f"scope must be 'all' or 'quantizable', got {scope!r}")
     const = constant_tensors(model)
     types = tensor_types(model)
+    masks = mask_tensors(model, const, types)
     wanted: set[str] | None = None
     if scope == "quantizable":
         wanted = {i for n in model.graph.node if n.op_type in QUANTIZABLE_OPS for i in n.input if i}
@@ -72,7 +77,7 @@ def activation_tensors(model: onnx.ModelProto, scope: str = "all") -> list[str]:
     candidates = [i.name for i in model.graph.input if i.name not in initializers]
     candidates += [o for n in model.graph.node for o in n.output if o]
     for name in candidates:
-        if name in seen or name in const:
+        if name in seen or name in const or name in masks:
             continue
         seen.add(name)
         elem = types.get(name)
@@ -82,3 +87,9 @@ def activation_tensors(model: onnx.ModelProto, scope: str = "all") -> list[str]:
             continue
         ordered.append(name)
     return ordered
+
+
+def attention_masks(model: onnx.ModelProto) -> dict[str, str]:
+    """The attention-mask tensors of `model` and their kind (trtq.onnx_model.masks), in graph order."""
+    return mask_tensors(model, constant_tensors(model), tensor_types(model))
+

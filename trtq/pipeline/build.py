@@ -17,11 +17,12 @@ from pathlib import Path
 
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
 from trtq.accuracy.labels import resolve_labels
+from trtq.atomic import check_writable
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
-from trtq.pipeline.calibrate import CalibrationOutcome, calibrate
+from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
@@ -69,6 +70,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     model_path = Path(model_path)
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(model_path)
     config = dataclasses.replace(config, out_dir=str(out_dir))
+    check_writable(out_dir)
     no_engine = engine_unavailable_reason()
     if no_engine and config.build.require_engine:
         raise MissingDependencyError(f"--require-engine: cannot build a TensorRT engine here ({no_engine})",
@@ -89,7 +91,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in plan.warnings:
         report.warn(warning)
 
-    _announce("calibrate", f"{config.calibration.method} ranges")
+    config = with_tensor_scope(config, model, default_cache_path(model_path, config))
+    _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
         calibration = calibrate(model_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
@@ -98,7 +101,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
-                                       source=str(calibration.cache_path))
+                                       source=str(calibration.cache_path), options=config.quantize)
         qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)
@@ -128,7 +131,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         with report.stage("engine"):
             info = build_pipeline_engine(config, engine_source, model_path, out_dir / f"{model_path.stem}.engine",
                                          inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
-                                         fingerprint=fp)
+                                         fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
 
@@ -140,12 +143,16 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
+    if calibration.stats is not None and calibration.table.provenance is not None:  # the samples that ran
+        report.provenance["calibration_samples"] = calibration.table.provenance.num_samples
     if calibration.table.provenance and calibration.table.provenance.method_counts:
         report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
     if calibration.not_reused:
+        log.info("%s", calibration.not_reused)
         report.info.append(calibration.not_reused)
+    report.info.extend(calibration.notes)
     for warning in calibration.warnings:
         report.warn(warning)
     if calibration.stats:

@@ -6,7 +6,17 @@ import importlib
 import importlib.metadata
 import platform
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trtq._version import __version__
+from trtq.engine.gpu_facts import gpu_facts, missing_features
+
+# The TensorRT -libs wheels on PyPI are stubs that download the libraries from NVIDIA's own index.
+NVIDIA_INDEX = "https://pypi.nvidia.com"
+INSTALL_TENSORRT = (f"pip install --extra-index-url {NVIDIA_INDEX} 'trtq[tensorrt]' (TensorRT 11, CUDA 13 "
+                    "driver R580+) or 'trtq[tensorrt10]' (TensorRT 10.16, CUDA 12; implicit INT8)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def _check_onnxruntime() -> list[Check]:
 
 def _check_tensorrt() -> list[Check]:
     trt_check = _check_package("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
-                               "engine build and TensorRT accuracy checks", "pip install 'trtq[tensorrt]'")
+                               "engine build and TensorRT accuracy checks", INSTALL_TENSORRT)
     if not trt_check.ok:
         return [trt_check]
     import tensorrt as trt
@@ -67,31 +77,55 @@ def _check_tensorrt() -> list[Check]:
     return [Check("tensorrt", True, f"{version}; {mode}", trt_check.needed_for)]
 
 
-def _check_cuda_device() -> Check:
-    needed_for, fix = "engine build and inference", "run on a machine with an NVIDIA GPU and driver"
-    try:
-        from cuda.bindings import runtime as cudart
-    except Exception:
-        return Check("CUDA device", False, "cuda-python not importable", needed_for, "pip install 'trtq[tensorrt]'")
-    err, count = cudart.cudaGetDeviceCount()
-    if int(err) != 0 or count == 0:
-        return Check("CUDA device", False, f"no device ({err})", needed_for, fix)
-    err, props = cudart.cudaGetDeviceProperties(0)
-    name = props.name.decode(errors="replace") if int(err) == 0 else "unknown"
-    return Check("CUDA device", True, f"{count} device(s); 0: {name} (SM {props.major}.{props.minor})")
+def _check_cuda(facts: dict[str, Any]) -> list[Check]:
+    """Driver vs runtime, the libcudart Polygraphy will load, the device, the calibrators' buffers."""
+    needed_for = "engine build and inference"
+    cuda, device = facts["cuda"], facts["device"]
+    versions = f"driver supports CUDA {cuda['driver'] or '-'}, cuda-python runtime {cuda['runtime'] or '-'}"
+    checks = [Check("CUDA driver", cuda["problem"] is None, versions if cuda["problem"] is None
+                    else f"{cuda['problem']} ({versions})", needed_for, cuda["fix"])]
+    lib = cuda["libcudart"]
+    checks.append(Check("CUDA runtime library", lib is not None,
+                        f"{lib} ({cuda['libcudart_source']}; Polygraphy's TrtRunner loads this)" if lib
+                        else "no libcudart.so found", "running engines (Polygraphy's TrtRunner)",
+                        "pip install 'trtq[tensorrt]' (it brings the CUDA runtime wheel)"))
+    if device:
+        kinds = ", ".join(k.upper() for k in ("int8", "fp8") if device[k]) or "no INT8/FP8"
+        checks.append(Check("CUDA device", device["tensorrt_supported"],
+                            f"{cuda['devices']} device(s); 0: {device['name']} (SM {device['compute_capability']}; "
+                            f"{kinds})", needed_for, "TensorRT 10/11 need SM 7.5 (Turing) or newer"))
+    else:
+        checks.append(Check("CUDA device", False, "none usable", needed_for,
+                            cuda["fix"] or "run on a machine with an NVIDIA GPU and driver"))
+    backend = facts["device_buffers"]
+    checks.append(Check("calibrator device buffers", backend is not None,
+                        backend or "neither pycuda nor cuda-python", "implicit INT8 calibration (TensorRT 10)",
+                        "pip install 'trtq[tensorrt10]' (or 'trtq[pycuda]')"))
+    return checks
 
 
-def run_checks() -> list[Check]:
-    """Check Python, the core packages, ONNX Runtime providers, TensorRT, CUDA and extras."""
+def run_checks(facts: dict[str, Any] | None = None) -> list[Check]:
+    """Check Python, the core packages, ONNX Runtime providers, TensorRT, CUDA and extras.
+
+    `facts`: trtq.engine.gpu_facts.gpu_facts(), if the caller has them already.
+    """
     checks = [Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({platform.machine()})",
                     "everything", "use Python 3.10 or newer")]
     checks.append(_check_package("onnx", ("onnx",), "everything", "pip install onnx"))
     checks += _check_onnxruntime()
     checks.append(_check_package("polygraphy", ("polygraphy",), "accuracy comparison", "pip install polygraphy"))
     checks += _check_tensorrt()
-    checks.append(_check_cuda_device())
+    checks += _check_cuda(facts if facts is not None else gpu_facts())
     checks.append(_check_package("av", ("av",), "video calibration data", "pip install 'trtq[video]'"))
     return checks
+
+
+def doctor_json(wanted: Sequence[str] = ()) -> dict[str, Any]:
+    """`trtq doctor --json`: the checks plus the GPU facts (trtq.engine.gpu_facts), and what `wanted` lacks."""
+    facts = gpu_facts()
+    checks = run_checks(facts)
+    return {"trtq": __version__, "python": platform.python_version(), "polygraphy": _version("polygraphy"),
+            **facts, "checks": [asdict(c) for c in checks], "missing": missing_features(facts, list(wanted))}
 
 
 def render_checks(checks: list[Check]) -> str:

@@ -15,7 +15,7 @@ from trtq.config import Config  # named `settings` below: `config` means a Tenso
 from trtq.data import DataReader
 from trtq.engine.builder import build_engine
 from trtq.engine.device import gpu_available
-from trtq.engine.profiles import ShapeRange, derive_profiles
+from trtq.engine.profiles import ShapeRange, cover_shapes, derive_profiles
 from trtq.engine.sidecar import EngineInfo
 from trtq.onnx_model.model import ModelFingerprint, TensorSpec
 
@@ -49,11 +49,17 @@ def observed_shapes(reader: DataReader, inputs: list[TensorSpec]) -> dict[str, l
 
 def build_pipeline_engine(settings: Config, qdq_path: Path, fp32_path: Path, engine_path: Path, *,
                           inputs: list[TensorSpec], calib: DataReader, cache_path: Path,
-                          fingerprint: ModelFingerprint) -> EngineInfo:
-    """Build the engine `trtq build` asks for: explicit from the Q/DQ model, or implicit (TensorRT 10)."""
+                          fingerprint: ModelFingerprint, evaluate: DataReader | None = None) -> EngineInfo:
+    """Build the engine `trtq build` asks for: explicit from the Q/DQ model, or implicit (TensorRT 10).
+
+    The profile covers the calibration shapes and, when `evaluate` is given, the shapes of the
+    held-out batches the compare stage will feed the engine (OPT stays the calibration's mode).
+    """
     b = settings.build
     profiles: list[ShapeRange] = derive_profiles(inputs, observed_shapes(calib, inputs), b.min_shapes,
                                                  b.opt_shapes, b.max_shapes)
+    if evaluate is not None:
+        profiles = cover_shapes(profiles, inputs, observed_shapes(evaluate, inputs), b.min_shapes, b.max_shapes)
     common = dict(profiles=profiles, workspace_mb=b.workspace_mb, timing_cache_path=b.timing_cache,
                   precision=settings.quantize.precision, fingerprint=fingerprint)
     if not b.implicit:
