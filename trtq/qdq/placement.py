@@ -91,7 +91,7 @@ why:
    the residual Add into the GEMM's epilogue; LayerNormalization, Softmax,
    Gelu/Erf, Where, Cast, Tanh and all integer shape arithmetic (Shape, Gather
    of shapes, Concat of int64 sizes, Range) stay in float or integer: they are
-   not in ModelOpt's INT8 op list (TENSORRT.md section 4), ModelOpt keeps
+   not in ModelOpt's INT8 op list (docs/tensorrt.md §4), ModelOpt keeps
    LayerNorm and GELU partitions unquantized, and rule 1's type check refuses
    non-float tensors.
 """
