@@ -1,6 +1,6 @@
 """KL-divergence (entropy) threshold search of TensorRT's EntropyCalibration2, vectorized.
 
-The algorithm of the GTC 2017 talk "8-bit Inference with TensorRT" (TENSORRT.md §5 [39]),
+The algorithm of the GTC 2017 talk "8-bit Inference with TensorRT" (docs/tensorrt.md §5 [39]),
 for every candidate i (number of bins kept, from start_bin to the last non-empty bin):
 
     P = bins[0:i], with the outliers sum(bins[i:]) added to P[i-1]
@@ -9,7 +9,7 @@ for every candidate i (number of bins kept, from start_bin to the last non-empty
     KL(P || Q) after normalizing both
 
 and picks the i with the smallest KL. Details the talk leaves open follow
-pytorch-quantization's `_compute_amax_entropy` (TENSORRT.md §5 [34]), the public
+pytorch-quantization's `_compute_amax_entropy` (docs/tensorrt.md §5 [34]), the public
 reimplementation closest to TensorRT: bin k belongs to level floor(k * L / i)
 (its `np.digitize` over `linspace(0, i, L + 1)`, computed exactly here in
 integers); a candidate where P has mass and Q has none has infinite KL; ties

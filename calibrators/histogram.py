@@ -9,10 +9,10 @@ binning the larger e would have given. The exponent is always the smallest
 that covers the largest |x| seen, so the final histogram is a function of the
 multiset of values only: batch size, chunking and merge order do not change it
 (ONNX Runtime's and ModelOpt's histograms fix their edges on the first batch
-and do depend on them; see PEERS.md). A consequence: the last non-empty bin
+and do depend on them; see docs/peers.md). A consequence: the last non-empty bin
 is always in the upper half of the bins (at least num_bins/2 bins are used).
 
-TensorRT also grows its histogram range by powers of two (TENSORRT.md §5 [4]).
+TensorRT also grows its histogram range by powers of two (docs/tensorrt.md §5 [4]).
 """
 
 from __future__ import annotations

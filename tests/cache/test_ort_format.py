@@ -50,7 +50,7 @@ def test_reads_tables_written_by_onnxruntime(tmp_path):
     cache = {name: calibrate.TensorData(lowest=np.float32(lo), highest=np.float32(hi))
              for name, (lo, hi) in ranges.items()}
     quant_utils.write_calibration_table(cache, dir=str(tmp_path))
-    # ORT writes value = max(highest, lowest) (TENSORRT.md section 2), not max |x|.
+    # ORT writes value = max(highest, lowest) (docs/tensorrt.md §2), not max |x|.
     expected = {name: max(lo, hi) for name, (lo, hi) in ranges.items()}
     flat = parse_ort_table((tmp_path / "calibration.flatbuffers").read_bytes())
     assert flat.amax == expected

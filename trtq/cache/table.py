@@ -3,8 +3,9 @@
 Units: `amax` is the symmetric range of a tensor (the largest |x| kept); the
 INT8 scale TensorRT uses is `amax / 127`.
 
-The cache module stores an algorithm *name* only; it never imports the range
-algorithms (see DESIGN.md, layout).
+The cache module stores an algorithm *name* only; it never runs the range
+algorithms, and reads only their names and cache headers from the registry
+(trtq.calibrators.registry; see docs/design.md, interfaces).
 """
 
 from __future__ import annotations

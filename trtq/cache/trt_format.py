@@ -1,4 +1,4 @@
-"""TensorRT's calibration cache text format (TENSORRT.md section 2).
+"""TensorRT's calibration cache text format (docs/tensorrt.md §2).
 
     TRT-8601-EntropyCalibration2
     input: 3c010204
@@ -38,7 +38,7 @@ DEFAULT_TRT_VERSION = "10.16.1"
 _NO_CACHE_MAJOR = 11
 
 # Header calibrator name -> trtq algorithm name. Entropy (v1) and Legacy spellings follow
-# TensorRT's CalibrationAlgoType names; no cache written with them has been seen (TENSORRT.md).
+# TensorRT's CalibrationAlgoType names; no cache written with them has been seen (docs/tensorrt.md §2).
 HEADER_ALGORITHMS = {
     "EntropyCalibration2": "entropy",
     "EntropyCalibration": "entropy",

@@ -1,6 +1,6 @@
 """Checking a calibration table against a model, and comparing two tables.
 
-A cache is reused only if it matches the model (DESIGN.md, rules): same tensor
+A cache is reused only if it matches the model (docs/design.md, rules): same tensor
 names, and -- when it has provenance -- the same graph and weights. TensorRT
 itself would accept a stale cache silently (it only checks the header), so
 trtq checks before handing one over.

@@ -5,7 +5,7 @@ tensor from each batch, then drop the batch.
 Memory is bounded by the observers' bins plus at most two batches of
 activations (the one being observed while the next one runs), independent of
 the number of samples. ONNX Runtime's own calibrators keep every batch's
-activations until the end (see PEERS.md), which is what makes them run out of
+activations until the end (see docs/peers.md), which is what makes them run out of
 memory.
 
 Speed: binning every activation costs several times more CPU than the

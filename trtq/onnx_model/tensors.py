@@ -12,7 +12,7 @@ import onnx
 
 from trtq.onnx_model.masks import mask_tensors
 
-# Ops whose inputs are quantized (TENSORRT.md section 4; ModelOpt's INT8 op list).
+# Ops whose inputs are quantized (docs/tensorrt.md §4; ModelOpt's INT8 op list).
 QUANTIZABLE_OPS = frozenset({
     "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "AveragePool", "GlobalAveragePool",
     "MaxPool", "Concat", "Mul", "BatchNormalization", "Clip", "Resize",

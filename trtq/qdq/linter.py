@@ -1,7 +1,7 @@
 """Check any Q/DQ ONNX model against what TensorRT accepts and fuses well.
 
 Errors are models TensorRT's ONNX parser rejects or silently misreads
-(TENSORRT.md section 4: onnx-tensorrt's QuantizeLinear/DequantizeLinear
+(docs/tensorrt.md §4: onnx-tensorrt's QuantizeLinear/DequantizeLinear
 importers and IQuantizeLayer's contract). Warnings are valid models whose Q/DQ
 placement costs speed or accuracy (TensorRT developer guide, Q/DQ placement
 recommendations). Rules, one id each:

@@ -4,8 +4,8 @@ TensorRT builds INT8/FP8 kernels from the Q/DQ nodes it finds: it propagates DQ
 forward and Q backward through ops that commute with them, then fuses
 `DQ -> op -> Q` patterns into quantized kernels. The rules below follow the
 "Q/DQ layer-placement recommendations" of TensorRT's developer guide (Working
-with Quantized Types > Explicit Quantization; TENSORRT.md section 4, ref [30])
-and what ModelOpt's ONNX INT8 mode does for TensorRT (PEERS.md). Each rule, and
+with Quantized Types > Explicit Quantization; docs/tensorrt.md §4, ref [30])
+and what ModelOpt's ONNX INT8 mode does for TensorRT (docs/peers.md). Each rule, and
 why:
 
 1. Conv, ConvTranspose, Gemm, MatMul: quantize every data input, not the
@@ -91,7 +91,7 @@ why:
    the residual Add into the GEMM's epilogue; LayerNormalization, Softmax,
    Gelu/Erf, Where, Cast, Tanh and all integer shape arithmetic (Shape, Gather
    of shapes, Concat of int64 sizes, Range) stay in float or integer: they are
-   not in ModelOpt's INT8 op list (TENSORRT.md section 4), ModelOpt keeps
+   not in ModelOpt's INT8 op list (docs/tensorrt.md §4), ModelOpt keeps
    LayerNorm and GELU partitions unquantized, and rule 1's type check refuses
    non-float tensors.
 """

@@ -1,7 +1,7 @@
 """Quantized types and the symmetric scale math of trtq's Q/DQ models.
 
 TensorRT quantizes symmetrically only: `q = clamp(round(x / scale))` with a zero
-point of 0 and a scale > 0 (TENSORRT.md section 4). For INT8 the range is
+point of 0 and a scale > 0 (docs/tensorrt.md §4). For INT8 the range is
 [-128, 127] and trtq maps amax to 127 (scale = amax / 127, TensorRT's own
 convention for calibration caches and implicit weight scales); for FP8 E4M3 the
 largest finite value is 448 (scale = amax / 448).
