@@ -17,6 +17,7 @@ from trtq.calibrators.algorithms import (
     method_parameters,
     round_to_power_of_two,
 )
+from trtq.calibrators.channels import ChannelObserver
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import (
     EmaMinMaxObserver,
@@ -30,6 +31,7 @@ from trtq.calibrators.storage import load_observers, merge_observer_sets, save_o
 
 __all__ = [
     "ALGORITHMS",
+    "ChannelObserver",
     "EmaMinMaxObserver",
     "HistogramObserver",
     "MinMaxObserver",

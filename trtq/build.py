@@ -24,6 +24,7 @@ from trtq.data import DataPlan, DataReader, make_readers
 from trtq.engine.stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.errors import MissingDependencyError
 from trtq.qdq import to_fp16_twin
+from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.qdq_stage import check_qdq_options, make_qdq_model
 from trtq.quantize import default_qdq_path, save_qdq_model, usable_ranges
 
@@ -79,6 +80,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     with report.stage("data"):
         plan = make_readers(config, inputs, default_eval_fraction=0.2)
     check_qdq_options(config, has_eval=plan.eval is not None)
+    parse_setting(config.quantize.smoothquant)  # a bad value fails now, not after calibration
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
                              evaluation_samples=plan.eval.num_samples if plan.eval else 0)
@@ -95,7 +97,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
                                        source=str(calibration.cache_path))
-        qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
+        smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant)
+        log.info("%s", smoothed.note)
+        report.info.append(smoothed.note)
+        qdq = make_qdq_model(smoothed.model, smoothed.amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)
         engine_source = qdq_path

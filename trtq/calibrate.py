@@ -345,6 +345,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress,
+        channel_tensors=_channel_tensors(model, config),
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
@@ -353,6 +354,15 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     )
     warnings = list(plan.warnings) + [f"{n}: {c} NaN/Inf values ignored" for n, c in result.nonfinite.items()]
     return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds)
+
+
+def _channel_tensors(model: onnx.ModelProto, config: Config) -> list[str]:
+    """The MatMul/Gemm inputs SmoothQuant may smooth: they also get per-channel statistics."""
+    if config.quantize.smoothquant.strip().lower() == "off":
+        return []
+    from trtq.qdq.smoothquant import smoothable_layers
+
+    return list(smoothable_layers(model))
 
 
 def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _Gathered:

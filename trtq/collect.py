@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 
 from trtq.calibrators import stats as tensor_stats
+from trtq.calibrators.channels import ChannelObserver
 from trtq.data import Batch
 from trtq.errors import DataError, first_line
 from trtq.progress import progress_bar
@@ -74,8 +75,10 @@ class _Observing:
     """Updates the observers of every tensor from one batch of activations."""
 
     def __init__(self, names: list[str], make_stats: Callable[[], tensor_stats.TensorStats],
-                 nan_policy: str) -> None:
+                 nan_policy: str, channel_tensors: Collection[str] = ()) -> None:
         self.stats = {name: make_stats() for name in names}
+        for name in set(channel_tensors) & set(names):
+            self.stats[name].channels = ChannelObserver()
         self.nan_policy = nan_policy
         self.nonfinite: dict[str, int] = {}
 
@@ -125,6 +128,7 @@ def collect_statistics(
     nan_policy: str = "error",
     total_samples: int | None = None,
     show_progress: bool = True,
+    channel_tensors: Collection[str] = (),
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -138,11 +142,12 @@ def collect_statistics(
         nan_policy: 'error' or 'ignore' for NaN/Inf activations.
         total_samples: for the progress bar.
         show_progress: draw a progress bar on stderr.
+        channel_tensors: tensors that also get per-channel statistics (SmoothQuant's MatMul inputs).
 
     Raises:
         DataError: an input does not fit the model, or an activation is not finite.
     """
-    observing = _Observing(names, make_stats, nan_policy)
+    observing = _Observing(names, make_stats, nan_policy, channel_tensors)
     start = time.perf_counter()
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
