@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from trtq.calibrators import TensorStats, compute_amax
 
-from tests.qdq.helpers import run, sqnr_db
+from tests.qdq.helpers import session, sqnr_db
 from trtq.collect import expose_tensors
 from trtq.errors import ConfigError
 from trtq.qdq import lint_model, quantize_model
@@ -56,12 +56,20 @@ def _feeds(seed: int, count: int = 4) -> list[dict[str, np.ndarray]]:
     return [{"x": rng.standard_normal((2, 9, C)).astype(np.float32)} for _ in range(count)]
 
 
+def _outputs(model: onnx.ModelProto, feeds_list: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """Every graph output over all feeds, concatenated (one session)."""
+    sess = session(model)
+    runs = [sess.run(None, feeds) for feeds in feeds_list]
+    return [np.concatenate(parts) for parts in zip(*runs, strict=True)]
+
+
 def _calibrate(model: onnx.ModelProto) -> tuple[dict[str, float], dict[str, TensorStats]]:
     names = ["x", "ln1", "ln2", "h"]
     stats = {name: TensorStats(ema_constant=None, channels=name in ("ln1", "ln2")) for name in names}
     exposed = expose_tensors(model, names)
+    sess = session(exposed)
     for feeds in _feeds(1, 8):
-        values = dict(zip([o.name for o in exposed.graph.output], run(exposed, feeds), strict=True))
+        values = dict(zip([o.name for o in exposed.graph.output], sess.run(None, feeds), strict=True))
         for name in names:
             stats[name].update(values[name])
     return {name: compute_amax("percentile", s) for name, s in stats.items()}, stats
@@ -82,9 +90,9 @@ def test_rescaling_is_an_identity_in_fp32_and_lint_clean():
     assert ops.count("Mul") == 1  # ln1 folded into its LayerNorm, ln2 (also the residual) divided by a Mul
     g1 = numpy_helper.to_array(next(t for t in result.model.graph.initializer if t.name == "g1"))
     assert not np.allclose(g1, numpy_helper.to_array(model.graph.initializer[0]))
-    for feeds in _feeds(7, 3):
-        for want, got in zip(run(model, feeds), run(result.model, feeds), strict=True):
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+    feeds = _feeds(7, 3)
+    for want, got in zip(_outputs(model, feeds), _outputs(result.model, feeds), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
     qdq = quantize_model(result.model, result.amax).model
     assert not [f for f in lint_model(qdq) if f.severity in ("error", "warning")]
 
@@ -97,11 +105,9 @@ def test_smoothing_improves_int8_error_on_outlier_channels():
     plain_qdq = quantize_model(model, amax).model
     smooth_qdq = quantize_model(result.model, result.amax).model
     held_out = _feeds(11, 4)
-    for i in range(3):  # every output
-        ref = np.concatenate([run(model, f)[i] for f in held_out])
-        plain = sqnr_db(ref, np.concatenate([run(plain_qdq, f)[i] for f in held_out]))
-        smooth = sqnr_db(ref, np.concatenate([run(smooth_qdq, f)[i] for f in held_out]))
-        assert smooth > plain + 3.0, (i, plain, smooth)
+    outputs = zip(_outputs(model, held_out), _outputs(plain_qdq, held_out), _outputs(smooth_qdq, held_out), strict=True)
+    for i, (ref, plain, smooth) in enumerate(outputs):  # every output
+        assert sqnr_db(ref, smooth) > sqnr_db(ref, plain) + 3.0, (i, sqnr_db(ref, plain), sqnr_db(ref, smooth))
 
 
 def test_auto_leaves_models_without_outliers_alone_and_settings_are_checked():
