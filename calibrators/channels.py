@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+
 from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type
 
 # log2 bins: bin i holds |x| in [2**(e-1), 2**e) with e = i + EXP_MIN; bin 0 also holds every

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from trtq.calibrators.channels import ChannelObserver
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver, Observer
 from trtq.calibrators.stats import TensorStats
-
 from trtq.errors import CacheError
 
 FORMAT = "trtq-observers"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from trtq.calibrators import TensorStats, load_observers, save_observers
 from trtq.calibrators.channels import EXP_MIN, NUM_BINS, ChannelObserver
 

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from trtq.calibrators import TensorStats, compute_amax
 
 from tests.qdq.helpers import session, sqnr_db
-from trtq.collect import expose_tensors
+from trtq.calibration.collect import expose_tensors
+from trtq.calibrators import TensorStats, compute_amax
 from trtq.errors import ConfigError
 from trtq.qdq import lint_model, quantize_model
 from trtq.qdq.smoothquant import parse_setting, smoothable_layers, smoothquant
