@@ -87,7 +87,7 @@ class _Accumulators:
     def update(self, reference: Mapping[str, Any], candidate: Mapping[str, Any], info: BatchInfo) -> None:
         for name, acc in self.outputs.items():
             ref, cand = _pair(reference, candidate, name)
-            acc.update(ref, cand, info.samples, info.labels)
+            acc.update(ref, cand, info.samples, info.labels, info.mask)
         for tensor, (_, sums) in self.layers.items():
             sums.update(*_pair(reference, candidate, tensor))
         self.batches += 1

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from trtq.accuracy.compare import ComparisonResult, check_candidate_outputs
-from trtq.accuracy.feeds import check_feed
+from trtq.accuracy.feeds import attention_mask_input, check_feed
 from trtq.accuracy.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
 from trtq.errors import ConfigError, DataError, ModelError, first_line
 from trtq.onnx_model.model import graph_inputs, graph_outputs
@@ -150,10 +150,12 @@ class Reference:
     batches: Batches
     max_cached_bytes: int = DEFAULT_CACHE_BYTES
     outputs: list[str] = field(init=False)
+    mask_input: str | None = field(init=False)
     _cache: list[dict[str, np.ndarray]] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.outputs = [o.name for o in graph_outputs(self.model)]
+        self.mask_input = attention_mask_input(graph_inputs(self.model))
         self.batches = replayable(self.batches)
         cache: list[dict[str, np.ndarray]] | None = []
         size = count = 0
@@ -205,7 +207,7 @@ class Reference:
                 if r.size != c.size:
                     raise ModelError(f"output '{name}' has shape {r.shape} in the reference but {c.shape} "
                                      "in the candidate", hint="compare models built for the same input shapes")
-                acc.update(r, c.reshape(r.shape), n)
+                acc.update(r, c.reshape(r.shape), n, mask=feed.get(self.mask_input) if self.mask_input else None)
                 if name in checks:
                     checks[name].update(r, c)
             batches += 1
@@ -228,3 +230,10 @@ def worst_top1(result: ComparisonResult) -> float | None:
     """The lowest top-1 agreement over classifier-like outputs, or None if there is none."""
     values = [m.top1_agreement for m in result.outputs.values() if m.top1_agreement is not None]
     return min(values) if values else None
+
+
+def worst_pooled_cosine(result: ComparisonResult) -> float | None:
+    """The lowest mean pooled-embedding cosine over token-embedding outputs, or None if there is none."""
+    values = [m.pooled_cosine_mean for m in result.outputs.values() if m.pooled_cosine_mean is not None]
+    return min(values) if values else None
+

@@ -26,7 +26,7 @@ from typing import Any
 
 import onnx
 
-from trtq.accuracy.evaluation import Batches, Reference, worst_sqnr, worst_top1
+from trtq.accuracy.evaluation import Batches, Reference, worst_pooled_cosine, worst_sqnr, worst_top1
 from trtq.accuracy.gates import Gates, check_gates
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.sensitivity import DEFAULT_MEASURE_TOP, LayerSensitivity, layer_sensitivity
@@ -52,6 +52,7 @@ class FallbackStep:
         sqnr_db: worst output SQNR on the held-out data after the step (dB).
         top1_agreement: worst top-1 agreement over classifier-like outputs, or None.
         failures: messages of the gates that failed (empty: all passed).
+        pooled_cosine: worst mean pooled-embedding cosine over token-embedding outputs, or None.
     """
 
     node: str | None
@@ -59,6 +60,7 @@ class FallbackStep:
     sqnr_db: float
     top1_agreement: float | None
     failures: tuple[str, ...]
+    pooled_cosine: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -66,7 +68,8 @@ class FallbackStep:
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "op_type": self.op_type, "sqnr_db": json_float(self.sqnr_db),
-                "top1_agreement": self.top1_agreement, "passed": self.passed, "failures": list(self.failures)}
+                "top1_agreement": self.top1_agreement, "pooled_cosine": json_float(self.pooled_cosine),
+                "passed": self.passed, "failures": list(self.failures)}
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,10 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
     steps = [first]
     if first.passed or max_excluded == 0:
         return FallbackResult(candidate, result, options, tuple(steps), first.passed)
+    # A cosine gate on token embeddings is a pooled-cosine gate (trtq.compare.gates): rank by that.
+    rank_by = "pooled_cosine" if gates.min_cosine is not None and first.pooled_cosine is not None else "sqnr"
     ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference,
-                                show_progress=show_progress)
+                                show_progress=show_progress, rank_by=rank_by)
     remaining = list(ranking)
     while len(steps) <= max_excluded:
         quantized = {q.name for q in result.report.quantized}
@@ -175,10 +180,11 @@ def check_max_excluded(max_excluded: int) -> None:
         raise ConfigError(f"--max-excluded must be an integer >= 0, got {max_excluded!r}")
 
 
-def _score(step: FallbackStep) -> tuple[bool, int, float, float]:
-    """Order of preference between trial steps: gates pass, fewer failures, top-1, then SQNR."""
+def _score(step: FallbackStep) -> tuple[bool, int, float, float, float]:
+    """Order of preference between trial steps: gates pass, fewer failures, top-1, pooled cosine, then SQNR."""
     top1 = step.top1_agreement if step.top1_agreement is not None else 0.0
-    return step.passed, -len(step.failures), top1, step.sqnr_db
+    pooled = step.pooled_cosine if step.pooled_cosine is not None else 0.0
+    return step.passed, -len(step.failures), top1, pooled, step.sqnr_db
 
 
 @dataclass
@@ -198,4 +204,5 @@ class _Step:
         measured = self.reference.measure(candidate, atol=self.gates.atol, rtol=self.gates.rtol)
         failures = tuple(f.message for f in check_gates(measured, self.gates))
         return result, candidate, FallbackStep(layer.node if layer else None, layer.op_type if layer else None,
-                                               worst_sqnr(measured), worst_top1(measured), failures)
+                                               worst_sqnr(measured), worst_top1(measured), failures,
+                                               worst_pooled_cosine(measured))

@@ -15,15 +15,18 @@ import numpy as np
 
 from trtq.errors import ConfigError, DataError
 from trtq.onnx_model.model import TensorSpec
+from trtq.onnx_model.token_axes import attention_mask_input
 
 
 @dataclass(frozen=True)
 class BatchInfo:
-    """What the metrics need to know about a batch: its index, sample count and labels (-1 = none)."""
+    """What the metrics need to know about a batch: its index, sample count, labels (-1 = none) and
+    the attention mask [N, L] of a language model (for the pooled embedding cosine), if it has one."""
 
     index: int
     samples: int
     labels: np.ndarray | None
+    mask: np.ndarray | None = None
 
 
 def check_feed(feed: object, inputs: list[TensorSpec], index: int) -> dict[str, np.ndarray]:
@@ -84,6 +87,7 @@ class CheckedFeeds:
         self._inputs = inputs
         self._keys = iter(keys) if keys is not None and labels is not None else None
         self._labels = labels
+        self._mask = attention_mask_input(self._inputs)
         self.pending: collections.deque[BatchInfo] = collections.deque()
         self.started = False  # set once Polygraphy, with its runners active, asks for the first batch
 
@@ -93,7 +97,8 @@ class CheckedFeeds:
             checked = check_feed(feed, self._inputs, index)
             first = checked[self._inputs[0].name] if self._inputs else None
             samples = int(first.shape[0]) if first is not None and first.ndim else 1
-            self.pending.append(BatchInfo(index, samples, self._batch_labels(samples, index)))
+            mask = checked[self._mask] if self._mask else None
+            self.pending.append(BatchInfo(index, samples, self._batch_labels(samples, index), mask))
             yield checked
 
     def _batch_labels(self, samples: int, index: int) -> np.ndarray | None:

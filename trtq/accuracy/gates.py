@@ -29,7 +29,9 @@ class Gates:
         min_top1_agreement: minimum fraction (0..1) of samples whose top-1 class matches FP32,
             on every classifier-like ([N, C]) output.
         min_sqnr: minimum SQNR in dB on every output.
-        min_cosine: minimum cosine similarity on every output.
+        min_cosine: minimum cosine similarity on every output; for token embeddings of a language
+            model ([N, L, H] with an attention mask) the mean pooled-embedding cosine, not the
+            elementwise one (what a sentence encoder's users see).
         atol, rtol: Polygraphy's elementwise tolerances; every batch of every output must pass.
             compare_models must have been run with the same atol/rtol.
     """
@@ -99,7 +101,10 @@ def _output_failures(m: OutputMetrics, gates: Gates) -> list[GateFailure | None]
     found: list[GateFailure | None] = []
     if gates.min_sqnr is not None:
         found.append(_minimum(m, "sqnr_db", "SQNR", m.sqnr_db, gates.min_sqnr, " dB"))
-    if gates.min_cosine is not None:
+    if gates.min_cosine is not None and m.pooled_cosine_mean is not None:
+        found.append(_minimum(m, "pooled_cosine", "mean pooled-embedding cosine", m.pooled_cosine_mean,
+                              gates.min_cosine))
+    elif gates.min_cosine is not None:
         found.append(_minimum(m, "cosine", "cosine similarity", m.cosine, gates.min_cosine))
     if gates.min_top1_agreement is not None and m.top1_agreement is not None:
         found.append(_minimum(m, "top1_agreement", "top-1 agreement", m.top1_agreement, gates.min_top1_agreement))

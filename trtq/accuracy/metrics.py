@@ -22,6 +22,11 @@ Definitions (r = reference, c = candidate, over all elements of all samples):
     top-1 agreement  fraction of samples whose argmax is the same
     top-5 agreement  fraction of samples whose reference argmax is among the
                   candidate's 5 largest scores (only for more than 5 classes)
+    pooled cosine for an [N, L, H] output of a model with an attention mask [N, L]
+                  (token embeddings): per sample, the cosine of the mean over the
+                  real tokens (mask != 0) of r and of c -- the sentence embedding
+                  of mean-pooling encoders (sentence-transformers) -- reported as
+                  its mean and its worst (minimum) over the samples
 
 Elements where r or c is NaN/inf are left out of every sum; those where the two
 differ are counted as `nonfinite` mismatches.
@@ -65,6 +70,55 @@ def cosine_from_sums(cross: float, ref2: float, cand2: float) -> float:
     if ref2 == 0.0 or cand2 == 0.0:
         return 1.0 if ref2 == cand2 else 0.0
     return cross / (math.sqrt(ref2) * math.sqrt(cand2))
+
+
+def pooled_cosines(ref: np.ndarray, cand: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per sample: cosine of the masked mean over axis 1 of `ref` and of `cand` ([N, L, H], mask [N, L]).
+
+    A sample without real tokens pools to zeros (cosine 1 if both are zero, as cosine_from_sums).
+    """
+    weights = (np.asarray(mask) != 0).astype(np.float64)[:, :, None]
+    counts = np.maximum(weights.sum(axis=1), 1.0)
+    r = (np.asarray(ref, np.float64) * weights).sum(axis=1) / counts
+    c = (np.asarray(cand, np.float64) * weights).sum(axis=1) / counts
+    return np.array([cosine_from_sums(float(a @ b), float(a @ a), float(b @ b)) for a, b in zip(r, c, strict=True)])
+
+
+def token_mask_for(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+    """`mask` if `output` is token embeddings it applies to ([N, L, H] with mask [N, L]), else None."""
+    if mask is None or output.ndim != 3 or mask.ndim != 2 or tuple(output.shape[:2]) != tuple(mask.shape):
+        return None
+    return mask
+
+
+@dataclass
+class PooledCosine:
+    """Streaming mean and minimum of the per-sample pooled cosine (see pooled_cosines)."""
+
+    samples: int = 0
+    total: float = 0.0
+    worst: float = math.inf
+
+    def update(self, ref: np.ndarray, cand: np.ndarray, mask: np.ndarray) -> None:
+        values = pooled_cosines(ref, cand, mask)
+        finite = values[np.isfinite(values)]
+        self.samples += int(finite.size)
+        self.total += float(finite.sum())
+        if finite.size:
+            self.worst = min(self.worst, float(finite.min()))
+
+    def merge(self, other: PooledCosine) -> None:
+        self.samples += other.samples
+        self.total += other.total
+        self.worst = min(self.worst, other.worst)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.samples if self.samples else None
+
+    @property
+    def minimum(self) -> float | None:
+        return self.worst if self.samples else None
 
 
 @dataclass
@@ -272,13 +326,16 @@ class OutputMetrics:
     candidate_top1_accuracy: float | None = None
     labeled_samples: int = 0
     tolerance: ToleranceCheck | None = None
+    pooled_cosine_mean: float | None = None
+    pooled_cosine_min: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"shape": list(self.shape), "samples": self.samples, "elements": self.elements,
                                 "nonfinite_mismatches": self.nonfinite, "labeled_samples": self.labeled_samples}
         for name in ("max_abs_error", "mean_abs_error", "p99_abs_error", "max_rel_error", "mean_rel_error",
                      "p99_rel_error", "cosine", "sqnr_db", "top1_agreement", "top5_agreement",
-                     "reference_top1_accuracy", "candidate_top1_accuracy"):
+                     "reference_top1_accuracy", "candidate_top1_accuracy", "pooled_cosine_mean",
+                     "pooled_cosine_min"):
             data[name] = json_float(getattr(self, name))
         data["tolerance"] = self.tolerance.to_dict() if self.tolerance else None
         return data
@@ -299,10 +356,17 @@ class OutputAccumulator:
         # None until the first batch decides whether the output is classifier-like.
         self.classes: ClassAgreement | None = None
         self._classifier: bool | None = None
+        self.pooled: PooledCosine | None = None
 
-    def update(self, ref: np.ndarray, cand: np.ndarray, samples: int, labels: np.ndarray | None = None) -> None:
-        """Add one batch: `ref` and `cand` of equal size, `samples` samples along axis 0."""
+    def update(self, ref: np.ndarray, cand: np.ndarray, samples: int, labels: np.ndarray | None = None,
+               mask: np.ndarray | None = None) -> None:
+        """Add one batch: `ref` and `cand` of equal size, `samples` samples along axis 0; `mask` is the
+        model's attention mask [N, L] for the pooled cosine of token embeddings, if it has one."""
         self.shape = tuple(ref.shape)
+        token_mask = token_mask_for(ref, mask)
+        if token_mask is not None:
+            self.pooled = self.pooled or PooledCosine()
+            self.pooled.update(ref, cand.reshape(ref.shape), token_mask)
         self.samples += samples
         r, abs_err = self.sums.update(ref, cand)
         rel = abs_err / np.where(r == 0.0, REL_EPSILON, np.abs(r))
@@ -334,6 +398,9 @@ class OutputAccumulator:
         self.rel_hist.merge(other.rel_hist)
         self.sum_rel += other.sum_rel
         self.max_rel = max(self.max_rel, other.max_rel)
+        if other.pooled is not None:
+            self.pooled = self.pooled or PooledCosine()
+            self.pooled.merge(other.pooled)
         if self.classes is not None and other.classes is not None:
             self.classes.merge(other.classes)
         elif other._classifier is False or self._classifier is False:
@@ -354,6 +421,8 @@ class OutputAccumulator:
             reference_top1_accuracy=rates.get("reference_top1_accuracy"),
             candidate_top1_accuracy=rates.get("candidate_top1_accuracy"),
             labeled_samples=self.classes.labeled if self.classes else 0,
+            pooled_cosine_mean=self.pooled.mean if self.pooled else None,
+            pooled_cosine_min=self.pooled.minimum if self.pooled else None,
         )
 
 

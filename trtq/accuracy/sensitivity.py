@@ -42,7 +42,7 @@ from typing import Any
 
 import onnx
 
-from trtq.accuracy.evaluation import Batches, Reference, run_batches, worst_sqnr, worst_top1
+from trtq.accuracy.evaluation import Batches, Reference, run_batches, worst_pooled_cosine, worst_sqnr, worst_top1
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.probe import SqnrSums, only_layers, probe_model, quantized_layers
 from trtq.config import QuantizeConfig
@@ -64,6 +64,7 @@ class LayerSensitivity:
         local_sqnr_db: SQNR of its output with only its inputs quantized (FP32 elsewhere), in dB.
         alone_sqnr_db: worst model-output SQNR with only this layer quantized, in dB; None if not measured.
         alone_top1_agreement: top-1 agreement with FP32 in that case (classifier-like outputs), else None.
+        alone_pooled_cosine: worst mean pooled-embedding cosine in that case (token embeddings), else None.
     """
 
     node: str
@@ -71,6 +72,7 @@ class LayerSensitivity:
     local_sqnr_db: float
     alone_sqnr_db: float | None = None
     alone_top1_agreement: float | None = None
+    alone_pooled_cosine: float | None = None
 
     @property
     def measured(self) -> bool:
@@ -78,7 +80,8 @@ class LayerSensitivity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "op_type": self.op_type, "local_sqnr_db": json_float(self.local_sqnr_db),
-                "alone_sqnr_db": json_float(self.alone_sqnr_db), "alone_top1_agreement": self.alone_top1_agreement}
+                "alone_sqnr_db": json_float(self.alone_sqnr_db), "alone_top1_agreement": self.alone_top1_agreement,
+                "alone_pooled_cosine": json_float(self.alone_pooled_cosine)}
 
 
 def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]:
@@ -101,7 +104,8 @@ def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]
 
 def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches: Batches,
                       quantize_config: QuantizeConfig | None = None, *, measure_top: int | None = DEFAULT_MEASURE_TOP,
-                      reference: Reference | None = None, show_progress: bool = False) -> list[LayerSensitivity]:
+                      reference: Reference | None = None, show_progress: bool = False,
+                      rank_by: str = "sqnr") -> list[LayerSensitivity]:
     """Rank the quantized layers of `model`, most sensitive first (see the module docstring).
 
     Args:
@@ -113,9 +117,11 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
         measure_top: how many layers, worst local SQNR first, to measure alone; None measures all.
         reference: FP32 outputs already computed on the evaluation batches (e.g. by the fallback).
         show_progress: a progress bar over the layers measured alone.
+        rank_by: "sqnr" (worst output SQNR) or "pooled_cosine" (worst mean pooled-embedding cosine of
+            token-embedding outputs; SQNR where a model has none) for the layers measured alone.
 
     Returns:
-        One entry per quantized layer: measured ones first (worst alone SQNR first), then the
+        One entry per quantized layer: measured ones first (worst by `rank_by` first), then the
         others by local SQNR (worst first).
     """
     start = time.perf_counter()
@@ -131,7 +137,12 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
         for layer in by_local[:count]:
             measured.append(_measure_alone(qdq, layer, reference))
             bar.update(1)
-    measured.sort(key=lambda s: (s.alone_sqnr_db, s.local_sqnr_db))
+    if rank_by not in ("sqnr", "pooled_cosine"):
+        raise ValueError(f"rank_by must be 'sqnr' or 'pooled_cosine', got {rank_by!r}")
+    if rank_by == "pooled_cosine" and all(s.alone_pooled_cosine is not None for s in measured):
+        measured.sort(key=lambda s: (s.alone_pooled_cosine, s.alone_sqnr_db, s.local_sqnr_db))
+    else:
+        measured.sort(key=lambda s: (s.alone_sqnr_db, s.local_sqnr_db))
     log.info("sensitivity of %d layers (%d measured alone) in %.1f s", len(layers), count,
              time.perf_counter() - start)
     return measured + by_local[count:]
@@ -139,7 +150,8 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
 
 def _measure_alone(qdq: onnx.ModelProto, layer: LayerSensitivity, reference: Reference) -> LayerSensitivity:
     result = reference.measure(only_layers(qdq, [layer.node]), label=f"only {layer.node} quantized")
-    return dataclasses.replace(layer, alone_sqnr_db=worst_sqnr(result), alone_top1_agreement=worst_top1(result))
+    return dataclasses.replace(layer, alone_sqnr_db=worst_sqnr(result), alone_top1_agreement=worst_top1(result),
+                               alone_pooled_cosine=worst_pooled_cosine(result))
 
 
 def ranking_table(layers: Sequence[LayerSensitivity]) -> list[dict[str, Any]]:

@@ -86,6 +86,8 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
     value_errors, warnings = _value_problems(table)
     if value_errors:
         raise CacheError(f"{source} is unusable: {value_errors[0]}", hint="recalibrate")
+    if table.provenance is not None and table.provenance.left_out:  # mask tensors calibration left out
+        tensor_names = [n for n in tensor_names if n not in table.provenance.left_out]
     errors = _name_errors(table, tensor_names)
     if table.provenance is None:
         warnings.insert(0, f"{source} has no provenance (no trtq sidecar); only its tensor names were checked "

@@ -34,6 +34,7 @@ from trtq.calibrators import stats as tensor_stats
 from trtq.calibrators.channels import ChannelObserver
 from trtq.data import Batch
 from trtq.errors import DataError, first_line
+from trtq.onnx_model.token_axes import axes_from_probe, probe_feeds, real_tokens
 from trtq.progress import progress_bar
 from trtq.runtime.session import create_session
 
@@ -43,21 +44,35 @@ log = logging.getLogger(__name__)
 _SESSION_ENTRIES = {"session.intra_op.allow_spinning": "0"}
 
 
+# Finite fills this negative (finfo(float32).min is -3.4e38) are mask values, not data: an INT8
+# scale covering them would flush every real value to zero.
+HUGE_NEGATIVE = -1e30
+NONFINITE_FILL = "infinite-fill"
+HUGE_NEGATIVE_FILL = "huge-negative-fill"
+DATA_REASONS = {
+    NONFINITE_FILL: "holds +-inf (no NaN) and no Q/DQ pair reads it: a mask fill, not a bad input",
+    HUGE_NEGATIVE_FILL: f"holds values below {HUGE_NEGATIVE:g} (a mask fill) and no Q/DQ pair reads it",
+}
+
+
 @dataclass
 class CollectionResult:
     """What one pass over the calibration data produced.
 
     Attributes:
-        stats: tensor name -> its observers, in graph order.
+        stats: tensor name -> its observers, in graph order (without the tensors left out).
         num_samples: samples that went through the model.
         nonfinite: tensor name -> number of NaN/Inf values ignored (nan_policy 'ignore').
         seconds: wall time of the pass.
+        left_out: tensor -> kind (NONFINITE_FILL, HUGE_NEGATIVE_FILL): tensors that no Q/DQ pair
+            reads and whose data holds mask values; they get no statistics and no cache entry.
     """
 
     stats: dict[str, tensor_stats.TensorStats]
     num_samples: int
     nonfinite: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def expose_tensors(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -72,27 +87,38 @@ def expose_tensors(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 class _Observing:
-    """Updates the observers of every tensor from one batch of activations."""
+    """Updates the observers of every tensor from one batch of activations.
+
+    `quantized` names the tensors a Q/DQ pair will read (None: all of them). Another tensor whose data
+    holds +-inf but no NaN (the -inf fill of an attention mask), or finite values below HUGE_NEGATIVE,
+    is left out instead (see `left_out`); NaN is a bad input wherever it is (nan_policy decides).
+    """
 
     def __init__(self, names: list[str], make_stats: Callable[[], tensor_stats.TensorStats],
-                 nan_policy: str, channel_tensors: Collection[str] = ()) -> None:
+                 nan_policy: str, quantized: set[str] | None = None, token_axes: dict[str, int] | None = None,
+                 channel_tensors: Collection[str] = ()) -> None:
         self.stats = {name: make_stats() for name in names}
         for name in set(channel_tensors) & set(names):
             self.stats[name].channels = ChannelObserver()
         self.nan_policy = nan_policy
+        self.quantized = quantized
+        self.token_axes = token_axes or {}
         self.nonfinite: dict[str, int] = {}
+        self.left_out: dict[str, str] = {}
 
-    def observe(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def observe(self, outputs: dict[str, np.ndarray], keys: list[str], mask: np.ndarray | None = None) -> None:
+        """Update from one batch; with the attention `mask`, per-token tensors count their real tokens only."""
         for name in self.stats:
             x = outputs[name]
-            if not np.issubdtype(x.dtype, np.floating):
+            if name in self.left_out or not np.issubdtype(x.dtype, np.floating):
                 continue
-            bad = self._update(name, x, keys)
+            view = real_tokens(x, self.token_axes.get(name), mask) if mask is not None else x
+            bad = self._update(name, view, keys, x)
             if bad:
                 self.nonfinite[name] = self.nonfinite.get(name, 0) + bad
 
-    def _update(self, name: str, x: np.ndarray, keys: list[str]) -> int:
-        """Observe `x`; returns the number of NaN/Inf values left out."""
+    def _update(self, name: str, x: np.ndarray, keys: list[str], whole: np.ndarray) -> int:
+        """Observe `x` (the values of `whole` that count); returns the number of NaN/Inf values left out."""
         observers = self.stats[name]
         try:
             observers.update(x)  # finds NaN/Inf for free (min/max) and then changes nothing
@@ -101,10 +127,22 @@ class _Observing:
             bad = tensor_stats.count_nonfinite(x)
             if not bad:
                 raise
+        if self.quantized is not None and name not in self.quantized and not np.isnan(x).any():
+            self.left_out[name] = NONFINITE_FILL  # e.g. a mask bias the graph did not show as one
+            return 0
         if self.nan_policy == "error":
-            raise self._nonfinite_error(name, x, bad, keys)
+            raise self._nonfinite_error(name, whole, tensor_stats.count_nonfinite(whole), keys)
         observers.update(x[np.isfinite(x)])
         return bad
+
+    def result_stats(self) -> dict[str, tensor_stats.TensorStats]:
+        """The statistics without the tensors left out; tensors no Q/DQ reads that hold huge negative
+        fills are left out here (their minimum is known only at the end)."""
+        for name, observers in self.stats.items():
+            unread = self.quantized is not None and name not in self.quantized
+            if unread and name not in self.left_out and observers.hist.min <= HUGE_NEGATIVE:
+                self.left_out[name] = HUGE_NEGATIVE_FILL
+        return {name: s for name, s in self.stats.items() if name not in self.left_out}
 
     @staticmethod
     def _nonfinite_error(name: str, x: np.ndarray, bad: int, keys: list[str]) -> DataError:
@@ -128,6 +166,8 @@ def collect_statistics(
     nan_policy: str = "error",
     total_samples: int | None = None,
     show_progress: bool = True,
+    quantized: set[str] | None = None,
+    mask_input: str | None = None,
     channel_tensors: Collection[str] = (),
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
@@ -142,34 +182,63 @@ def collect_statistics(
         nan_policy: 'error' or 'ignore' for NaN/Inf activations.
         total_samples: for the progress bar.
         show_progress: draw a progress bar on stderr.
+        quantized: the tensors a Q/DQ pair will read (None: all). The others may hold +-inf or huge
+            negative fills (attention masks): they are left out (CollectionResult.left_out) whatever
+            the nan_policy, which applies to NaN anywhere and to Inf in the quantized tensors.
+        mask_input: the input holding the attention mask of a language model: per-token tensors are
+            observed at the real tokens only (trtq.onnx_model.token_axes; one extra run of the first batch finds them).
         channel_tensors: tensors that also get per-channel statistics (SmoothQuant's MatMul inputs).
 
     Raises:
-        DataError: an input does not fit the model, or an activation is not finite.
+        DataError: an input does not fit the model, or a quantized activation is not finite.
     """
-    observing = _Observing(names, make_stats, nan_policy, channel_tensors)
+    observing = _Observing(names, make_stats, nan_policy, quantized, channel_tensors=channel_tensors)
     start = time.perf_counter()
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:
-        num_samples = _stream(session, batches, worker, bar)
+        num_samples = _stream(session, batches, worker, bar, mask_input, observing)
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
-    return CollectionResult(observing.stats, num_samples, observing.nonfinite, time.perf_counter() - start)
+    stats = observing.result_stats()
+    return CollectionResult(stats, num_samples, observing.nonfinite, time.perf_counter() - start,
+                            observing.left_out)
 
 
-def _stream(session, batches: Iterable[Batch], worker: _Worker, bar) -> int:
-    """Run every batch and hand its outputs to the worker; returns the number of samples."""
+def _stream(session, batches: Iterable[Batch], worker: _Worker, bar, mask_input: str | None = None,
+            observing: _Observing | None = None) -> int:
+    """Run every batch and hand its outputs (and attention mask) to the worker; returns the number of samples.
+
+    With `mask_input`, the first batch also runs cut by one position, and `observing` learns from the
+    two which tensors are laid out per token (trtq.onnx_model.token_axes) before it sees any batch.
+    """
     output_names = [o.name for o in session.get_outputs()]
     num_samples = 0
-    for batch in batches:
+    for index, batch in enumerate(batches):
         worker.wait_for_slot()
+        mask = batch.feeds.get(mask_input) if mask_input else None
+        outputs = dict(zip(output_names, _run(session, output_names, batch), strict=True))
+        if index == 0 and mask is not None and observing is not None:
+            observing.token_axes = _token_axes(session, output_names, batch, mask_input, outputs)
         # No local reference: the worker alone holds the activations and drops them when observed.
-        worker.submit(dict(zip(output_names, _run(session, output_names, batch), strict=True)), batch.keys)
+        worker.submit(outputs, batch.keys, mask)
+        del outputs
         n = len(batch.keys) if batch.keys else next(iter(batch.feeds.values())).shape[0]
         num_samples += n
         bar.update(n)
     return num_samples
+
+
+def _token_axes(session, output_names: list[str], batch: Batch, mask_input: str,
+                outputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per-token tensors and their sequence axis, from the first batch and a run of it cut by one position."""
+    cut = probe_feeds(batch.feeds, mask_input)
+    if cut is None:
+        return {}
+    probe = _run(session, output_names, Batch(feeds=cut, keys=batch.keys))
+    full_shapes = {name: x.shape for name, x in outputs.items()}
+    return axes_from_probe(full_shapes, {name: x.shape for name, x in zip(output_names, probe, strict=True)},
+                           batch.feeds[mask_input].shape)
 
 
 def _run(session, output_names: list[str], batch: Batch) -> list[np.ndarray]:
@@ -191,7 +260,7 @@ class _Worker:
     while holding memory. An error in the worker is re-raised in the caller.
     """
 
-    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str]], None]) -> None:
+    def __init__(self, observe: Callable[[dict[str, np.ndarray], list[str], np.ndarray | None], None]) -> None:
         self._observe = observe
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
@@ -208,9 +277,9 @@ class _Worker:
         self._slot.acquire()
         self._raise_pending()
 
-    def submit(self, outputs: dict[str, np.ndarray], keys: list[str]) -> None:
+    def submit(self, outputs: dict[str, np.ndarray], keys: list[str], mask: np.ndarray | None = None) -> None:
         self._raise_pending()
-        self._queue.put((outputs, keys))
+        self._queue.put((outputs, keys, mask))
         self._raise_pending()
 
     def _loop(self) -> None:

@@ -51,6 +51,8 @@ def calibrate_command(ctx: click.Context, model: str, **params) -> None:
         click.echo(format_comparison(comparison))
     if outcome.not_reused:
         click.echo(outcome.not_reused)
+    for note in outcome.notes:
+        click.echo(note)
     if outcome.saved_stats is not None:
         click.echo(f"saved statistics to {outcome.saved_stats}")
     verb = "reused" if outcome.reused else "wrote"

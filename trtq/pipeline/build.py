@@ -148,6 +148,7 @@ def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
     if calibration.not_reused:
         report.info.append(calibration.not_reused)
+    report.info.extend(calibration.notes)
     for warning in calibration.warnings:
         report.warn(warning)
     if calibration.stats:

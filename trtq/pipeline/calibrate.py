@@ -25,7 +25,7 @@ import onnxruntime
 
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
-from trtq.calibration.collect import collect_statistics
+from trtq.calibration.collect import DATA_REASONS, collect_statistics
 from trtq.calibration.ranges import HISTOGRAM_METHODS, check_settings, ranges_and_counts, recorded_params
 from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
@@ -33,7 +33,10 @@ from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
 from trtq.errors import CacheError, ConfigError, DataError
 from trtq.onnx_model import model as model_io
+from trtq.onnx_model.masks import mask_tensors, summary_lines
 from trtq.onnx_model.tensors import activation_tensors
+from trtq.onnx_model.token_axes import attention_mask_input
+from trtq.qdq.placement import planned_activations
 from trtq.runtime.session import providers_for
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class CalibrationOutcome:
         saved_stats: where the statistics were saved (--save-stats), if anywhere.
         not_reused: why an existing cache of this model was not reused (it was made with other
             settings), or None.
+        notes: what needs no action, one line per kind (e.g. attention-mask tensors left out).
     """
 
     table: CalibrationTable
@@ -62,6 +66,7 @@ class CalibrationOutcome:
     stats_files: tuple[str, ...] = ()
     saved_stats: Path | None = None
     not_reused: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def default_cache_path(model_path: Path, config: Config) -> Path:
@@ -91,7 +96,7 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
         changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
     if cal.method in HISTOGRAM_METHODS and provenance.num_bins != cal.num_bins:
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
-    if provenance.tensor_names_sha256 != names_sha256(names):
+    if provenance.tensor_names_sha256 != names_sha256(n for n in names if n not in provenance.left_out):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
     # Other data is named only when nothing else changed (other settings already say the run differs).
     if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
@@ -133,6 +138,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     cal = config.calibration
     check_settings(cal)
     names = activation_tensors(model, cal.tensors)
+    notes = summary_lines(mask_tensors(model))
     cache_path = default_cache_path(model_path, config)
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
@@ -144,33 +150,38 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
             log.info("reusing calibration cache %s (it matches the model)", cache_path)
-            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
+            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings, notes=notes)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
-                       stats_file=_stats_file(cal, gathered.files))
+                       stats_file=_stats_file(cal, gathered.files), left_out=gathered.left_out)
     write_cache(table, cache_path, cal.trt_version)
     return CalibrationOutcome(
         table, cache_path, reused=False, warnings=gathered.warnings, stats=gathered.stats, seconds=gathered.seconds,
         stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
         not_reused=gathered.note,
+        notes=notes + summary_lines(gathered.left_out, "from the calibration data", DATA_REASONS),
     )
 
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
-               cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None) -> CalibrationTable:
+               cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None,
+               left_out: Mapping[str, str] | None = None) -> CalibrationTable:
     """The calibration table of `stats` with the configured method, and its provenance.
 
     Args:
         num_bins: histogram bins of `stats` (default: the config's).
         stats_file: the one file holding `stats`, if any (recorded so that other settings can reuse it).
+        left_out: tensors of `names` calibration left out (mask values in their data) and why.
     """
     amax, counts = ranges_and_counts(stats, cal)
+    left_out = dict(left_out or {})
     provenance = Provenance(
-        model_graph_sha256=fp.graph, model_weights_sha256=fp.weights, tensor_names_sha256=names_sha256(names),
+        model_graph_sha256=fp.graph, model_weights_sha256=fp.weights,
+        tensor_names_sha256=names_sha256(n for n in names if n not in left_out), left_out=left_out,
         algorithm=cal.method, num_samples=record.num_samples or 0, data_sha256=record.data_sha256,
         algorithm_params=recorded_params(cal), num_bins=num_bins if num_bins is not None else cal.num_bins,
         onnxruntime_version=record.onnxruntime_version, random_data=record.random_data, method_counts=counts,
@@ -197,6 +208,7 @@ class _Gathered:
     seconds: float = 0.0
     files: tuple[str, ...] = ()
     note: str | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
 
 
 def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
@@ -255,20 +267,31 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     """Run the model over the calibration data into fresh observers."""
     plan = plan or make_readers(config, model_io.graph_inputs(model))
     cal = config.calibration
+    mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
     result = collect_statistics(
         model, model_path.parent, names, plan.calib,
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
-        total_samples=plan.calib.num_samples, show_progress=show_progress,
-        channel_tensors=_channel_tensors(model, config),
+        total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
+        mask_input=mask_input, channel_tensors=_channel_tensors(model, config),
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
-    warnings = list(plan.warnings) + [f"{n}: {c} NaN/Inf values ignored" for n, c in result.nonfinite.items()]
-    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds)
+    warnings = list(plan.warnings) + _nonfinite_summary(result.nonfinite)
+    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out)
+
+
+def _nonfinite_summary(nonfinite: Mapping[str, int]) -> list[str]:
+    """One line for all tensors whose NaN/Inf values --nan-policy ignore dropped (most first), not one each."""
+    if not nonfinite:
+        return []
+    worst = sorted(nonfinite.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{n} ({c})" for n, c in worst[:3]) + (f", ... ({len(worst) - 3} more)" if len(worst) > 3 else "")
+    return [f"NaN/Inf values ignored (--nan-policy ignore) in {len(worst)} tensor"
+            f"{'s' * (len(worst) != 1)}: {shown}; their ranges come from the finite values"]
 
 
 def _channel_tensors(model: onnx.ModelProto, config: Config) -> list[str]:

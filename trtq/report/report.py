@@ -232,6 +232,12 @@ def _comparison_md(comparison: Mapping[str, Any]) -> list[str]:
                      _num(m["p99_abs_error"]), _num(m["mean_abs_error"]), _num(m["max_rel_error"]),
                      _num(m["p99_rel_error"]), _num(m["top1_agreement"]), _num(m["top5_agreement"]), accuracy])
     lines += _table(header, rows)
+    pooled = [(name, m) for name, m in comparison["outputs"].items() if m.get("pooled_cosine_mean") is not None]
+    if pooled:
+        lines += ["", "Mean-pooled embedding cosine over the real tokens (attention mask), per sample:", ""]
+        lines += _table(["output", "mean", "worst sample", "token-level SQNR dB"],
+                        [[f"`{name}`", _num(m["pooled_cosine_mean"], 5), _num(m["pooled_cosine_min"], 5),
+                          _num(m["sqnr_db"], 3)] for name, m in pooled])
     layers = comparison["per_layer"]
     if layers:
         lines += ["", f"### Per-layer SQNR, worst {min(10, len(layers))} of {len(layers)}", ""]
@@ -309,6 +315,9 @@ def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (
     for name, m in result.outputs.items():
         lines.append(f"{name[:24]:<24} {_num(m.sqnr_db, 4):>8} {_num(m.cosine, 6):>9} {_num(m.max_abs_error):>10} "
                      f"{_num(m.p99_abs_error):>10} {_num(m.top1_agreement):>9}")
+        if m.pooled_cosine_mean is not None:
+            lines.append(f"  mean-pooled embedding cosine: mean {m.pooled_cosine_mean:.5f}, worst sample "
+                         f"{m.pooled_cosine_min:.5f} (token-level SQNR {_num(m.sqnr_db, 4)} dB)")
         if m.reference_top1_accuracy is not None:
             lines.append(f"  top-1 accuracy on {m.labeled_samples} labeled samples: FP32 "
                          f"{m.reference_top1_accuracy:.4f}, candidate {m.candidate_top1_accuracy:.4f}")
