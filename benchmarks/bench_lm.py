@@ -130,12 +130,12 @@ def fp32_inference_seconds(model_path: Path, calib: list[dict[str, np.ndarray]])
 
 def trtq_build(name: str, folder: Path, out: Path, flags: list[str], extra: list[str]) -> tuple[Path, dict]:
     """`trtq build` as a user runs it; returns the Q/DQ model path and report.json."""
-    cmd = [sys.executable, "-m", "trtq", "build", "--calib", str(folder / "calib"), "--eval", str(folder / "tune"),
-           str(folder / "encoder.onnx"), "-o", str(out), *flags, *extra]
+    cmd = [str(Path(sys.executable).parent / "trtq"), "build", "--calib", str(folder / "calib"),
+           "--eval", str(folder / "tune"), str(folder / "encoder.onnx"), "-o", str(out), *flags, *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if proc.returncode not in (0, 1):  # 1: a gate failed, the model is still written
+    if proc.returncode not in (0, 1) or not (out / "report.json").exists():  # 1: a gate failed, model written
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
     report = json.loads((out / "report.json").read_text())
     report["_wall"], report["_exit"] = wall, proc.returncode
