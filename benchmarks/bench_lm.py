@@ -195,10 +195,14 @@ def score(row: Row, qdq_path: Path, ref: list[np.ndarray], heldout: list[dict[st
     return row
 
 
-def trtq_rows(name: str, folder: Path, tmp: Path, ref, heldout, infer_s: float, extra: list[str]) -> list[Row]:
+TRTQ_ROWS = {"default": ("trtq default", []),
+             "fallback": ("trtq --fallback --min-cosine 0.995", ["--fallback", "--min-cosine", "0.995"])}
+
+
+def trtq_rows(name: str, folder: Path, tmp: Path, ref, heldout, infer_s: float, extra: list[str],
+              which: list[str]) -> list[Row]:
     rows = []
-    for label, flags in (("trtq default", []), ("trtq --fallback --min-cosine 0.995",
-                                                 ["--fallback", "--min-cosine", "0.995"])):
+    for label, flags in (TRTQ_ROWS[k] for k in which if k in TRTQ_ROWS):
         qdq_path, report = trtq_build(name, folder, tmp / f"{name}-{len(rows)}", flags, extra)
         calib_s = _stage(report, "calibrate")
         smooth = next((line for line in report.get("info", []) if line.startswith("smoothquant")), "")
@@ -212,7 +216,7 @@ def trtq_rows(name: str, folder: Path, tmp: Path, ref, heldout, infer_s: float, 
 
 def peer_rows(name: str, folder: Path, tmp: Path, ref, heldout, calib, args) -> list[Row]:
     rows = []
-    for method in ("MinMax", "Percentile"):
+    for method in ("MinMax", "Percentile") if "ort" in args.rows.split(",") else ():
         target = tmp / f"{name}-ort-{method}.onnx"
         row = Row(name, f"ORT quantize_static {method}")
         try:
@@ -221,7 +225,7 @@ def peer_rows(name: str, folder: Path, tmp: Path, ref, heldout, calib, args) -> 
         except Exception as exc:
             row.note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
             rows.append(row)
-    for method in args.modelopt_methods.split(","):
+    for method in args.modelopt_methods.split(",") if "modelopt" in args.rows.split(",") else ():
         target = tmp / f"{name}-modelopt-{method}.onnx"
         row = Row(name, f"ModelOpt int8 {method}")
         row.seconds, row.note = modelopt_quantize(Path(args.modelopt_python), folder, target, method)
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modelopt-python", default=str(MODELOPT_PYTHON), help="python of the ModelOpt venv")
     parser.add_argument("--modelopt-methods", default="max,entropy")
     parser.add_argument("--trtq-flags", default="", help="extra flags for every trtq build, e.g. '--nan-policy ignore'")
+    parser.add_argument("--rows", default="default,fallback,ort,modelopt", help="which contenders to run")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> None:
             infer_s = fp32_inference_seconds(folder / "encoder.onnx", calib)
             print(f"{name}: FP32 inference of {sum(len(b['input_ids']) for b in calib)} calibration sentences "
                   f"{infer_s:.2f} s", flush=True)
-            rows += trtq_rows(name, folder, Path(tmp), ref, heldout, infer_s, args.trtq_flags.split())
+            rows += trtq_rows(name, folder, Path(tmp), ref, heldout, infer_s, args.trtq_flags.split(),
+                              args.rows.split(","))
             rows += peer_rows(name, folder, Path(tmp), ref, heldout, calib, args)
             print_table([r for r in rows if r.model == name])
     print_table(rows)

