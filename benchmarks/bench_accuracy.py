@@ -295,7 +295,14 @@ def main() -> None:
                         help="gate (output SQNR) for the 'auto+fb' row, trtq build's fallback; 0 leaves the row out")
     parser.add_argument("--max-excluded", type=int, default=10, help="layer budget of that fallback")
     parser.add_argument("--json", help="write the rows to this JSON file")
+    parser.add_argument("--lm", action="store_true",
+                        help="run the sentence-encoder benchmark instead (benchmarks/bench_lm.py, its defaults)")
     args = parser.parse_args()
+    if args.lm:
+        import bench_lm
+
+        bench_lm.main([])
+        return
     logging.basicConfig(level=logging.ERROR)  # ORT quantize_static warns per unfolded bias on the root logger
     cases = [CASES[k.strip()] for k in args.models.split(",") if k.strip()]
     print(f"onnxruntime {ort.__version__}; ModelOpt: {contenders.modelopt_status() or 'available'}")

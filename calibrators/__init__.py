@@ -11,6 +11,7 @@ modules of trtq above it (trtq.errors excepted).
 
 from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
 from trtq.calibrators.auto import choose_method
+from trtq.calibrators.channels import ChannelObserver
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import (
     EmaMinMaxObserver,
@@ -33,6 +34,7 @@ from trtq.calibrators.storage import load_observers, merge_observer_sets, save_o
 
 __all__ = [
     "AlgorithmInfo",
+    "ChannelObserver",
     "EmaMinMaxObserver",
     "HistogramObserver",
     "MinMaxObserver",

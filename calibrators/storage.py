@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from trtq.atomic import atomic_open
+from trtq.calibrators.channels import ChannelObserver
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver, Observer
 from trtq.calibrators.stats import TensorStats
@@ -36,7 +37,7 @@ FORMAT_VERSION = 1
 
 # Serialized 'type' -> class, for load_observers.
 OBSERVER_TYPES: dict[str, type[Observer]] = {
-    cls.kind: cls for cls in (MinMaxObserver, EmaMinMaxObserver, HistogramObserver, TensorStats)
+    cls.kind: cls for cls in (MinMaxObserver, EmaMinMaxObserver, HistogramObserver, TensorStats, ChannelObserver)
 }
 
 _HINT = "re-create it with 'trtq calibrate --save-stats' or remove it from --load-stats"

@@ -146,6 +146,11 @@ class QuantizeConfig:
                 "or auto (keep it only if it raises the held-out output SQNR).",
         ("none", "always", "auto"),
     )
+    smoothquant: str = _opt(
+        "auto", "SmoothQuant (Xiao et al. 2023): per input channel of MatMul/Gemm, move activation outliers "
+                "into the weights. auto: on for models with outlier channels, alpha searched per layer; "
+                "ALPHA in [0, 1]: that alpha everywhere; off.",
+    )
 
 
 @dataclass(frozen=True)

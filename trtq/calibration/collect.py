@@ -23,7 +23,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ import onnx
 
 from trtq.calibration.microbatch import DEFAULT_BUDGET_MIB, MIB, MicroBatcher
 from trtq.calibrators import stats as tensor_stats
+from trtq.calibrators.channels import ChannelObserver
 from trtq.data import Batch
 from trtq.errors import DataError, first_line
 from trtq.onnx_model.token_axes import axes_from_probe, probe_feeds, real_tokens
@@ -95,8 +96,11 @@ class _Observing:
     """
 
     def __init__(self, names: list[str], make_stats: Callable[[], tensor_stats.TensorStats],
-                 nan_policy: str, quantized: set[str] | None = None, token_axes: dict[str, int] | None = None) -> None:
+                 nan_policy: str, quantized: set[str] | None = None, token_axes: dict[str, int] | None = None,
+                 channel_tensors: Collection[str] = ()) -> None:
         self.stats = {name: make_stats() for name in names}
+        for name in set(channel_tensors) & set(names):
+            self.stats[name].channels = ChannelObserver()
         self.nan_policy = nan_policy
         self.quantized = quantized
         self.token_axes = token_axes or {}
@@ -171,6 +175,7 @@ def collect_statistics(
     quantized: set[str] | None = None,
     mask_input: str | None = None,
     memory_budget: int | None = DEFAULT_BUDGET_MIB * MIB,
+    channel_tensors: Collection[str] = (),
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -191,11 +196,12 @@ def collect_statistics(
             observed at the real tokens only (trtq.onnx_model.token_axes; one extra run of the first batch finds them).
         memory_budget: bytes of exposed activations alive at once; larger batches run in
             micro-batches (same results, see microbatch.py). None: no limit.
+        channel_tensors: tensors that also get per-channel statistics (SmoothQuant's MatMul inputs).
 
     Raises:
         DataError: an input does not fit the model, or a quantized activation is not finite.
     """
-    observing = _Observing(names, make_stats, nan_policy, quantized)
+    observing = _Observing(names, make_stats, nan_policy, quantized, channel_tensors=channel_tensors)
     start = time.perf_counter()
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \

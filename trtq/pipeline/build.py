@@ -27,6 +27,7 @@ from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
 from trtq.qdq import to_fp16_twin
+from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     with report.stage("data"):
         plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
+    parse_setting(config.quantize.smoothquant)  # a bad value fails now, not after calibration
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
                              evaluation_samples=plan.eval.num_samples if plan.eval else 0)
@@ -102,7 +104,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
                                        source=str(calibration.cache_path), options=config.quantize)
-        qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
+        smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant)
+        log.info("%s", smoothed.note)
+        report.info.append(smoothed.note)
+        qdq = make_qdq_model(smoothed.model, smoothed.amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)
         engine_source = qdq_path

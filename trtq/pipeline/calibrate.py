@@ -380,7 +380,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
-        mask_input=mask_input, memory_budget=cal.memory_budget * MIB,
+        mask_input=mask_input, memory_budget=cal.memory_budget * MIB, channel_tensors=_channel_tensors(model, config),
     )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
@@ -402,6 +402,15 @@ def _nonfinite_summary(nonfinite: Mapping[str, int]) -> list[str]:
     shown = ", ".join(f"{n} ({c})" for n, c in worst[:3]) + (f", ... ({len(worst) - 3} more)" if len(worst) > 3 else "")
     return [f"NaN/Inf values ignored (--nan-policy ignore) in {len(worst)} tensor"
             f"{'s' * (len(worst) != 1)}: {shown}; their ranges come from the finite values"]
+
+
+def _channel_tensors(model: onnx.ModelProto, config: Config) -> list[str]:
+    """The MatMul/Gemm inputs SmoothQuant may smooth: they also get per-channel statistics."""
+    if config.quantize.smoothquant.strip().lower() == "off":
+        return []
+    from trtq.qdq.smoothquant import smoothable_layers
+
+    return list(smoothable_layers(model))
 
 
 def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _Gathered:

@@ -1,0 +1,30 @@
+"""NVIDIA ModelOpt INT8 ONNX PTQ of one encoder, for benchmarks/bench_lm.py (runs in ModelOpt's own venv).
+
+    /work/venvs/modelopt/bin/python benchmarks/lm_modelopt.py ENCODER.onnx CALIB.npz OUT.onnx max|entropy
+
+CALIB.npz holds one [N, L] array per model input (every sentence padded to one length), which is
+the calibration-data form `modelopt.onnx.quantization.quantize` takes; it calibrates in batches of 8
+on ONNX Runtime's CPU EP and keeps the unquantized parts in FP32 (high_precision_dtype) so that the
+result is compared with FP32 on the same terms as the other contenders.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+
+def main() -> None:
+    model, calib, out, method = sys.argv[1:5]
+    from modelopt.onnx.quantization import quantize
+
+    data = dict(np.load(calib))
+    length = next(iter(data.values())).shape[1]
+    shapes = ",".join(f"{name}:8x{length}" for name in data)
+    quantize(model, quantize_mode="int8", calibration_data=data, calibration_method=method,
+             calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=out)
+
+
+if __name__ == "__main__":
+    main()
