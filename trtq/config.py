@@ -127,6 +127,17 @@ class QuantizeConfig:
                 "or auto (keep it only if it raises the held-out output SQNR).",
         ("none", "always", "auto"),
     )
+    weight_rounding: str = _opt(
+        "nearest", "INT8 weight integers: nearest rounding, or learned from calibration data to minimise each "
+                   "layer's output error against FP32 (GPTQ-style, layer by layer; trtq.qdq.weight_rounding).",
+        ("nearest", "learned"),
+    )
+    equalization: str = _opt(
+        "none", "Cross-layer equalization of Conv -> Relu/ReLU6/identity -> Conv chains before calibration "
+                "(exact in FP32; the equalized model is written to the output folder).",
+        ("none", "cle"),
+    )
+    fast: bool = _opt(False, "Quick path: nearest weight rounding and no equalization, whatever else is set.")
 
 
 @dataclass(frozen=True)
