@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from trtq import model as model_io
 from trtq.calibrate import CalibrationOutcome, calibrate
 from trtq.compare import ComparisonResult, GateFailure, Gates, Report, check_gates, compare_models, write_report
@@ -24,6 +26,7 @@ from trtq.data import DataPlan, DataReader, make_readers
 from trtq.engine.stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.errors import MissingDependencyError
 from trtq.qdq import to_fp16_twin
+from trtq.qdq.equalization import equalize
 from trtq.qdq_stage import check_qdq_options, make_qdq_model
 from trtq.quantize import default_qdq_path, save_qdq_model, usable_ranges
 
@@ -85,9 +88,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     for warning in plan.warnings:
         report.warn(warning)
 
+    model, calib_path, config = _equalize(model, model_path, out_dir, config, report)
     _announce("calibrate", f"{config.calibration.method} ranges")
     with report.stage("calibrate"):
-        calibration = calibrate(model_path, config, show_progress, plan=plan)
+        calibration = calibrate(calib_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
     _record_shapes(report, plan.calib)
 
@@ -105,7 +109,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
             report.add_artifact("qdq_model_fp16", engine_source)
     report.add_artifact("qdq_model", qdq_path)
     report.provenance["quantized"] = qdq.result.report.summary().splitlines()[0]
-    report.accuracy = qdq.to_dict()
+    report.accuracy = {**qdq.to_dict(), "equalization": report.accuracy.get("equalization") if report.accuracy
+                       else None}
     for line in qdq.summaries():
         log.info("%s", line)
         report.info.append(line)
@@ -122,7 +127,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
         report.skip("engine", f"{no_engine}; the Q/DQ model is checked on ONNX Runtime CPU instead")
     else:
         with report.stage("engine"):
-            info = build_pipeline_engine(config, engine_source, model_path, out_dir / f"{model_path.stem}.engine",
+            info = build_pipeline_engine(config, engine_source, calib_path, out_dir / f"{model_path.stem}.engine",
                                          inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
                                          fingerprint=fp)
         outcome.engine_path = info.engine_path
@@ -131,6 +136,28 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     _check_accuracy(config, model_path, outcome, plan, show_progress)
     outcome.report_paths = write_report(report, out_dir)
     return outcome
+
+
+def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,
+              report: Report) -> tuple[onnx.ModelProto, Path, Config]:
+    """Cross-layer equalization (--equalization cle, not --fast): the equalized FP32 model, written to
+    `<out>/<stem>.equalized.onnx`, is what calibration, quantization and an implicit engine use; the cache
+    keeps the name `<stem>.cache`. The accuracy check still compares with the original model."""
+    q = config.quantize
+    if q.equalization != "cle" or q.fast:
+        return model, model_path, config
+    with report.stage("equalize"):
+        equalized, done = equalize(model)
+        path = out_dir / f"{model_path.stem}.equalized.onnx"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model_io.save_model(equalized, path)
+    log.info("%s", done.summary())
+    report.info.append(done.summary())
+    report.accuracy = {"equalization": done.to_dict()}
+    report.add_artifact("equalized_model", path)
+    cache = config.calibration.cache or str(out_dir / f"{model_path.stem}.cache")
+    config = dataclasses.replace(config, calibration=dataclasses.replace(config.calibration, cache=cache))
+    return equalized, path, config
 
 
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:

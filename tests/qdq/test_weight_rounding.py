@@ -137,15 +137,19 @@ def test_pre_quantized_int8_weights_are_rounded_in_place(chain):
 
 @pytest.mark.network
 def test_learned_rounding_lowers_the_error_of_real_detector_layers(ocr_detector):
-    """PP-OCRv4's detector on real photos (64x64, 4 samples): every layer's output error on the calibration
-    rows is at most nearest's, and lower on average."""
+    """PP-OCRv4's detector on real photos (64x64, 4 samples), its first 8 layers: every layer's output error
+    on the calibration rows is at most nearest's, and lower on average; measured on ONNX Runtime, the output
+    error of the first layer (same quantized input in both models) falls."""
     from tests.qdq.test_real_models import _image
 
     model = onnx.load(str(ocr_detector))
     calib = [{"x": np.concatenate([_image(n, 64, 64) for n in ("coffee.png", "astronaut.png")])},
              {"x": np.concatenate([_image(n, 64, 64) for n in ("chelsea.png", "rocket.jpg")])}]
     qdq = quantize_model(model, activation_amax(model, calib)).model
-    _, report = round_weights(model, qdq, calib, rows_per_sample=64)
-    assert len(report.layers) >= 60
+    first = [n.name for n in model.graph.node if n.op_type == "Conv"][:8]
+    rounded, report = round_weights(model, qdq, calib, rows_per_sample=64, layers=first)
+    assert [r.node for r in report.layers] == first
     gains = [r.sqnr_learned - r.sqnr_nearest for r in report.layers]
     assert min(gains) >= 0 and np.mean(gains) > 0.5
+    conv0 = next(n for n in model.graph.node if n.name == first[0]).output[0]
+    assert _layer_error(model, rounded, conv0, calib) < _layer_error(model, qdq, conv0, calib)

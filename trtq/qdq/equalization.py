@@ -38,6 +38,8 @@ from trtq.qdq.probe import names_read
 ACTIVATIONS = ("Relu", "Clip", "Identity")
 ROUNDS = 20
 TOLERANCE = 1e-4
+DEAD = 1e-6  # channel range below this fraction of the layer's largest: left alone
+MAX_SCALE = 1e3  # largest per-round rescaling of a channel
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,11 @@ def _input_ranges(w2: np.ndarray, group: int) -> np.ndarray:
 def _pair_scale(w1: np.ndarray, w2: np.ndarray, group: int) -> np.ndarray:
     r1 = np.abs(w1.reshape(w1.shape[0], -1)).max(1)
     r2 = _input_ranges(w2, group)
-    ok = (r1 > 0) & (r2 > 0)
-    return np.where(ok, np.sqrt(np.where(ok, r1, 1) / np.where(ok, r2, 1)), 1.0)
+    # dead channels (ranges ~0, e.g. 1e-35 in PP-OCRv4) keep s = 1: dividing their bias by a tiny s
+    # would blow up the activation range the next layer's input scale must cover
+    ok = (r1 > DEAD * r1.max()) & (r2 > DEAD * r2.max())
+    s = np.where(ok, np.sqrt(np.where(ok, r1, 1) / np.where(ok, r2, 1)), 1.0)
+    return np.clip(s, 1 / MAX_SCALE, MAX_SCALE)
 
 
 def _apply(c: _Chain, s: np.ndarray) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,8 +157,8 @@ class _Options:
 
 def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto, batches: Batches, *,
                   method: str = "gptq", target: str = "fp32", max_samples: int | None = DEFAULT_SAMPLES,
-                  rows_per_sample: int = DEFAULT_ROWS_PER_SAMPLE, seed: int = 0
-                  ) -> tuple[onnx.ModelProto, WeightRoundingReport]:
+                  rows_per_sample: int = DEFAULT_ROWS_PER_SAMPLE, seed: int = 0,
+                  layers: Collection[str] | None = None) -> tuple[onnx.ModelProto, WeightRoundingReport]:
     """Re-round the INT8 weights of `qdq_model`'s quantized layers (module docstring).
 
     Args:
@@ -170,6 +170,7 @@ def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto
         max_samples: samples per pass (None: all).
         rows_per_sample: random output positions per sample entering the moments.
         seed: seed of the position sampling (the result is deterministic for given inputs).
+        layers: names of the layers to re-round (default: every quantized weighted layer).
 
     Returns:
         The re-rounded copy and the report.
@@ -188,7 +189,7 @@ def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto
     work = onnx.ModelProto()
     work.CopyFrom(qdq_model)
     options = _Options(method, target, rows_per_sample, seed)
-    targets = _targets(work, options)
+    targets = [t for t in _targets(work, options) if layers is None or t.node.name in layers]
     names = NameScope(work)
     done: list[tuple[int, LayerRounding]] = []
     levels = sorted({t.level for t in targets})
