@@ -135,11 +135,12 @@ class _Moments:
     rows: int = 0
 
     def update(self, xq: np.ndarray, xf: np.ndarray | None) -> None:
-        hq = np.einsum("grk,grl->gkl", xq, xq, optimize=True).astype(np.float64)
+        tq = np.swapaxes(xq, 1, 2)
+        hq = np.matmul(tq, xq).astype(np.float64)  # float32 BLAS per batch, float64 across batches
         self.quantized = hq if self.quantized is None else self.quantized + hq
         if xf is not None:
-            m = np.einsum("grk,grl->gkl", xq, xf, optimize=True).astype(np.float64)
-            hf = np.einsum("grk,grl->gkl", xf, xf, optimize=True).astype(np.float64)
+            m = np.matmul(tq, xf).astype(np.float64)
+            hf = np.matmul(np.swapaxes(xf, 1, 2), xf).astype(np.float64)
             self.cross = m if self.cross is None else self.cross + m
             self.fp32 = hf if self.fp32 is None else self.fp32 + hf
         self.rows += xq.shape[1]
