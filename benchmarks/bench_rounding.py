@@ -22,17 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import accuracy_data as data
 import bench_accuracy as bench
-from trtq.calibrators import TensorStats
 
 from tests import assets
-from trtq.calibrate import ranges_from_stats
-from trtq.collect import collect_statistics
+from trtq.accuracy.weight_rounding import round_weights
+from trtq.calibration.collect import collect_statistics
+from trtq.calibration.ranges import ranges_from_stats
+from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig, QuantizeConfig
 from trtq.data import Batch
-from trtq.model import graph_inputs, load_model
+from trtq.onnx_model.model import graph_inputs, load_model
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import quantize_model
-from trtq.qdq.weight_rounding import round_weights
-from trtq.tensors import activation_tensors
 
 
 def batches(array: np.ndarray, name: str, size: int = 8) -> list[dict[str, np.ndarray]]:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from trtq._lazy import require
-from trtq.errors import ConfigError, DataError, MissingDependencyError, TrtqError
+from trtq.calibrators.device_memory import device_buffers
+from trtq.errors import ConfigError, DataError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def make_trt_calibrator(
     shapes: Mapping[str, Sequence[int]] | None = None,
     trt_module: ModuleType | None = None,
     cudart_module: ModuleType | None = None,
+    pycuda_driver: Any = None,
 ) -> Any:
     """Create a TensorRT 10.x INT8 calibrator over feed dicts.
 
@@ -60,14 +62,17 @@ def make_trt_calibrator(
         shapes: the calibration profile's OPT shape per input; batches of another shape are
             skipped (TensorRT 10 calibrates dynamic-shape networks at OPT only). None: feed all.
         trt_module: the tensorrt module to use (default: import it); for tests.
-        cudart_module: cuda-python's runtime module (default: cuda.bindings.runtime); for tests.
+        cudart_module: cuda-python's runtime module to use for device buffers; for tests.
+        pycuda_driver: pycuda's driver module to use for device buffers; for tests. Neither given:
+            pycuda when it is installed, cuda-python otherwise (calibrators/device_memory.py).
 
     Returns:
         A calibrator object for `config.int8_calibrator`; use it as a context manager
         (or call `free()`) to release its device buffers. After the build, `.error`
         holds an exception raised inside a callback, `.batches_served` the number of
         batches handed to TensorRT, `.batches_skipped` those of another shape,
-        `.cache_read` whether a cache was offered, `.kind` the kind.
+        `.cache_read` whether a cache was offered, `.kind` the kind, `.buffers.backend` the
+        device-buffer library. The builder calls `.expect_dtypes(...)` with the network's input types.
 
     Raises:
         ConfigError: unknown kind or empty input_names.
@@ -80,9 +85,9 @@ def make_trt_calibrator(
         raise ConfigError("the calibrator needs the model's input names, got none")
     trt = trt_module if trt_module is not None else require("tensorrt")
     base = _base_class(trt, kind)
-    cudart = cudart_module if cudart_module is not None else require("cuda.bindings.runtime")
+    buffers = device_buffers(cudart_module, pycuda_driver)
     cls = _calibrator_class(base)
-    calibrator = cls(iter(batches), read_cache, write_cache, list(input_names), _DeviceBuffers(cudart))
+    calibrator = cls(iter(batches), read_cache, write_cache, list(input_names), buffers)
     calibrator.kind = kind
     calibrator.shapes = {name: tuple(int(d) for d in shape) for name, shape in (shapes or {}).items()}
     return calibrator
@@ -115,9 +120,10 @@ def _calibrator_class(base: type) -> type:
             self._read_cache = read_cache
             self._write_cache = write_cache
             self.input_names = input_names
-            self._buffers = buffers
+            self.buffers = buffers
             self.kind = ""
             self.shapes: dict[str, tuple[int, ...]] = {}
+            self.dtypes: dict[str, np.dtype] = {}
             self.batches_served = 0
             self.batches_skipped = 0
             self.cache_read = False
@@ -133,8 +139,11 @@ def _calibrator_class(base: type) -> type:
             try:
                 batch = self._next_batch()
                 if batch is None:
+                    self._check_fed()
                     return None
-                pointers = [self._buffers.upload(name, _input_array(batch, name, self.input_names)) for name in names]
+                pointers = [self.buffers.upload(name, _input_array(batch, name, self.input_names,
+                                                                   self.dtypes.get(name)))
+                            for name in names]
             except Exception as exc:  # the bindings would swallow it: keep it for the caller
                 self._fail(exc)
                 return None
@@ -151,6 +160,23 @@ def _calibrator_class(base: type) -> type:
                     log.warning("calibration batches of shapes other than the profile's OPT shapes %s are "
                                 "skipped, e.g. %s", self.shapes, {n: np.shape(a) for n, a in batch.items()})
             return None
+
+        def expect_dtypes(self, dtypes: Mapping[str, Any]) -> None:
+            """The dtype TensorRT reads for each input (calibration_dtype of the network's input type)."""
+            self.dtypes = {name: np.dtype(dtype) for name, dtype in dtypes.items()}
+
+        def _check_fed(self) -> None:
+            """At the end of the data: no batch at all would end in a vague TensorRT error; say why here."""
+            if self.batches_served:
+                return
+            if self.batches_skipped:
+                raise DataError(
+                    f"all {self.batches_skipped} calibration batches were skipped: none has the calibration "
+                    f"profile's OPT shapes {_shapes_text(self.shapes)} (TensorRT 10 calibrates at OPT only)",
+                    hint="set --opt-shapes to a shape the calibration batches have, or use the Q/DQ path "
+                         "(without --implicit), which calibrates any shape")
+            raise DataError("the calibration data gave no batch, so TensorRT has nothing to calibrate on",
+                            hint="check --calib points at data (trtq calibrate shows what it reads)")
 
         def read_calibration_cache(self, *args: Any) -> bytes | None:
             try:
@@ -175,7 +201,7 @@ def _calibrator_class(base: type) -> type:
 
         def free(self) -> None:
             """Release the device buffers (safe to call twice)."""
-            self._buffers.free()
+            self.buffers.free()
 
         def __enter__(self) -> TrtqCalibrator:
             return self
@@ -186,52 +212,54 @@ def _calibrator_class(base: type) -> type:
     return TrtqCalibrator
 
 
-def _input_array(batch: Mapping[str, np.ndarray], name: str, input_names: list[str]) -> np.ndarray:
-    """The contiguous host array for input `name`: floats as float32, index inputs kept as they are."""
+def _shapes_text(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items()) or "(none)"
+
+
+# Network input types TensorRT reads calibration data in as they are; every other type (FP16, BF16,
+# INT8, UINT8, FP8) is read as FP32, as Polygraphy's calibrator does (set_input_metadata): "TensorRT
+# requires non-index calibration inputs to be provided in float32".
+_AS_IS = ("float32", "int32", "int64", "bool")
+
+
+def calibration_dtype(network_dtype: Any) -> np.dtype:
+    """The numpy dtype TensorRT 10 reads an input's calibration buffer in, given the network input's numpy type."""
+    dtype = np.dtype(network_dtype)
+    return dtype if dtype.name in _AS_IS else np.dtype(np.float32)
+
+
+def _input_array(batch: Mapping[str, np.ndarray], name: str, input_names: list[str],
+                 dtype: np.dtype | None = None) -> np.ndarray:
+    """The contiguous host array for input `name`, in the dtype TensorRT reads (checked, never silently wrong).
+
+    `dtype` None (the network's types unknown): floats as float32, everything else as it is.
+    """
     if name not in batch:
         raise DataError(
             f"TensorRT asks for input '{name}' but the calibration batch has only {', '.join(sorted(batch)) or 'none'}",
             hint=f"feed every model input ({', '.join(input_names)}) in each calibration batch",
         )
     array = np.asarray(batch[name])
-    if array.dtype.kind == "f":
-        array = array.astype(np.float32, copy=False)  # TensorRT calibrates float inputs in FP32
-    return np.ascontiguousarray(array)
+    if dtype is None:
+        if array.dtype.kind == "f":
+            array = array.astype(np.float32, copy=False)  # TensorRT calibrates float inputs in FP32
+        return np.ascontiguousarray(array)
+    return np.ascontiguousarray(_convert(array, name, dtype))
 
 
-class _DeviceBuffers:
-    """One cuda-python device buffer per input, grown only when a bigger batch arrives."""
-
-    def __init__(self, cudart: ModuleType) -> None:
-        self._cudart = cudart
-        self._buffers: dict[str, tuple[int, int]] = {}  # name -> (pointer, capacity in bytes)
-
-    def upload(self, name: str, array: np.ndarray) -> int:
-        """Copy `array` to the device buffer of `name`; returns the device pointer."""
-        cudart = self._cudart
-        pointer, capacity = self._buffers.get(name, (0, 0))
-        if array.nbytes > capacity:
-            if pointer:
-                self._call(cudart.cudaFree(pointer), "cudaFree")
-                del self._buffers[name]
-            pointer = int(self._call(cudart.cudaMalloc(max(array.nbytes, 1)), "cudaMalloc")[0])
-            self._buffers[name] = (pointer, array.nbytes)
-        kind = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._call(cudart.cudaMemcpy(pointer, array.ctypes.data, array.nbytes, kind), "cudaMemcpy")
-        return pointer
-
-    def free(self) -> None:
-        """Free every buffer."""
-        cudart = self._cudart
-        while self._buffers:
-            _, (pointer, _) = self._buffers.popitem()
-            self._call(cudart.cudaFree(pointer), "cudaFree")
-
-    def _call(self, result: tuple, what: str) -> tuple:
-        """Check a cuda-python (err, *values) result; returns the values."""
-        cudart = self._cudart
-        err, *values = result
-        if err != cudart.cudaError_t.cudaSuccess:
-            raise TrtqError(f"{what} failed during calibration: {err}",
-                            hint="check the GPU has free memory and the CUDA driver works (trtq doctor)")
-        return tuple(values)
+def _convert(array: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    if array.dtype == dtype:
+        return array
+    kind, want = array.dtype.kind, dtype.kind
+    if want == "f" and kind in "fiub":
+        return array.astype(dtype)  # e.g. uint8 pixels of a UINT8 input, fed as their float values
+    if want in "iu" and kind in "iub":
+        info = np.iinfo(dtype)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise DataError(f"calibration input '{name}' holds values outside {dtype.name}, the network's type",
+                            hint=f"feed '{name}' values within [{info.min}, {info.max}]")
+        return array.astype(dtype)
+    if want == "b" and kind == "b":
+        return array
+    raise DataError(f"calibration input '{name}' is {array.dtype.name} but the network reads {dtype.name}",
+                    hint=f"feed '{name}' as {dtype.name} (index inputs must be integers, not floats)")

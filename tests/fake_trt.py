@@ -26,22 +26,38 @@ class FakeCudart:
     class cudaError_t(enum.IntEnum):
         cudaSuccess = 0
         cudaErrorMemoryAllocation = 2
+        cudaErrorInsufficientDriver = 35
         cudaErrorNoDevice = 100
 
     class cudaMemcpyKind(enum.IntEnum):
         cudaMemcpyHostToDevice = 1
 
-    def __init__(self, fail_malloc: bool = False, devices: tuple[tuple[str, int, int], ...] = ()) -> None:
+    def __init__(self, fail_malloc: bool = False, devices: tuple[tuple[str, int, int], ...] = (),
+                 driver: int = 13000, runtime: int = 13000) -> None:
+        self.driver, self.runtime = driver, runtime  # CUDA versions as cudaDriverGetVersion reports (12080)
         self.memory: dict[int, bytearray] = {}
         self.mallocs = 0
         self.fail_malloc = fail_malloc
         self.devices = devices  # (name, major, minor) per GPU
         self._next = 0x10000
 
+    def cudaDriverGetVersion(self):
+        return (self.cudaError_t.cudaSuccess, self.driver)
+
+    def cudaRuntimeGetVersion(self):
+        return (self.cudaError_t.cudaSuccess, self.runtime)
+
+    def _driver_too_old(self) -> bool:
+        return self.driver // 1000 < self.runtime // 1000
+
     def cudaGetDeviceCount(self):
+        if self._driver_too_old():
+            return (self.cudaError_t.cudaErrorInsufficientDriver, 0)
         return (self.cudaError_t.cudaSuccess, len(self.devices))
 
     def cudaGetDevice(self):
+        if self._driver_too_old():
+            return (self.cudaError_t.cudaErrorInsufficientDriver, 0)
         if not self.devices:
             return (self.cudaError_t.cudaErrorNoDevice, 0)
         return (self.cudaError_t.cudaSuccess, 0)
@@ -72,6 +88,46 @@ class FakeCudart:
         return (self.cudaError_t.cudaSuccess,)
 
 
+class FakePycudaDriver:
+    """pycuda.driver look-alike: mem_alloc gives DeviceAllocation-like objects (int() is the pointer)."""
+
+    class Error(Exception):
+        pass
+
+    class MemoryError(Error):
+        pass
+
+    class DeviceAllocation:
+        def __init__(self, driver: FakePycudaDriver, pointer: int) -> None:
+            self._driver, self._pointer = driver, pointer
+
+        def __int__(self) -> int:
+            return self._pointer
+
+        def free(self) -> None:
+            self._driver.memory.pop(self._pointer, None)
+
+    def __init__(self, fail_alloc: bool = False) -> None:
+        self.memory: dict[int, bytearray] = {}
+        self.allocs = 0
+        self.fail_alloc = fail_alloc
+        self._next = 0x20000
+
+    def mem_alloc(self, nbytes: int) -> DeviceAllocation:
+        if self.fail_alloc:
+            raise self.MemoryError("cuMemAlloc failed: out of memory")
+        pointer, self._next = self._next, self._next + nbytes + 4096
+        self.memory[pointer] = bytearray(nbytes)
+        self.allocs += 1
+        return self.DeviceAllocation(self, pointer)
+
+    def memcpy_htod(self, dest, src) -> None:
+        data = memoryview(src).cast("B")
+        buffer = self.memory[int(dest)]
+        assert len(data) <= len(buffer), "copy overruns the device buffer"
+        buffer[:len(data)] = data
+
+
 class _Severity(enum.Enum):
     INTERNAL_ERROR = 0
     ERROR = 1
@@ -96,9 +152,32 @@ class _MemoryPoolType(enum.Enum):
     WORKSPACE = 0
 
 
+class _DataType(enum.Enum):
+    FLOAT = 0
+    HALF = 1
+    INT8 = 2
+    INT32 = 3
+    BOOL = 4
+    UINT8 = 5
+    INT64 = 8
+
+
+# ONNX elem_type -> DataType, and DataType -> numpy (what trt.nptype returns)
+_ONNX_TYPES = {1: _DataType.FLOAT, 10: _DataType.HALF, 3: _DataType.INT8, 6: _DataType.INT32, 9: _DataType.BOOL,
+               2: _DataType.UINT8, 7: _DataType.INT64}
+_NP_TYPES = {_DataType.FLOAT: "float32", _DataType.HALF: "float16", _DataType.INT8: "int8",
+             _DataType.INT32: "int32", _DataType.BOOL: "bool", _DataType.UINT8: "uint8", _DataType.INT64: "int64"}
+
+
+def _nptype(dtype: _DataType):
+    import numpy as np
+
+    return np.dtype(_NP_TYPES[dtype]).type
+
+
 class _Tensor:
-    def __init__(self, name: str, shape: tuple[int, ...]) -> None:
-        self.name, self.shape = name, shape
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: _DataType = _DataType.FLOAT) -> None:
+        self.name, self.shape, self.dtype = name, shape, dtype
 
 
 class _Network:
@@ -182,16 +261,24 @@ def _set_flag(self, flag) -> None:
     self.flags.add(flag)
 
 
-def _set_calibration_profile(self, profile) -> None:
+def _set_calibration_profile(self, profile) -> bool:
+    if self.module.reject_calibration_profile:
+        return False
     self.calibration_profile = profile
+    return True
 
 
-def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupported: tuple[str, ...] = ()):
+def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupported: tuple[str, ...] = (),
+             reject_calibration_profile: bool = False, builder_fails: bool = False):
     """A tensorrt-like module for `version`; 11.x has no implicit-quantization API."""
     module = types.ModuleType("tensorrt")
+    module.reject_calibration_profile = reject_calibration_profile
+    module.DataType = _DataType
+    module.nptype = _nptype
     module.__version__ = version
     module.implicit = int(version.split(".")[0]) < 11
     module.built = []  # (network flags, config) of every build
+    module.loggers = []  # the logger given to every Builder and OnnxParser
     module.ILogger = _ILogger
     module.MemoryPoolType = _MemoryPoolType
     extras = {"set_flag": _set_flag, "set_calibration_profile": _set_calibration_profile} if module.implicit else {}
@@ -200,6 +287,7 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
     class OnnxParser:
         def __init__(self, network: _Network, logger) -> None:
             self.network, self.errors = network, []
+            module.loggers.append(logger)
 
         @property
         def num_errors(self) -> int:
@@ -215,12 +303,16 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
                     self.errors.append(_ParserError(index, node.name, node.op_type, "no importer registered"))
             for value in model.graph.input:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
-                self.network.inputs.append(_Tensor(value.name, dims))
+                dtype = _ONNX_TYPES[value.type.tensor_type.elem_type]
+                self.network.inputs.append(_Tensor(value.name, dims, dtype))
             return not self.errors
 
     class Builder:
         def __init__(self, logger) -> None:
+            if builder_fails:  # what the real bindings raise when createInferBuilder returns null
+                raise TypeError("pybind11::init(): factory function returned nullptr")
             self.logger = logger
+            module.loggers.append(logger)
 
         def create_network(self, flags: int = 0) -> _Network:
             return _Network(flags)
@@ -246,8 +338,24 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
                 config.timing_cache.data += b"+tactics"
             return memoryview(b"ENGINE:" + str(network.flags).encode())
 
+    class Runtime:
+        """Deserializes our fake engines; the inspector answers with `module.layer_information` (JSON text)."""
+
+        def __init__(self, logger) -> None:
+            module.loggers.append(logger)
+
+        def deserialize_cuda_engine(self, data: bytes):
+            if not bytes(data).startswith(b"ENGINE:"):
+                return None
+            inspector = types.SimpleNamespace(get_engine_information=lambda fmt: module.layer_information)
+            return types.SimpleNamespace(create_engine_inspector=lambda: inspector)
+
     module.OnnxParser = OnnxParser
     module.Builder = Builder
+    module.Runtime = Runtime
+    module.ProfilingVerbosity = enum.Enum("ProfilingVerbosity", {"LAYER_NAMES_ONLY": 0, "NONE": 1, "DETAILED": 2})
+    module.LayerInformationFormat = enum.Enum("LayerInformationFormat", {"ONELINE": 0, "JSON": 1})
+    module.layer_information = '{"Layers": []}'
     if module.implicit:
         module.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (_CalibratorBase,), {})
         module.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_CalibratorBase,), {})

@@ -1,6 +1,7 @@
 """A small BERT-like encoder built in code (onnx.helper, no torch) for the language-model tests.
 
-Inputs: int64 `input_ids` and `attention_mask`, both [batch, seq] with dynamic batch and seq.
+Inputs: int64 `input_ids` and `attention_mask` (and `token_type_ids` with `token_types=True`), all
+[batch, seq] with dynamic batch and seq.
 Token embedding (Gather) + position embedding (Slice of a table, Add), embedding LayerNorm, LAYERS
 post-LN transformer layers (Q/K/V MatMul+Add, Reshape/Transpose to HEADS heads, Q@K^T, Div by
 sqrt(head dim), additive mask, Softmax, P@V, output projection, residual Add, LayerNorm, FFN MatMul ->
@@ -9,6 +10,15 @@ a 2-class classifier head. Outputs: `last_hidden_state` [batch, seq, HIDDEN], `p
 `logits` [batch, 2]. Opset 17 (LayerNormalization) with Gelu in the Erf form exporters write before
 opset 20, or opset 20 with the Gelu op (`gelu="op"`). Weights are seeded Xavier-uniform, biases small,
 so activations have a realistic spread.
+
+`mask` picks how the attention mask reaches the scores, as the exporters write it:
+- "additive" (default): (1 - mask) * -10000 once, added after the Div by sqrt(head dim) (BERT's
+  original extended attention mask).
+- "finfo": (1 - mask) * finfo(float32).min once, added after the Div (Hugging Face's eager
+  `get_extended_attention_mask`): finite, but -3.4e38 where padded.
+- "where": the mask cast to bool once and, per layer, `Where(mask, 0, -inf)` added to the scores
+  of Q and K each scaled by head_dim^-1/4 before Q@K^T (torch.onnx's scaled_dot_product_attention
+  at opset 17, which current Hugging Face exports use): -inf where padded, also in the masked scores.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 VOCAB = 1000
 HIDDEN = 64
@@ -33,14 +43,17 @@ CLASSES = 2
 OPSET = 17
 GELU_OPSET = 20  # first opset with a Gelu op
 MASK_VALUE = -10000.0  # added to the scores of padded keys (BERT's extended attention mask)
+MASKS = ("additive", "finfo", "where")
+TYPE_VOCAB = 2
 
 
 class _Graph:
     """Collects nodes and seeded initializers while the encoder is written out."""
 
-    def __init__(self, seed: int, gelu: str) -> None:
+    def __init__(self, seed: int, gelu: str, mask: str = "additive") -> None:
         self.rng = np.random.default_rng(seed)
         self.gelu_op = gelu == "op"
+        self.mask = mask
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
 
@@ -90,8 +103,14 @@ def _attention(g: _Graph, x: str, mask: str, name: str) -> str:
     q = _heads(g, g.linear(x, f"{name}.query", HIDDEN, HIDDEN), f"{name}.q", [0, 2, 1, 3])  # [B, H, S, D]
     k = _heads(g, g.linear(x, f"{name}.key", HIDDEN, HIDDEN), f"{name}.k", [0, 2, 3, 1])  # [B, H, D, S]
     v = _heads(g, g.linear(x, f"{name}.value", HIDDEN, HIDDEN), f"{name}.v", [0, 2, 1, 3])  # [B, H, S, D]
-    scores = g.node("MatMul", [q, k], f"{name}.qk")  # [B, H, S, S]
-    scaled = g.node("Div", [scores, "const.sqrt_head_dim"], f"{name}.scale")
+    if g.mask == "where":  # SDPA: Q and K scaled before the product, -inf bias made per layer
+        q = g.node("Mul", [q, "const.quarter_scale"], f"{name}.q_scaled")
+        k = g.node("Mul", [k, "const.quarter_scale"], f"{name}.k_scaled")
+        scaled = g.node("MatMul", [q, k], f"{name}.qk")  # [B, H, S, S]
+        mask = g.node("Where", [mask, "const.zero_f", "const.neg_inf"], f"{name}.mask_where")
+    else:
+        scores = g.node("MatMul", [q, k], f"{name}.qk")  # [B, H, S, S]
+        scaled = g.node("Div", [scores, "const.sqrt_head_dim"], f"{name}.scale")
     masked = g.node("Add", [scaled, mask], f"{name}.mask_add")
     probs = g.node("Softmax", [masked], f"{name}.softmax", axis=-1)
     context = g.node("MatMul", [probs, v], f"{name}.pv")  # [B, H, S, D]
@@ -113,45 +132,62 @@ def _shared_constants(g: _Graph) -> None:
         g.const("const.sqrt2", np.array(math.sqrt(2.0), np.float32))
         g.const("const.half", np.array(0.5, np.float32))
     g.const("const.one", np.array(1.0, np.float32))
-    g.const("const.sqrt_head_dim", np.array(math.sqrt(HEAD_DIM), np.float32))
-    g.const("const.mask_value", np.array(MASK_VALUE, np.float32))
+    if g.mask == "where":
+        g.const("const.quarter_scale", np.array(HEAD_DIM ** -0.25, np.float32))
+        g.const("const.zero_f", np.array(0.0, np.float32))
+        g.const("const.neg_inf", np.array(-np.inf, np.float32))
+    else:
+        g.const("const.sqrt_head_dim", np.array(math.sqrt(HEAD_DIM), np.float32))
+        g.const("const.mask_value", np.array(np.finfo(np.float32).min if g.mask == "finfo" else MASK_VALUE,
+                                             np.float32))
     g.const("const.heads_shape", np.array([0, 0, HEADS, HEAD_DIM], np.int64))
     g.const("const.hidden_shape", np.array([0, 0, HIDDEN], np.int64))
     g.const("const.zero_1d", np.array([0], np.int64))
     g.const("const.first", np.array(0, np.int64))
 
 
-def _embeddings(g: _Graph) -> tuple[str, str]:
-    """Embedded tokens [B, S, HIDDEN] (normalized) and the additive mask [B, 1, 1, S]."""
+def _embeddings(g: _Graph, token_types: bool) -> tuple[str, str]:
+    """Embedded tokens [B, S, HIDDEN] (normalized) and the mask [B, 1, 1, S] (additive, or bool for "where")."""
     tokens = g.node("Gather", [g.const("embeddings.word", g.rng.normal(0, 0.5, (VOCAB, HIDDEN)).astype(np.float32)),
                                "input_ids"], "embeddings.tokens")
+    if token_types:
+        types = g.const("embeddings.token_type", g.rng.normal(0, 0.5, (TYPE_VOCAB, HIDDEN)).astype(np.float32))
+        tokens = g.node("Add", [tokens, g.node("Gather", [types, "token_type_ids"], "embeddings.types")],
+                        "embeddings.with_types")
     seq = g.node("Shape", ["input_ids"], "embeddings.seq_len", start=1, end=2)
     table = g.const("embeddings.position", g.rng.normal(0, 0.5, (MAX_SEQ, HIDDEN)).astype(np.float32))
     positions = g.node("Slice", [table, "const.zero_1d", seq, "const.zero_1d"], "embeddings.positions")
     summed = g.node("Add", [tokens, positions], "embeddings.sum")
     x = g.layer_norm(summed, "embeddings.norm")
+    axes = g.const("const.mask_axes", np.array([1, 2], np.int64))
+    if g.mask == "where":
+        flags = g.node("Cast", ["attention_mask"], "mask.bool", to=TensorProto.BOOL)
+        return x, g.node("Unsqueeze", [flags, axes], "mask.extended")
     mask = g.node("Cast", ["attention_mask"], "mask.float", to=TensorProto.FLOAT)
     inverted = g.node("Sub", ["const.one", mask], "mask.inverted")
     additive = g.node("Mul", [inverted, "const.mask_value"], "mask.additive")
-    axes = g.const("const.mask_axes", np.array([1, 2], np.int64))
     return x, g.node("Unsqueeze", [additive, axes], "mask.extended")
 
 
-def bert_encoder(seed: int = 0, gelu: str = "erf") -> onnx.ModelProto:
-    """The encoder described in the module docstring, weights seeded by `seed`; `gelu` is "erf" or "op"."""
+def bert_encoder(seed: int = 0, gelu: str = "erf", mask: str = "additive",
+                 token_types: bool = False) -> onnx.ModelProto:
+    """The encoder described in the module docstring, weights seeded by `seed`; `gelu` is "erf" or "op",
+    `mask` one of MASKS; `token_types` adds the int64 input `token_type_ids` (a second embedding)."""
     if gelu not in ("erf", "op"):
         raise ValueError(f"gelu must be 'erf' or 'op', got {gelu!r}")
-    g = _Graph(seed, gelu)
+    if mask not in MASKS:
+        raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+    g = _Graph(seed, gelu, mask)
     _shared_constants(g)
-    x, mask = _embeddings(g)
+    x, mask_tensor = _embeddings(g, token_types)
     for i in range(LAYERS):
-        x = _layer(g, x, mask, f"layer{i}")
+        x = _layer(g, x, mask_tensor, f"layer{i}")
     g.node("Identity", [x], "last_hidden_state")
     first = g.node("Gather", [x, "const.first"], "pooler.first_token", axis=1)  # [B, HIDDEN]
     pooled = g.node("Tanh", [g.linear(first, "pooler.dense", HIDDEN, HIDDEN)], "pooled")
     g.node("Identity", [g.linear(pooled, "classifier", HIDDEN, CLASSES)], "logits")
     ids = [helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "seq"])
-           for name in ("input_ids", "attention_mask")]
+           for name in ("input_ids", "attention_mask", *(("token_type_ids",) if token_types else ()))]
     outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", HIDDEN]),
                helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", HIDDEN]),
                helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])]
@@ -162,7 +198,8 @@ def bert_encoder(seed: int = 0, gelu: str = "erf") -> onnx.ModelProto:
     return model
 
 
-def save_bert_encoder(path: Path, seed: int = 0, gelu: str = "erf") -> Path:
-    """Build the encoder and write it with trtq.model.save_model (IR version ONNX Runtime reads)."""
-    save_model(bert_encoder(seed, gelu), path)
+def save_bert_encoder(path: Path, seed: int = 0, gelu: str = "erf", mask: str = "additive",
+                      token_types: bool = False) -> Path:
+    """Build the encoder and write it with trtq.onnx_model.model.save_model (IR version ONNX Runtime reads)."""
+    save_model(bert_encoder(seed, gelu, mask, token_types), path)
     return path

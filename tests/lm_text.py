@@ -82,8 +82,10 @@ def encode(texts: list[str], seq: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def write_tokens(path: Path, texts: list[str], seq: int) -> Path:
-    """An .npz named after the model inputs: samples along axis 0, padded to `seq`."""
+def write_tokens(path: Path, texts: list[str], seq: int, token_types: bool = False) -> Path:
+    """An .npz named after the model inputs: samples along axis 0, padded to `seq`; with `token_types`
+    also `token_type_ids` (all 0: one segment per sample, as tokenizers give single sentences)."""
     ids, mask = encode(texts, seq)
-    np.savez(path, input_ids=ids, attention_mask=mask)
+    extra = {"token_type_ids": np.zeros_like(ids)} if token_types else {}
+    np.savez(path, input_ids=ids, attention_mask=mask, **extra)
     return path

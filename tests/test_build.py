@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -14,9 +16,10 @@ from click.testing import CliRunner
 from tests import assets
 from tests.qdq.helpers import session
 from trtq.cli import main
-from trtq.compare.report import SCHEMA_PATH
 from trtq.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_MISSING_DEPENDENCY
+from trtq.pipeline.engine_stage import engine_unavailable_reason
 from trtq.qdq import lint_model
+from trtq.report.report import SCHEMA_PATH
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -45,18 +48,38 @@ def _report(out) -> dict:
     return data
 
 
-def test_build_on_cpu_writes_cache_qdq_model_and_report(workdir):
+def engine_here() -> bool:
+    """True where TensorRT and a GPU exist: the build then makes and compares an engine."""
+    return engine_unavailable_reason() is None
+
+
+def _check_build(result, out, *, stages=("data", "calibrate", "quantize", "compare")) -> dict:
+    """The outcome of a build on either kind of machine: the engine branch where it can be built."""
+    data = _report(out)
+    if engine_here():
+        assert "skipped engine:" not in result.stdout
+        assert {s["name"] for s in data["stages"]} == {*stages, "engine"}
+        assert not any(s["step"] == "engine" for s in data["skipped"])
+        engine = Path(data["artifacts"]["engine"])
+        assert engine.is_file() and Path(f"{engine}.json").is_file()
+        assert data["comparison"]["candidate"] == str(engine) and data["comparison"]["candidate_kind"] == "engine"
+    else:
+        assert "skipped engine:" in result.stdout
+        assert {s["name"] for s in data["stages"]} == set(stages)
+        assert data["skipped"][0]["step"] == "engine" and data["skipped"][0]["reason"]
+        assert "engine" not in data["artifacts"]
+        assert data["comparison"]["candidate"].endswith(".qdq.onnx")
+    return data
+
+
+def test_build_writes_cache_qdq_model_engine_where_possible_and_report(workdir):
     result = _build(workdir, "--method", "mse")
     assert result.exit_code == 0, result.output
     out = workdir / "cls_trtq"
-    assert "skipped engine:" in result.stdout
-    data = _report(out)
-    assert {s["name"] for s in data["stages"]} == {"data", "calibrate", "quantize", "compare"}
-    assert data["skipped"][0]["step"] == "engine" and data["skipped"][0]["reason"]
+    data = _check_build(result, out)
     # 10 photos, default eval fraction 0.2: 2 held out and compared, 8 calibrated.
     assert data["provenance"]["calibration_samples"] == 8
     assert data["comparison"]["samples"] == 2
-    assert data["comparison"]["candidate"].endswith("cls.qdq.onnx")
     assert (out / "cls.cache").read_text().startswith("TRT-")
     qdq = onnx.load(str(out / "cls.qdq.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in qdq.graph.node) > 50
@@ -89,8 +112,12 @@ def test_failed_gate_exits_1_and_still_writes_the_report(workdir):
     assert data["status"] == "failed" and data["gates"]["failures"]
 
 
-def test_require_engine_fails_before_any_work(workdir):
+def test_require_engine_fails_before_any_work_where_no_engine_can_be_built(workdir):
     result = _build(workdir, "--require-engine")
+    if engine_here():
+        assert result.exit_code == 0, result.output
+        _check_build(result, workdir / "cls_trtq")
+        return
     assert result.exit_code == EXIT_MISSING_DEPENDENCY
     assert result.stderr.startswith("error: --require-engine") and "Traceback" not in result.output
     assert not (workdir / "cls_trtq").exists()
@@ -110,7 +137,12 @@ def test_fp16_writes_the_engine_twin_and_checks_the_fp32_one(workdir):
     out = workdir / "cls_trtq"
     fp16 = onnx.load(str(out / "cls.qdq.fp16.onnx"))
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
-    assert _report(out)["comparison"]["candidate"].endswith("cls.qdq.onnx")
+    data = _check_build(result, out)
+    if not engine_here():  # on CPU the FP32 Q/DQ model is checked; on a GPU the engine built from the twin
+        assert data["comparison"]["candidate"].endswith("cls.qdq.onnx")
+    else:
+        assert json.loads(Path(data["artifacts"]["engine"] + ".json").read_text())["source_model"]["path"] \
+            .endswith("cls.qdq.fp16.onnx")
 
 
 def test_labels_from_class_folders_give_accuracy(workdir):
@@ -138,17 +170,46 @@ def test_corrupt_image_exits_4_without_outputs(workdir):
 
 
 def test_interrupt_while_writing_the_qdq_model_exits_130_and_leaves_no_partial_file(workdir, monkeypatch):
-    import trtq.model
+    import trtq.onnx_model.model
 
     def half_written(model, path, *args, **kwargs):
         with open(path, "wb") as f:
             f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trtq.model.onnx, "save_model", half_written)
+    monkeypatch.setattr(trtq.onnx_model.model.onnx, "save_model", half_written)
     result = _build(workdir)
     assert result.exit_code == 130
     assert "interrupted" in result.stderr
     out = workdir / "cls_trtq"
     assert (out / "cls.cache").exists()  # finished before the interrupt, complete
     assert sorted(p.name for p in out.iterdir()) == ["cls.cache", "cls.cache.json"]
+
+
+# ---- the same checks on a simulated GPU machine (issue 16 item 2) ----
+
+@pytest.fixture()
+def simulated_gpu(monkeypatch):
+    """TensorRT 11 and a T4 as stand-ins: the build takes the engine branch; the "engine" runs as its Q/DQ model."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    from tests.fake_trt import FakeCudart, fake_trt
+    from trtq.engine import runner
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_trt("11.4.0.106"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", FakeCudart(devices=(("Tesla T4", 7, 5),)))
+
+    def stand_in(engine_path, name=None):
+        qdq = Path(json.loads(Path(f"{engine_path}.json").read_text())["source_model"]["path"])
+        return OnnxrtRunner(session(onnx.load(str(qdq))), name=name)
+
+    monkeypatch.setattr(runner, "trt_runner", stand_in)
+    assert engine_here()
+
+
+def test_the_build_checks_hold_on_a_gpu_machine(workdir, simulated_gpu):
+    result = _build(workdir, "--require-engine")
+    assert result.exit_code == 0, result.output
+    data = _check_build(result, workdir / "cls_trtq")
+    assert Path(data["artifacts"]["engine"]).read_bytes() == b"ENGINE:0"
+    assert data["comparison"]["samples"] == 2

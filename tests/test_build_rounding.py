@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from tests.qdq.test_equalization import depthwise_pointwise
 from trtq.cli import main
-from trtq.compare.report import SCHEMA_PATH
+from trtq.report.report import SCHEMA_PATH
 
 
 @pytest.fixture()

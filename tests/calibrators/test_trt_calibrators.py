@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.fake_trt import FakeCudart, fake_trt
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.errors import ConfigError, DataError, MissingDependencyError, TrtqError
 
 
@@ -146,3 +146,103 @@ def test_bad_arguments():
         _calibrator([], kind="kl")
     with pytest.raises(ConfigError, match="input names"):
         _calibrator([], names=())
+
+
+# ---- inputs converted to and checked against the network's input types (issue 16 item 7) ----
+
+def test_int32_data_meets_an_int64_input_and_is_widened_not_read_past():
+    cudart = FakeCudart()
+    calib = _calibrator([{"ids": np.array([[7, -1, 3]], np.int32)}], names=("ids",), cudart=cudart)
+    calib.expect_dtypes({"ids": np.int64})
+    (pointer,) = calib.get_batch(["ids"])
+    assert len(cudart.memory[pointer]) == 3 * 8  # what TensorRT reads for an int64 [1, 3] input
+    np.testing.assert_array_equal(_device_array(cudart, pointer, np.zeros((1, 3), np.int64)), [[7, -1, 3]])
+
+
+def test_uint8_pixels_of_a_uint8_input_are_fed_as_float32_values():
+    """TensorRT reads non-index calibration inputs as FP32 (Polygraphy's calibrator does the same)."""
+    from trtq.calibrators.trt_calibrators import calibration_dtype
+
+    assert calibration_dtype(np.uint8) == np.float32 and calibration_dtype(np.float16) == np.float32
+    assert calibration_dtype(np.int64) == np.int64 and calibration_dtype(np.bool_) == np.bool_
+    cudart = FakeCudart()
+    pixels = np.array([[0, 128, 255]], np.uint8)
+    calib = _calibrator([{"x": pixels}], cudart=cudart)
+    calib.expect_dtypes({"x": calibration_dtype(np.uint8)})
+    (pointer,) = calib.get_batch(["x"])
+    np.testing.assert_array_equal(_device_array(cudart, pointer, np.zeros((1, 3), np.float32)), [[0, 128, 255]])
+
+
+@pytest.mark.parametrize(("array", "dtype", "match"), [
+    (np.array([[0.5, 1.0]], np.float32), np.int64, "is float32 but the network reads int64"),
+    (np.array([[2**40]], np.int64), np.int32, "outside int32"),
+])
+def test_data_that_cannot_be_what_the_network_reads_stops_calibration(array, dtype, match):
+    calib = _calibrator([{"x": array}])
+    calib.expect_dtypes({"x": dtype})
+    assert calib.get_batch(["x"]) is None
+    assert isinstance(calib.error, DataError) and match in calib.error.message
+
+
+def test_every_batch_skipped_is_a_clear_error_not_a_vague_tensorrt_one():
+    calib = _calibrator([{"x": np.ones((5, 3), np.float32)}] * 2, shapes={"x": (8, 3)})
+    assert calib.get_batch(["x"]) is None
+    assert isinstance(calib.error, DataError)
+    assert "all 2 calibration batches were skipped" in calib.error.message and "x:8x3" in calib.error.message
+    assert "--opt-shapes" in calib.error.hint
+
+
+def test_no_data_at_all_is_a_clear_error():
+    calib = _calibrator([])
+    assert calib.get_batch(["x"]) is None
+    assert isinstance(calib.error, DataError) and "no batch" in calib.error.message
+
+
+# ---- device buffers: pycuda when installed, cuda-python otherwise (issue 16 item 10) ----
+
+def test_pycuda_buffers_copy_grow_and_free():
+    from tests.fake_trt import FakePycudaDriver
+
+    driver = FakePycudaDriver()
+    batches = [{"x": np.ones((2, 4), np.float32)}, {"x": np.full((4, 4), 2.0, np.float32)}]
+    with make_trt_calibrator("entropy", batches, lambda: None, lambda data: None, ["x"],
+                             trt_module=fake_trt("10.16.1.11"), pycuda_driver=driver) as calib:
+        assert calib.buffers.backend == "pycuda"
+        first = calib.get_batch(["x"])[0]
+        bigger = calib.get_batch(["x"])[0]
+        assert driver.allocs == 2 and first not in driver.memory
+        data = np.frombuffer(bytes(driver.memory[bigger]), np.float32).reshape(4, 4)
+        np.testing.assert_array_equal(data, batches[1]["x"])
+    assert driver.memory == {}
+
+
+def test_pycuda_errors_are_reported():
+    from tests.fake_trt import FakePycudaDriver
+
+    calib = make_trt_calibrator("entropy", [{"x": np.ones((1, 2), np.float32)}], lambda: None, lambda d: None, ["x"],
+                                trt_module=fake_trt("10.16.1.11"), pycuda_driver=FakePycudaDriver(fail_alloc=True))
+    assert calib.get_batch(["x"]) is None
+    assert isinstance(calib.error, TrtqError) and "out of memory" in calib.error.message
+
+
+def test_pycuda_is_used_when_installed_and_cuda_python_otherwise(monkeypatch):
+    from tests.fake_trt import FakePycudaDriver
+    from trtq.calibrators import device_memory
+
+    driver = FakePycudaDriver()
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", FakeCudart())
+    monkeypatch.setattr(device_memory, "pycuda_installed", lambda: False)
+    assert device_memory.device_buffers().backend == "cuda-python"
+    assert device_memory.buffer_backend() in ("cuda-python", None)
+    monkeypatch.setattr(device_memory, "pycuda_installed", lambda: True)
+    monkeypatch.setattr(device_memory, "_import_pycuda", lambda: driver)
+    buffers = device_memory.device_buffers()
+    assert buffers.backend == "pycuda" and device_memory.buffer_backend() == "pycuda"
+    buffers.upload("x", np.ones(3, np.float32))
+    assert driver.allocs == 1
+
+    def broken():
+        raise ImportError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(device_memory, "_import_pycuda", broken)
+    assert device_memory.device_buffers().backend == "cuda-python"  # a pycuda that cannot start: fall back

@@ -12,13 +12,13 @@ import sys
 
 import numpy as np
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.engine.models import conv_classifier
 from tests.fake_trt import FakeCudart, fake_trt
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.engine import ShapeRange, build_engine, sidecar_path
 from trtq.errors import ConfigError, DataError, MissingDependencyError, ModelError, TrtqError
-from trtq.model import fingerprint, save_model
+from trtq.onnx_model.model import fingerprint, save_model
 
 RANGE = ShapeRange("x", (1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))
 
@@ -175,3 +175,38 @@ def test_missing_model_and_missing_tensorrt(monkeypatch, tmp_path, model_path):
     with pytest.raises(MissingDependencyError) as info:
         build_engine(model_path, tmp_path / "m.engine")
     assert info.value.hint == "pip install 'trtq[tensorrt]'"
+
+
+def test_every_build_uses_the_one_process_wide_logger_and_reports_only_its_own_errors(monkeypatch, tmp_path,
+                                                                                      model_path):
+    """TensorRT keeps the first logger it gets while any TensorRT object lives: one per process, as Polygraphy."""
+    trt = _use(monkeypatch, fake_trt("11.4.0.106", fail_build=True))
+    for attempt in range(2):
+        with pytest.raises(TrtqError) as failed:
+            build_engine(model_path, tmp_path / f"m{attempt}.engine", profiles=[RANGE])
+        # the error line of this build, once: the kept lines are cleared when a build starts
+        assert str(failed.value).count("Error Code 4") == 1
+    assert len(trt.loggers) == 4 and all(logger is trt.loggers[0] for logger in trt.loggers)
+
+
+def test_implicit_build_tells_the_calibrator_the_network_input_types(monkeypatch, tmp_path, model_path):
+    trt = _use(monkeypatch, fake_trt("10.16.1.11"))
+    batches = [{"x": np.ones((4, 3, 16, 16), np.float64)}]
+    with _calibrator(trt, batches, {}) as calib:
+        build_engine(model_path, tmp_path / "m.engine", mode="implicit", profiles=[RANGE], calibrator=calib)
+    assert calib.dtypes == {"x": np.dtype(np.float32)} and calib.batches_served == 1
+
+
+def test_a_rejected_calibration_profile_stops_the_build(monkeypatch, tmp_path, model_path):
+    trt = _use(monkeypatch, fake_trt("10.16.1.11", reject_calibration_profile=True))
+    with _calibrator(trt, [], {}) as calib, pytest.raises(ConfigError, match="rejected the calibration profile"):
+        build_engine(model_path, tmp_path / "m.engine", mode="implicit", profiles=[RANGE], calibrator=calib)
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_a_calibration_where_every_batch_was_skipped_says_so(monkeypatch, tmp_path, model_path):
+    trt = _use(monkeypatch, fake_trt("10.16.1.11"))
+    batches = [{"x": np.ones((2, 3, 16, 16), np.float32)}] * 3  # none has the OPT batch 4
+    with _calibrator(trt, batches, {}) as calib, pytest.raises(DataError, match="all 3 calibration batches"):
+        build_engine(model_path, tmp_path / "m.engine", mode="implicit", profiles=[RANGE], calibrator=calib)
+    assert not (tmp_path / "m.engine").exists()

@@ -13,8 +13,9 @@ from trtq.cache import CalibrationTable, write_cache
 from trtq.config import load_config
 from trtq.data import DataReader
 from trtq.data.source import Source
-from trtq.engine.stage import build_pipeline_engine, observed_shapes
-from trtq.model import fingerprint, graph_inputs, save_model
+from trtq.errors import ConfigError
+from trtq.onnx_model.model import fingerprint, graph_inputs, save_model
+from trtq.pipeline.engine_stage import build_pipeline_engine, observed_shapes
 
 
 class _Arrays(Source):
@@ -87,3 +88,51 @@ def test_implicit_build_hands_trtq_cache_to_tensorrt(setup, monkeypatch, tmp_pat
     assert info.mode == "implicit"
     assert info.calibration["cache_used"] and info.calibration["batches"] == 0
     assert cache.read_bytes() == before
+
+
+class _Sized(_Arrays):
+    """Samples of one spatial size (the held-out split of a ragged dataset, say)."""
+
+    def __init__(self, count: int, height: int, width: int) -> None:
+        rng = np.random.default_rng(1)
+        self.samples = [rng.standard_normal((3, height, width)).astype(np.float32) for _ in range(count)]
+
+
+def _any_size(model):
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].ClearField("dim_value")
+    dims[2].dim_param = "H"
+    dims[3].ClearField("dim_value")
+    dims[3].dim_param = "W"
+    return model
+
+
+def test_profile_covers_the_held_out_shapes_too(setup, monkeypatch, tmp_path):
+    """Evaluation batches of another size than calibration's must fit the engine (issue 16 item 5)."""
+    model, path, reader, cache = setup
+    model = _any_size(model)
+    save_model(model, path)
+    trt = fake_trt("11.4.0.106")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    held_out = DataReader(_Sized(3, 24, 12), None, batch_size=2, workers=0)
+    info = build_pipeline_engine(load_config(), path, path, tmp_path / "m.engine", inputs=graph_inputs(model),
+                                 calib=reader, cache_path=cache, fingerprint=fingerprint(model), evaluate=held_out)
+    _, config = trt.built[0]
+    # min/max span calibration (16x16, batches 4 and 1) and evaluation (24x12, batches 2 and 1); opt from calibration
+    assert config.profiles[0].shapes == {"x": ((1, 3, 16, 12), (4, 3, 16, 16), (4, 3, 24, 16))}
+    assert info.profiles[0].max == (4, 3, 24, 16)
+
+
+def test_a_given_max_shape_that_misses_the_held_out_shapes_is_refused_before_the_build(setup, monkeypatch, tmp_path):
+    model, path, reader, cache = setup
+    model = _any_size(model)
+    save_model(model, path)
+    trt = fake_trt("11.4.0.106")
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    settings = load_config(overrides={"max_shapes": "x:4x3x16x16"})
+    with pytest.raises(ConfigError, match="--max-shapes: input 'x' is 4x3x16x16 but the evaluation data") as info:
+        build_pipeline_engine(settings, path, path, tmp_path / "m.engine", inputs=graph_inputs(model), calib=reader,
+                              cache_path=cache, fingerprint=fingerprint(model),
+                              evaluate=DataReader(_Sized(2, 24, 12), None, batch_size=2, workers=0))
+    assert "4x3x24x16" in info.value.hint
+    assert trt.built == [] and not (tmp_path / "m.engine").exists()

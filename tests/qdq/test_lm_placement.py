@@ -14,8 +14,8 @@ from tests.lm_models import LAYERS, MAX_SEQ, bert_encoder
 from tests.lm_text import encode, sentences
 from tests.qdq.helpers import activation_amax, dq_inputs_of, qdq_nodes, session, sqnr_db
 from trtq.config import QuantizeConfig
+from trtq.onnx_model.tensors import tensor_types
 from trtq.qdq.quantizer import quantize_model
-from trtq.tensors import tensor_types
 
 LAYER_ACTIVATIONS = ("attention.q.transpose", "attention.k.transpose", "attention.v.transpose",
                      "attention.softmax", "attention.merge_reshape", "attention.norm.out", "ffn.gelu.out")
@@ -101,7 +101,10 @@ def test_residual_adds_quantize_only_the_shortcut_and_bias_adds_nothing(amax):
             assert dq_inputs_of(model, f"layer{i}.{linear}.out") == [None, None]  # bias Add, folded by TensorRT
     skipped = {s.name: s for s in result.report.skipped}
     assert set(skipped) == NON_RESIDUAL_ADDS
-    assert all("not a residual Add" in s.reason and not s.warning for s in skipped.values())
+    assert not any(s.warning for s in skipped.values())
+    assert "not a residual Add" in skipped["embeddings.sum"].reason
+    for i in range(LAYERS):  # rule 10: the mask Add stays inside the fused attention
+        assert "attention mask Add" in skipped[f"layer{i}.attention.mask_add"].reason
     for name in NON_RESIDUAL_ADDS:
         assert dq_inputs_of(model, name) == [None, None]
 

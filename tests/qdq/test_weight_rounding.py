@@ -1,4 +1,4 @@
-"""Learned weight rounding (trtq.qdq.weight_rounding), measured on ONNX Runtime."""
+"""Learned weight rounding (trtq.accuracy.weight_rounding), measured on ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from onnx import helper, numpy_helper
 
 from tests.accuracy_models import conv_chain, image_batches
 from tests.qdq.helpers import activation_amax
-from trtq.evaluation import run_batches
+from trtq.accuracy.evaluation import run_batches
+from trtq.accuracy.probe import float_sources
+from trtq.accuracy.weight_rounding import round_weights
 from trtq.qdq import quantize_model
 from trtq.qdq.layer_rows import layer_shape
-from trtq.qdq.probe import float_sources
 from trtq.qdq.rounding_solvers import adaround, gptq_round, nearest, row_errors
-from trtq.qdq.weight_rounding import round_weights
 
 SHAPE = (3, 12, 12)
 

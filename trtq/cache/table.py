@@ -27,7 +27,7 @@ SCHEMA_VERSION = 1
 # calibrators for entropy and minmax only: the others, auto included (its per-tensor winners are
 # the other methods), get the TensorRT cache header EntropyCalibration2 (trt_format), because
 # TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
-# implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (engine/stage.py);
+# implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (pipeline/engine_stage.py);
 # the trtq algorithm name lives in the sidecar.
 ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
 
@@ -79,6 +79,9 @@ class Provenance:
         stats_file: absolute path of the file holding the statistics the ranges were made from
             (--save-stats, or the only --load-stats file), or None; ranges for other settings can be
             made from it without running the model.
+        left_out: tensor -> why it has no range although it is a calibrated tensor of the model: its
+            data held attention-mask values (-inf, huge negative fills) and no Q/DQ pair reads it
+            (trtq.calibration.collect). A cache lacking exactly these tensors still fits the model.
     """
 
     model_graph_sha256: str
@@ -94,6 +97,7 @@ class Provenance:
     random_data: bool = False
     method_counts: dict[str, int] = field(default_factory=dict)
     stats_file: str | None = None
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithm_params", json_params(self.algorithm_params))
@@ -157,6 +161,8 @@ def _check_types(values: Mapping[str, Any], source: str) -> None:
         if key == "method_counts" and not (isinstance(value, dict) and all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())):
             raise bad(key, "an object of counts")
+        if key == "left_out" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise bad(key, "an object of strings")
 
 
 def check_schema(data: Mapping[str, Any], source: str) -> None:

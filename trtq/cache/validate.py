@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from trtq.cache.table import CalibrationTable, Provenance
 from trtq.errors import CacheError
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 # Tensor names quoted in a message before "... (N more)".
 _SHOWN = 5
@@ -69,8 +69,8 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
 
     Args:
         table: the cache read back (with provenance from its sidecar, if any).
-        fingerprint: trtq.model.fingerprint() of the model.
-        tensor_names: the model's calibrated tensors (trtq.tensors.activation_tensors).
+        fingerprint: trtq.onnx_model.model.fingerprint() of the model.
+        tensor_names: the model's calibrated tensors (trtq.onnx_model.tensors.activation_tensors).
         force: report mismatches as warnings instead of raising.
         source: how to name the table in messages (e.g. its path).
 
@@ -86,6 +86,8 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
     value_errors, warnings = _value_problems(table)
     if value_errors:
         raise CacheError(f"{source} is unusable: {value_errors[0]}", hint="recalibrate")
+    if table.provenance is not None and table.provenance.left_out:  # mask tensors calibration left out
+        tensor_names = [n for n in tensor_names if n not in table.provenance.left_out]
     errors = _name_errors(table, tensor_names)
     if table.provenance is None:
         warnings.insert(0, f"{source} has no provenance (no trtq sidecar); only its tensor names were checked "

@@ -23,13 +23,14 @@ from typing import Any
 
 from trtq import atomic
 from trtq._lazy import require
+from trtq.engine.cuda_check import cuda_status
 from trtq.engine.device import device_info
 from trtq.engine.profiles import ShapeRange
 from trtq.engine.sidecar import EngineInfo, write_sidecar
-from trtq.engine.trt_log import explain, make_trt_logger
+from trtq.engine.trt_log import explain, trt_logger
 from trtq.engine.version import has_implicit_quantization, parse_version
 from trtq.errors import ConfigError, MissingDependencyError, ModelError, TrtqError
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def build_engine(
     fp16_fallback: bool = False,
     precision: str = "int8",
     fingerprint: ModelFingerprint | None = None,
+    detailed_profile: bool = False,
 ) -> EngineInfo:
     """Build a TensorRT engine and write it (and its `<engine>.json` sidecar) atomically.
 
@@ -62,6 +64,8 @@ def build_engine(
         fp16_fallback: implicit mode: also allow FP16 kernels for layers left out of INT8.
         precision: what the engine is quantized to ("int8"/"fp8"), recorded in the sidecar.
         fingerprint: the source model's fingerprint, recorded in the sidecar.
+        detailed_profile: record each layer's precisions in the engine (ProfilingVerbosity.DETAILED),
+            for TensorRT's engine inspector (trtq.engine.layers.engine_layers).
 
     Returns:
         EngineInfo describing the engine.
@@ -78,16 +82,18 @@ def build_engine(
     trt = require("tensorrt")
     version = str(trt.__version__)
     _check_version(version, mode)
-    sink = make_trt_logger(trt)
-    builder = trt.Builder(sink)
+    sink = trt_logger(trt, fresh=True)  # one logger per process: TensorRT keeps the first it is given
+    builder = _create_builder(trt, sink, version)
     network = _create_network(trt, builder, mode, version)
     parser = _parse_onnx(trt, network, sink, onnx_path)  # keep: the network refers to its weights
     config = builder.create_builder_config()
     if workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) * 2**20)
     profile = _add_profile(builder, config, network, profiles, sink)
+    if detailed_profile:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if mode == "implicit":
-        _configure_implicit_trt10(trt, config, calibrator, profile, fp16_fallback)
+        _configure_implicit_trt10(trt, config, network, calibrator, profile, fp16_fallback)
     cache_path = Path(timing_cache_path) if timing_cache_path else None
     cache_loaded = _load_timing_cache(config, cache_path)
     start = time.perf_counter()
@@ -134,6 +140,22 @@ def _check_version(version: str, mode: str) -> None:
             "exists only through Q/DQ nodes in the ONNX model",
             hint="use the Q/DQ path (trtq's default, without --implicit), or TensorRT 10.x for implicit INT8",
         )
+
+
+def _create_builder(trt: ModuleType, sink: Any, version: str) -> Any:
+    """trt.Builder, or one line saying why not: a driver too old for the wheels shows up as a pybind TypeError."""
+    try:
+        builder = trt.Builder(sink)
+    except TypeError as exc:  # "pybind11::init(): factory function returned nullptr"
+        builder, cause = None, str(exc).strip()
+    else:
+        cause = ""
+    if builder is not None:
+        return builder
+    status = cuda_status()
+    reason = status.problem or (explain(sink) if sink.errors else cause or "no reason given")
+    raise MissingDependencyError(f"TensorRT {version} cannot create a builder: {reason}",
+                                 hint=status.fix or "`trtq doctor` shows the CUDA driver, runtime and device")
 
 
 def _create_network(trt: ModuleType, builder: Any, mode: str, version: str) -> Any:
@@ -191,16 +213,33 @@ def _add_profile(builder: Any, config: Any, network: Any, ranges: Sequence[Shape
     return profile
 
 
-def _configure_implicit_trt10(trt: ModuleType, config: Any, calibrator: Any, profile: Any,
+def _configure_implicit_trt10(trt: ModuleType, config: Any, network: Any, calibrator: Any, profile: Any,
                               fp16_fallback: bool) -> None:
     """Weakly typed INT8: TensorRT runs the calibrator inside build_serialized_network."""
     config.set_flag(trt.BuilderFlag.INT8)
     if fp16_fallback:
         config.set_flag(trt.BuilderFlag.FP16)
+    if hasattr(calibrator, "expect_dtypes"):  # trtq's calibrator: check/convert batches to what TensorRT reads
+        calibrator.expect_dtypes(_input_dtypes_trt10(trt, network))
     config.int8_calibrator = calibrator
-    if profile is not None:
-        # TensorRT calibrates at the OPT shapes of this profile (MIN/MAX are overwritten).
-        config.set_calibration_profile(profile)
+    # TensorRT calibrates at the OPT shapes of this profile (MIN/MAX are overwritten).
+    if profile is not None and not config.set_calibration_profile(profile):
+        raise ConfigError("TensorRT rejected the calibration profile (the OPT shapes of --opt-shapes or the data)",
+                          hint="check --min-shapes/--opt-shapes/--max-shapes against the model's inputs")
+
+
+def _input_dtypes_trt10(trt: ModuleType, network: Any) -> dict[str, Any]:
+    """input name -> the numpy dtype TensorRT reads its calibration buffer in."""
+    from trtq.calibrators.trt_calibrators import calibration_dtype
+
+    dtypes = {}
+    for tensor in (network.get_input(i) for i in range(network.num_inputs)):
+        try:
+            dtype = trt.nptype(tensor.dtype)
+        except (TypeError, KeyError):  # a type numpy has no name for (FP8, BF16): read as FP32 anyway
+            dtype = "float32"
+        dtypes[tensor.name] = calibration_dtype(dtype)
+    return dtypes
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from trtq._lazy import require
+from trtq.engine.cuda_check import cuda_status
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,10 @@ def device_info(cudart: ModuleType | None = None) -> DeviceInfo | None:
 
 
 def gpu_available() -> tuple[bool, str]:
-    """Whether an engine can be built here: (True, device name) or (False, the reason why not)."""
+    """Whether an engine can be built here: (True, device name) or (False, the reason why not).
+
+    A driver too old for the installed wheels is named as such, with what to install (cuda_check).
+    """
     try:
         require("tensorrt")
     except Exception:
@@ -58,11 +62,10 @@ def gpu_available() -> tuple[bool, str]:
     cudart = _cudart()
     if cudart is None:
         return False, "cuda-python missing"
-    try:
-        err, count = cudart.cudaGetDeviceCount()
-    except Exception as exc:
-        return False, f"no CUDA device ({exc})"
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
-        return False, "no CUDA device"
+    status = cuda_status(cudart)
+    if status.problem == "no CUDA device":
+        return False, status.problem
+    if status.problem:
+        return False, f"{status.problem}: {status.fix}"
     info = device_info(cudart)
     return True, info.name if info else "CUDA device 0"

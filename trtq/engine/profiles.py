@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 Shape = tuple[int, ...]
 KINDS = ("min", "opt", "max")
@@ -162,7 +162,7 @@ def derive_profiles(inputs: Sequence[TensorSpec], observed: Mapping[str, Sequenc
     """One optimization profile: a ShapeRange for every dynamic input of the model.
 
     Args:
-        inputs: the model's inputs (trtq.model.graph_inputs); fixed inputs need no range.
+        inputs: the model's inputs (trtq.onnx_model.model.graph_inputs); fixed inputs need no range.
         observed: input name -> shapes of the arrays fed to it (e.g. from record_shapes).
         min_shapes, opt_shapes, max_shapes: user overrides like "x:1x3x224x224,y:1x10";
             each given shape replaces the derived one for that input.
@@ -185,3 +185,38 @@ def derive_profiles(inputs: Sequence[TensorSpec], observed: Mapping[str, Sequenc
         given = {kind: overrides[kind].get(spec.name) for kind in KINDS}
         ranges.append(_range(spec, seen, given))
     return ranges
+
+
+def cover_shapes(ranges: Sequence[ShapeRange], inputs: Sequence[TensorSpec],
+                 observed: Mapping[str, Sequence[Sequence[int]]], min_shapes: str | None = None,
+                 max_shapes: str | None = None) -> list[ShapeRange]:
+    """Widen MIN/MAX of each range to every shape in `observed` (the evaluation batches); OPT stays.
+
+    The engine must accept every shape the run feeds it (calibration and evaluation), or the compare
+    stage fails in `set_input_shape` after the engine is built. A MIN/MAX the user gave is kept as given:
+    a shape outside it is refused before the build.
+
+    Raises:
+        ConfigError: an observed shape lies outside a user-given --min-shapes/--max-shapes.
+        DataError: an observed shape contradicts the model's input.
+    """
+    by_name = {spec.name: spec for spec in inputs}
+    given = {"min": parse_shapes(min_shapes, "min_shapes"), "max": parse_shapes(max_shapes, "max_shapes")}
+    covered = []
+    for r in ranges:
+        seen = [tuple(int(d) for d in s) for s in observed.get(r.name, ())]
+        for shape in seen:
+            _check_shape(by_name[r.name], shape, "evaluation data", DataError)
+        lo = tuple(min(dims) for dims in zip(r.min, *seen, strict=True))
+        hi = tuple(max(dims) for dims in zip(r.max, *seen, strict=True))
+        for kind, fixed, wanted in (("min", r.min, lo), ("max", r.max, hi)):
+            if r.name in given[kind] and wanted != fixed:
+                outside = next(s for s in seen if any((d < f) if kind == "min" else (d > f)
+                                                      for d, f in zip(s, fixed, strict=True)))
+                raise ConfigError(
+                    f"{_flag(kind + '_shapes')}: input '{r.name}' is {'x'.join(map(str, fixed))} but the evaluation "
+                    f"data has batches of shape {'x'.join(map(str, outside))}, which the engine could not run",
+                    hint=f"widen {_flag(kind + '_shapes')} to {'x'.join(map(str, wanted))}, or leave it out to "
+                         "derive it from the data")
+        covered.append(ShapeRange(r.name, lo, r.opt, hi))
+    return covered

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trtq._lazy import require
+from trtq.engine.cuda_runtime import prepare_cuda_runtime
 from trtq.errors import ModelError
 
 
@@ -28,6 +29,7 @@ def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
     if not path.is_file():
         raise ModelError(f"engine file {path} does not exist", hint="build it with `trtq build` on a GPU machine")
     require("tensorrt")  # Polygraphy imports it lazily; fail here with the install hint instead
+    prepare_cuda_runtime()  # before Polygraphy's CUDA wrapper looks for libcudart (CUDA 13 wheels)
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 

@@ -4,7 +4,7 @@ Every Conv, ConvTranspose, Gemm and MatMul computes, per group g and output posi
 y[g, o] = sum_k W[g, o, k] * x[g, k]: the weight as a matrix (G, O, K) and the layer input
 as rows (G, R, K), one row per output position (im2col). The reconstruction error of a
 rounded weight W' on inputs X is then sum_g ||(W - W')[g] X[g]^T||^2 = tr(dW H dW^T) with
-the second moments H[g] = X[g]^T X[g], which trtq.qdq.weight_rounding accumulates.
+the second moments H[g] = X[g]^T X[g], which trtq.accuracy.weight_rounding accumulates.
 
 - Conv (2-D and 1-D): rows are the (C/G * kh * kw) input patches of each output pixel.
 - ConvTranspose (group 1): the same as a Conv with the flipped, transposed kernel over the

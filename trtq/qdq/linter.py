@@ -28,6 +28,12 @@ warnings
     dangling-q             a Q whose output is not read by a DequantizeLinear
     double-quantization    DQ -> Q with a different scale (a requantization: two roundings)
     pair-mismatch          Q -> DQ whose scales or zero points differ
+    mha-scores-qdq         a Q/DQ pair between an attention's Q@K^T and its Softmax (on the scores, the
+                           scale, the mask bias or the masked scores): TensorRT fuses BMM1 -> scale ->
+                           mask -> Softmax -> BMM2 into one kernel only without it (placement rule 10)
+    mha-half-quantized     one batched MatMul of an attention reads both inputs through DQ and the other
+                           does not (or a BMM has one DQ input): neither TensorRT's INT8 nor its FP16
+                           fused attention applies, and the lone pairs only add reformats
 info
     no-qdq                 the model has no Q/DQ nodes at all
 """
@@ -42,11 +48,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from trtq.model import opset_version
+from trtq.onnx_model.model import opset_version
+from trtq.onnx_model.tensors import QUANTIZABLE_OPS
+from trtq.qdq.attention import find_attention
 from trtq.qdq.graph import GraphIndex
+from trtq.qdq.opset import FP8_TYPES
 from trtq.qdq.placement import WEIGHTED_OPS
-from trtq.qdq.runtime import FP8_TYPES
-from trtq.tensors import QUANTIZABLE_OPS
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _UNSIGNED = frozenset({TensorProto.UINT8, TensorProto.UINT4, TensorProto.UINT16})
@@ -63,7 +70,8 @@ RULES = {
     "nonzero-zero-point": "error", "unsigned-type": "error", "missing-axis": "error",
     "per-channel-activation": "error", "bad-scale": "error", "scale-not-constant": "error",
     "opset-too-old": "error", "scale-length": "error", "output-qdq": "warning", "qdq-splits-fusion": "warning",
-    "dangling-q": "warning", "double-quantization": "warning", "pair-mismatch": "warning", "no-qdq": "info",
+    "dangling-q": "warning", "double-quantization": "warning", "pair-mismatch": "warning",
+    "mha-scores-qdq": "warning", "mha-half-quantized": "warning", "no-qdq": "info",
 }
 
 
@@ -147,6 +155,7 @@ def lint_model(model: onnx.ModelProto) -> list[Finding]:
     if not ctx.qdq:
         return [Finding("info", "no-qdq", "", "no Q/DQ nodes")]
     findings = [f for q in ctx.qdq.values() for check in _CHECKS for f in check(ctx, q)]
+    findings += _attention_findings(ctx)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])  # stable: graph order within a severity
 
@@ -301,3 +310,33 @@ _CHECKS: tuple[Callable[[_Context, _QDQ], Iterator[Finding]], ...] = (
     _check_zero_point, _check_type, _check_scale, _check_axis, _check_opset, _check_dangling, _check_pairs,
     _check_placement,
 )
+
+
+def _attention_findings(ctx: _Context) -> list[Finding]:
+    """Placement rule 10 on every attention core: nothing quantized between BMM1 and Softmax, both BMMs
+    quantized or neither."""
+    findings = []
+    for core in find_attention(ctx.index):
+        softmax = ctx.display_name(core.softmax)
+        for q in ctx.qdq.values():
+            if q.is_q and q.node.input[0] in core.score_tensors:
+                findings.append(_finding("mha-scores-qdq", q, f"Q/DQ on '{q.node.input[0]}' between the "
+                                         f"attention's Q@K^T and Softmax '{softmax}' stops TensorRT from fusing "
+                                         "the attention into one kernel; quantize only the inputs of the two "
+                                         "MatMuls"))
+        dq_inputs = [_dq_inputs(ctx, bmm) for bmm in (core.bmm1, core.bmm2)]
+        if dq_inputs[0] != dq_inputs[1] or dq_inputs[0] == 1:
+            bmm1, bmm2 = ctx.display_name(core.bmm1), ctx.display_name(core.bmm2)
+            findings.append(Finding(RULES["mha-half-quantized"], "mha-half-quantized", bmm1,
+                                    f"the attention's MatMuls '{bmm1}' and '{bmm2}' read {dq_inputs[0]} and "
+                                    f"{dq_inputs[1]} of their 2 inputs through DequantizeLinear: quantize all "
+                                    "four (Q, K, the Softmax output, V) or none"))
+    return findings
+
+
+def _dq_inputs(ctx: _Context, node_index: int) -> int:
+    """How many of a node's first two inputs come from a DequantizeLinear."""
+    node = ctx.index.node(node_index)
+    producers = [ctx.index.producer.get(t) for t in node.input[:2]]
+    return sum(1 for p in producers if p is not None and ctx.index.node(p).op_type == "DequantizeLinear")
+

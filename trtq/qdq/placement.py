@@ -60,6 +60,40 @@ why:
    run in higher precision.
 9. An activation with no amax in the table is left unquantized, and the nodes
    that needed it are reported as skipped with a warning.
+10. Transformer attention, Q@K^T -> [scale] -> [+ mask] -> Softmax -> P@V
+   (trtq.qdq.attention): both batched MatMuls are quantized as rule 1 says,
+   each of their two activation inputs per tensor (Q and K^T; the Softmax
+   output and V), and nothing in between: no Q/DQ on the scores, the scale, the
+   mask bias, the masked scores or the Softmax input. This is the layout of
+   TensorRT's fused multi-head attention (developer guide, "Fused Attention":
+   BMM1 -> scale -> mask -> Softmax -> BMM2 becomes one kernel, which keeps the
+   scores on chip) and what ModelOpt's INT8 ONNX mode places for TensorRT
+   (modelopt.onnx.quantization: the MHA partition's MatMuls get Q/DQ inputs,
+   `find_nodes_from_mha_to_exclude` leaves them in float only above sequence
+   length 512, where TensorRT has no INT8 fused kernel; "the mask add of MHA
+   should not be quantized"). So trtq quantizes the BMMs (INT8 attention is
+   the faster kernel up to length 512; above it, exclude both, e.g. with
+   --exclude-nodes, and --fp16 runs them in FP16):
+   - the mask Add is never a residual Add (rule 2), although its scores input
+     comes straight from a quantized MatMul when the scale sits on Q and K
+     (torch's scaled_dot_product_attention export): its other input is the
+     -inf mask bias (trtq.onnx_model.masks), which no scale holds;
+   - the two BMMs go together: when one is excluded, so is the other (a
+     half-INT8 attention gets neither the INT8 nor the FP16 fused kernel, and
+     the lone Q/DQ pairs only split it).
+   `trtq lint` warns on Q/DQ between BMM1 and Softmax and on half-quantized
+   attention (rules mha-scores-qdq, mha-half-quantized).
+11. Transformer blocks otherwise follow rules 1, 2 and 6: the Q/K/V, output and
+   FFN projections (MatMul/Gemm with a weight) get per-tensor activation and
+   per-channel weight scales; the residual Adds (projection + bias + shortcut)
+   quantize the shortcut, which is the LayerNorm output the next projections
+   read anyway, so the pair is shared (rule 7) and TensorRT fuses the bias and
+   the residual Add into the GEMM's epilogue; LayerNormalization, Softmax,
+   Gelu/Erf, Where, Cast, Tanh and all integer shape arithmetic (Shape, Gather
+   of shapes, Concat of int64 sizes, Range) stay in float or integer: they are
+   not in ModelOpt's INT8 op list (TENSORRT.md section 4), ModelOpt keeps
+   LayerNorm and GELU partitions unquantized, and rule 1's type check refuses
+   non-float tensors.
 """
 
 from __future__ import annotations
@@ -73,6 +107,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from trtq.errors import ConfigError
+from trtq.qdq.attention import find_attention
 from trtq.qdq.graph import GraphIndex, Use
 
 log = logging.getLogger(__name__)
@@ -197,6 +232,9 @@ class _Planner:
         self.plan = Placement()
         self.weighted: set[int] = set()  # indices of quantized Conv/ConvTranspose/Gemm/MatMul nodes
         self._parent: dict[str, str] = {}  # union-find over tensors sharing a scale (Concat)
+        attention = find_attention(index)
+        self.mask_adds = {a.mask_add for a in attention if a.mask_add is not None}
+        self.bmm_partner = {a.bmm1: a.bmm2 for a in attention} | {a.bmm2: a.bmm1 for a in attention}
 
     def run(self) -> Placement:
         nodes = list(enumerate(self.index.model.graph.node))
@@ -218,6 +256,10 @@ class _Planner:
     def _weighted(self, i: int, node: onnx.NodeProto) -> None:
         if self._skip_excluded(node):
             return
+        partner = self.bmm_partner.get(i)
+        if partner is not None and self.exclusions.reason(self.index.node(partner)):
+            name = self.index.node(partner).name
+            return self._skip(node, f"the other MatMul of its attention, '{name}', is excluded (rule 10)")
         acts: list[tuple[str, Use]] = []
         weights: list[tuple[WeightKey, Use]] = []
         for pos in (0, 1):
@@ -257,6 +299,8 @@ class _Planner:
     def _residual_add(self, i: int, node: onnx.NodeProto) -> None:
         if self._skip_excluded(node):
             return
+        if i in self.mask_adds:
+            return self._skip(node, "attention mask Add: stays float inside TensorRT's fused attention (rule 10)")
         inputs = list(node.input)
         if any(self.index.is_constant(t) for t in inputs):
             return  # a bias or offset Add: not a quantization candidate, not worth a report line
@@ -381,3 +425,16 @@ def _weight_axis(node: onnx.NodeProto, pos: int, rank: int) -> int | None:
     if op == "MatMul" and rank == 2:
         return 1
     return None
+
+
+def planned_activations(model: onnx.ModelProto) -> set[str]:
+    """The activations the rules above give a Q/DQ pair when every float tensor has a range.
+
+    Calibration needs finite statistics for these only (trtq.calibration.collect): any other tensor may hold the
+    -inf of an attention mask.
+    """
+    index = GraphIndex.build(model)
+    tensors = [*index.graph_inputs, *(o for node in model.graph.node for o in node.output if o)]
+    every = {t: 1.0 for t in tensors if index.types.get(t, onnx.TensorProto.FLOAT) in FLOAT_TYPES}
+    return set(place(index, every, Exclusions()).activations)
+

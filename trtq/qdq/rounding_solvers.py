@@ -46,7 +46,7 @@ def row_errors(w: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np
 
 def target_errors(b: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Per row (G, O), the error up to a constant when the target is not W X but given by B = W M^T:
-    v H v^T - 2 v . b with v = s Q (see trtq.qdq.weight_rounding's asymmetric objective)."""
+    v H v^T - 2 v . b with v = s Q (see trtq.accuracy.weight_rounding's asymmetric objective)."""
     v = s[..., None] * q
     return np.einsum("gok,gkl,gol->go", v, h, v) - 2 * np.einsum("gok,gok->go", v, b)
 
