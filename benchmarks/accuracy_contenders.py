@@ -4,7 +4,10 @@
   (trtq.calibration.ranges.ranges_from_stats), then trtq.qdq.quantize_model with the default QuantizeConfig.
 - ONNX Runtime quantize_static with TensorRT-style settings: QDQ format, INT8 activations and
   weights, symmetric (ActivationSymmetric/WeightSymmetric), per-channel weights; its own placement
-  (every op it knows) and calibrators (MinMax, Entropy with its default 128 bins, Percentile 99.999).
+  (every op it knows) and calibrators (MinMax, Percentile 99.999, and Entropy twice: at ORT's default
+  of 128 bins, where its KL search has a single candidate and returns min/max, and at the 2048 bins
+  trtq uses, the matched setting; quantize_static has no option for the bin count, so its
+  create_calibrator is wrapped for that run).
 - NVIDIA ModelOpt int8 (max, entropy) when `modelopt.onnx.quantization` imports. nvidia-modelopt 0.47
   requires torch>=2.8 (its qdq_utils imports torch at module level) and, with the [onnx] extra,
   cupy-cuda12x, onnx~=1.21 and onnxruntime-gpu~=1.24, so it is not installed in trtq's environment.
@@ -35,7 +38,9 @@ from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import quantize_model
 
 TRTQ_METHODS = ("minmax", "entropy", "percentile", "mse", "auto")
-ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+ORT_METHODS = ("MinMax", "Entropy", "Entropy2048", "Percentile")
+# Labels of ORT's runs in the tables: which one is ORT's default and which is matched to trtq.
+ORT_LABELS = {"Entropy": "Entropy (default 128 bins)", "Entropy2048": "Entropy (2048 bins, matched)"}
 MODELOPT_METHODS = ("max", "entropy")
 BATCH = 8
 
@@ -118,17 +123,39 @@ def ort_contenders(model_path: Path, name: str, calib: np.ndarray) -> list[Conte
 
     out = []
     for method in ORT_METHODS:
-        with tempfile.TemporaryDirectory(prefix="bench-ort-") as tmp:
+        bins = 2048 if method == "Entropy2048" else None
+        with tempfile.TemporaryDirectory(prefix="bench-ort-") as tmp, _ort_bins(bins):
             target = Path(tmp) / "qdq.onnx"
             start = time.perf_counter()
             # its calibrators print their progress, and divide by zero on all-zero histograms
             with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore", invalid="ignore"):
                 quantize_static(str(model_path), str(target), _Reader(calib, name), quant_format=QuantFormat.QDQ,
                                 per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=getattr(CalibrationMethod, method),
+                                calibrate_method=getattr(CalibrationMethod, method.removesuffix("2048")),
                                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
-            out.append(Contender("ort", method, onnx.load(target), time.perf_counter() - start))
+            out.append(Contender("ort", ORT_LABELS.get(method, method), onnx.load(target),
+                                 time.perf_counter() - start))
     return out
+
+
+@contextlib.contextmanager
+def _ort_bins(num_bins: int | None) -> Iterator[None]:
+    """quantize_static's calibrators with `num_bins` histogram bins (None: ORT's default)."""
+    import importlib
+
+    module = importlib.import_module("onnxruntime.quantization.quantize")  # the package hides it
+    original = module.create_calibrator
+
+    def create_calibrator(*args, **kwargs):
+        kwargs["extra_options"] = {**(kwargs.get("extra_options") or {}), "num_bins": num_bins}
+        return original(*args, **kwargs)
+
+    if num_bins is not None:
+        module.create_calibrator = create_calibrator
+    try:
+        yield
+    finally:
+        module.create_calibrator = original
 
 
 def modelopt_status() -> str | None:

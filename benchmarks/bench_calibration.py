@@ -3,7 +3,9 @@
     python benchmarks/bench_calibration.py --runs plain,trtq-all,ort-percentile   # smoke run (N = 8, 16), 10 s
     python benchmarks/bench_calibration.py                          # all five runs at N = 8, 16: ~10 min
     python benchmarks/bench_calibration.py --sizes 64,256,512       # the README table, ~15 min on 2 cores
-    python benchmarks/bench_calibration.py --sizes 64,256,512 --height 320 --width 320 --runs plain,trtq-all
+    python benchmarks/bench_calibration.py --sizes 64,256,512 --height 320 --width 320 --runs plain,trtq-all,trtq-qdq
+    python benchmarks/bench_calibration.py --model mobilenet_v2 --height 224 --width 224 --sizes 64,256,512 \
+        --runs plain,trtq-all,trtq-qdq
 
 The default input is 64x64 because ONNX Runtime's calibrators keep every
 activation of every sample: about 7 MB per sample at 64x64, 175 MB at 320x320,
@@ -22,17 +24,29 @@ images the same way: trtq's DataReader (4 decoding threads, batches of
 
   plain          ONNX Runtime FP32 inference of the N samples (default session options, the
                  providers trtq calibrates with, the same batches).
-  trtq <scope>   trtq.pipeline.calibrate.calibrate() with the ppocr preset and --method (entropy unless told):
+  trtq <scope>   trtq.pipeline.calibrate.calibrate() with the model's preset and --method (entropy unless told):
                  tensor selection, inference with the calibrated tensors exposed, histogram
-                 observers, the method's ranges, cache + sidecar written. Scope 'all' (the default)
-                 and 'quantizable' (inputs of quantizable ops only).
+                 observers, the method's ranges, cache + sidecar written. Scope 'all' (what
+                 `trtq calibrate` observes: a TensorRT 10 implicit-INT8 cache needs every
+                 activation), 'quantizable' (inputs of quantizable ops) and 'qdq' (the tensors the
+                 Q/DQ model quantizes: what `trtq build` observes by default).
   ORT <method>   onnxruntime.quantization.quantize_static(QDQ, QInt8) over the same batches:
                  augmenting the model, calibration inference (ORT keeps every batch's
                  activations), histograms, range search, quantizing and writing the QDQ model.
-                 Entropy with 2048 histogram bins (quantize_static has no option for the
-                 calibrator's bin count, so create_calibrator is wrapped to pass num_bins=2048;
-                 ORT's own default is 128) and Percentile (2048 bins, 99.99 %). Without
-                 quant_pre_process. "calib s" is the time up to the end of the range search.
+                 Entropy at the matched setting, 2048 histogram bins (quantize_static has no
+                 option for the calibrator's bin count, so create_calibrator is wrapped to pass
+                 num_bins=2048), and at ORT's default of 128 bins ('ORT entropy 128', where
+                 ORT's KL search has a single candidate and returns min/max); Percentile (2048
+                 bins, 99.99 %). Without quant_pre_process. "calib s" is the time up to the end
+                 of ORT's range search: the ratios compare that span with trtq's calibrate()
+                 (which ends with the cache written), not ORT's Q/DQ model writing. ORT keeps
+                 every batch's activations unless extra_options CalibMaxIntermediateOutputs
+                 bounds them (then it bins them every that many batches); this benchmark runs
+                 it at its default (unbounded).
+
+Every cell is the median of --repeat runs (3 by default), the runs interleaved so
+that load from other processes on a shared machine hits each alike; wall-time
+ratios are noisy there, CPU-time ratios much less.
 
 Prints a Markdown table of wall time, CPU time and peak RSS per run, and the
 ratios the issue asks about (trtq/plain, trtq/ORT, trtq RSS at the largest N over
@@ -54,9 +68,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR_VERSION = 1
-RUNS = ("plain", "trtq-all", "trtq-quantizable", "ort-entropy", "ort-percentile")
-LABELS = {"plain": "plain", "trtq-all": "trtq all", "trtq-quantizable": "trtq quantizable",
-          "ort-entropy": "ORT entropy", "ort-percentile": "ORT percentile"}
+RUNS = ("plain", "trtq-all", "trtq-quantizable", "trtq-qdq", "ort-entropy", "ort-entropy128", "ort-percentile")
+LABELS = {"plain": "plain", "trtq-all": "trtq all", "trtq-quantizable": "trtq quantizable", "trtq-qdq": "trtq qdq",
+          "ort-entropy": "ORT entropy 2048 bins (matched)", "ort-entropy128": "ORT entropy 128 bins (default)",
+          "ort-percentile": "ORT percentile"}
+# Models: (path or asset, preset). The depthwise classifiers are exported by the cnn-bench helper.
+MODELS = {"ppocr-det": ("asset:det", "ppocr"),
+          "mobilenet_v2": ("/work/data/cnn-bench/mobilenet_v2.onnx", "imagenet"),
+          "efficientnet_lite0": ("/work/data/cnn-bench/efficientnet_lite0.onnx", "imagenet")}
 
 
 # ---------------------------------------------------------------- data
@@ -101,7 +120,7 @@ def generate(folder: Path, n: int) -> None:
 def _config(args: argparse.Namespace, **extra):
     from trtq.config import load_config
 
-    return load_config(["ppocr"], {"calib": str(args.data), "max_samples": args.n, "height": args.height,
+    return load_config([MODELS[args.model][1]], {"calib": str(args.data), "max_samples": args.n, "height": args.height,
                                    "width": args.width, "batch_size": args.batch_size, **extra})
 
 
@@ -135,6 +154,7 @@ def run_trtq(args: argparse.Namespace, model_path: Path, tmp: Path, scope: str) 
 
 
 def run_ort(args: argparse.Namespace, model_path: Path, tmp: Path, method: str) -> dict:
+    """quantize_static; `calibrated_at` marks the end of ORT's range search (the span trtq's time covers)."""
     import importlib
 
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
@@ -149,7 +169,8 @@ def run_ort(args: argparse.Namespace, model_path: Path, tmp: Path, method: str) 
     original = ort_quantize.create_calibrator
 
     def create_calibrator(*a, **kw):  # quantize_static cannot set the calibrator's bin count
-        kw["extra_options"] = {**(kw.get("extra_options") or {}), "num_bins": 2048}
+        if method == "entropy":  # matched to trtq's 2048 bins; 'entropy128' keeps ORT's default of 128
+            kw["extra_options"] = {**(kw.get("extra_options") or {}), "num_bins": 2048}
         calibrator = original(*a, **kw)
         compute = calibrator.compute_data
 
@@ -171,7 +192,8 @@ def run_ort(args: argparse.Namespace, model_path: Path, tmp: Path, method: str) 
             return None if batch is None else batch.feeds
 
     ort_quantize.create_calibrator = create_calibrator
-    calibrate_method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[method]
+    calibrate_method = {"entropy": CalibrationMethod.Entropy, "entropy128": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile}[method]
     options = {"CalibPercentile": 99.99} if method == "percentile" else {}
     quantize_static(str(model_path), str(tmp / "model.qdq.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                     calibrate_method=calibrate_method, extra_options=options)
@@ -186,7 +208,8 @@ def child(args: argparse.Namespace) -> None:
     from tests import assets
 
     logging.disable(logging.WARNING)
-    model_path = Path(assets.ocr_model(assets.OCR_DETECTOR))
+    source = MODELS[args.model][0]
+    model_path = Path(assets.ocr_model(assets.OCR_DETECTOR)) if source == "asset:det" else Path(source)
     with tempfile.TemporaryDirectory(prefix="trtq-bench-") as tmp:
         start = time.perf_counter()
         if args.child == "plain":
@@ -214,7 +237,7 @@ def measure(run: str, n: int, args: argparse.Namespace) -> dict:
     """Run one child; its result plus peak RSS (MiB) and CPU seconds from its own rusage."""
     cmd = [sys.executable, __file__, "--child", run, "--n", str(n), "--data", str(args.data),
            "--height", str(args.height), "--width", str(args.width), "--batch-size", str(args.batch_size),
-           "--method", args.method]
+           "--method", args.method, "--model", args.model]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -231,14 +254,34 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def median_result(runs: list[dict]) -> dict:
+    """Per key, the median over the repeats (errors win: one failed repeat fails the cell)."""
+    errors = [r for r in runs if "error" in r]
+    if errors:
+        return errors[0]
+    keys = {k for r in runs for k, v in r.items() if isinstance(v, int | float)}
+    out = {k: float(np.median([r[k] for r in runs if k in r])) for k in keys}
+    out["repeats"] = len(runs)
+    return out
+
+
+def span(res: dict) -> float | None:
+    """The compared span: ORT up to the end of its range search (its Q/DQ model writing excluded),
+    trtq its whole calibrate() (ranges and cache written), plain its inference."""
+    return res.get("calib_s", res.get("seconds"))
+
+
 def ratio(a: dict | None, b: dict | None, key: str) -> float | None:
-    if not a or not b or key not in a or key not in b or not b[key]:
+    if not a or not b:
         return None
-    return a[key] / b[key]
+    x, y = (span(a), span(b)) if key == "span" else (a.get(key), b.get(key))
+    return None if x is None or not y else x / y
 
 
 def report(results: dict[tuple[str, int], dict], sizes: list[int], runs: list[str]) -> None:
-    print("\n| N | " + " | ".join(f"{LABELS[r]} wall s / CPU s / peak MiB" for r in runs) + " |")
+    repeats = max((int(r.get("repeats", 1)) for r in results.values()), default=1)
+    print(f"\nmedian of {repeats} runs per cell; wall s / CPU s (user + system) / peak RSS MiB")
+    print("\n| N | " + " | ".join(LABELS[r] for r in runs) + " |")
     print("|---:|" + "---:|" * len(runs))
     for n in sizes:
         cells = []
@@ -252,18 +295,18 @@ def report(results: dict[tuple[str, int], dict], sizes: list[int], runs: list[st
                              f"{fmt(res.get('rss_mib'), 0)}")
         print(f"| {n} | " + " | ".join(cells) + " |")
     tensors = {r: results[(r, sizes[0])].get("tensors") for r in runs if results.get((r, sizes[0]))}
-    print("\ntensors calibrated: " + ", ".join(f"{LABELS[r]} {t}" for r, t in tensors.items() if t))
+    print("\ntensors calibrated: " + ", ".join(f"{LABELS[r]} {t:.0f}" for r, t in tensors.items() if t))
     trtq_runs = [r for r in runs if r.startswith("trtq")]
     ort_runs = [r for r in runs if r.startswith("ort")]
-    heads = ["trtq/plain wall"] + [f"trtq/{LABELS[o]} wall" for o in ort_runs]
-    heads += [f"trtq/{LABELS[o]} RSS" for o in ort_runs]
+    heads = ["/plain wall", "/plain CPU"] + [f"/{LABELS[o]} time" for o in ort_runs]
+    heads += [f"/{LABELS[o]} RSS" for o in ort_runs]
     print("\n| N | run | " + " | ".join(heads) + " |")
     print("|---:|---|" + "---:|" * len(heads))
     for n in sizes:
         for t in trtq_runs:
-            mine = results.get((t, n))
-            cells = [fmt(ratio(mine, results.get(("plain", n)), "seconds"), 2)]
-            cells += [fmt(ratio(mine, results.get((o, n)), "seconds"), 3) for o in ort_runs]
+            mine, plain = results.get((t, n)), results.get(("plain", n))
+            cells = [fmt(ratio(mine, plain, "seconds"), 2), fmt(ratio(mine, plain, "cpu_s"), 2)]
+            cells += [fmt(ratio(mine, results.get((o, n)), "span"), 3) for o in ort_runs]
             cells += [fmt(ratio(mine, results.get((o, n)), "rss_mib"), 3) for o in ort_runs]
             print(f"| {n} | {LABELS[t]} | " + " | ".join(cells) + " |")
     if len(sizes) > 1:
@@ -284,6 +327,8 @@ def main() -> None:
     parser.add_argument("--runs", default=",".join(RUNS), help=f"which of {','.join(RUNS)}")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "trtq-bench" / "photos",
                         help="where the generated JPEGs are kept between runs")
+    parser.add_argument("--model", default="ppocr-det", choices=sorted(MODELS))
+    parser.add_argument("--repeat", type=int, default=3, help="runs per cell; the tables show medians")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
@@ -300,13 +345,17 @@ def main() -> None:
     generate(args.cache_dir, sizes[-1])
     args.data = args.cache_dir
     print(f"{sizes[-1]} JPEGs in {args.cache_dir} ({time.perf_counter() - start:.1f} s); "
-          f"PP-OCRv4 detector at {args.height}x{args.width}, batch {args.batch_size}, trtq --method {args.method}, "
+          f"{args.model} at {args.height}x{args.width}, batch {args.batch_size}, trtq --method {args.method}, "
           f"{os.cpu_count()} CPUs")
     results: dict[tuple[str, int], dict] = {}
     for n in sizes:
+        repeats: dict[str, list[dict]] = {run: [] for run in runs}
+        for _ in range(args.repeat):  # interleaved, so that load from other processes hits every run alike
+            for run in runs:
+                repeats[run].append(measure(run, n, args))
+                print(f"N={n:4d} {LABELS[run]:<17} {json.dumps(repeats[run][-1])}", flush=True)
         for run in runs:
-            results[(run, n)] = measure(run, n, args)
-            print(f"N={n:4d} {LABELS[run]:<17} {json.dumps(results[(run, n)])}", flush=True)
+            results[(run, n)] = median_result(repeats[run])
     report(results, sizes, runs)
 
 

@@ -10,6 +10,7 @@ modules of trtq above it (trtq.errors excepted).
 """
 
 from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
+from trtq.calibrators.auto import choose_method
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import (
     EmaMinMaxObserver,
@@ -18,18 +19,29 @@ from trtq.calibrators.observers import (
     count_nonfinite,
     finite_values,
 )
-from trtq.calibrators.registry import ALGORITHMS, available_methods, compute_amax, method_parameters
+from trtq.calibrators.registry import (
+    AlgorithmInfo,
+    algorithm,
+    auto_candidates,
+    available_methods,
+    compute_amax,
+    method_parameters,
+    register_algorithm,
+)
 from trtq.calibrators.stats import TensorStats
 from trtq.calibrators.storage import load_observers, merge_observer_sets, save_observers
 
 __all__ = [
-    "ALGORITHMS",
+    "AlgorithmInfo",
     "EmaMinMaxObserver",
     "HistogramObserver",
     "MinMaxObserver",
     "Observer",
     "TensorStats",
+    "algorithm",
+    "auto_candidates",
     "available_methods",
+    "choose_method",
     "compute_amax",
     "count_nonfinite",
     "estimate_error",
@@ -37,6 +49,7 @@ __all__ = [
     "load_observers",
     "merge_observer_sets",
     "method_parameters",
+    "register_algorithm",
     "round_to_power_of_two",
     "save_observers",
 ]

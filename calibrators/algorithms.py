@@ -10,7 +10,7 @@ every method; the caller decides what to do with it (e.g. skip it in the cache).
 
     amax = percentile(stats, percentile=99.9)
 
-The registry of names (ALGORITHMS, compute_amax) is registry.py; auto, which compares these
+Each registers itself in registry.py (with its metadata) at the end of this module; auto, which compares these
 functions, is auto.py.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 from trtq.calibrators.entropy import entropy_bin
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.mse import expected_mse, mse_amax
+from trtq.calibrators.registry import register_algorithm
 from trtq.calibrators.stats import TensorStats
 
 
@@ -92,6 +93,16 @@ def ema(stats: TensorStats) -> float:
     if stats.ema is None:
         raise ValueError("method 'ema' needs TensorStats created with an ema_constant (it was None)")
     return stats.ema.amax
+
+
+# The built-in methods, in the order the config lists them; auto's tie-break order is minmax, entropy,
+# percentile, mse (the smaller amax first among exact ties, see auto.py).
+register_algorithm("entropy", header="EntropyCalibration2", auto_candidate=True, auto_priority=1)(entropy)
+register_algorithm("minmax", uses_bins=False, header="MinMaxCalibration", auto_candidate=True,
+                   auto_priority=0)(minmax)
+register_algorithm("percentile", config=("percentile",), auto_candidate=True, auto_priority=2)(percentile)
+register_algorithm("mse", auto_candidate=True, auto_priority=3)(mse)
+register_algorithm("ema", statistics="ema", uses_bins=False, config=("ema_constant",))(ema)
 
 
 def round_to_power_of_two(amax: float) -> float:

@@ -39,13 +39,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from trtq.calibrators import algorithms
+from trtq.calibrators.registry import algorithm, auto_candidates, register_algorithm
 from trtq.calibrators.stats import TensorStats
 
-# Histogram methods auto compares; ema is left out: it depends on batching and has no histogram error.
-AUTO_CANDIDATES = ("minmax", "entropy", "percentile", "mse")
+# The candidates are the registry's auto_candidates(): minmax, entropy, percentile, mse, and any method
+# registered with auto_candidate=True; ema is left out: it depends on batching and has no histogram error.
 DEFAULT_TOLERANCE = 0.02
-_CANDIDATES = {"minmax": algorithms.minmax, "entropy": algorithms.entropy, "percentile": algorithms.percentile,
-               "mse": algorithms.mse}
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,15 @@ class MethodChoice:
 
 
 def choose_method(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = DEFAULT_TOLERANCE,
-                  candidates: Sequence[str] = AUTO_CANDIDATES) -> MethodChoice:
+                  candidates: Sequence[str] | None = None) -> MethodChoice:
     """Score every candidate's amax on the tensor's histogram and pick one (see the module docstring).
 
     Args:
         stats: the tensor's statistics.
         percentile: parameter of the percentile candidate.
         tolerance: relative error margin within which candidates count as equal (>= 0).
-        candidates: histogram methods to compare, in order of preference among exact ties.
+        candidates: histogram methods to compare, in order of preference among exact ties
+            (default: the registry's auto_candidates()).
 
     Returns:
         The choice; all-zero or empty statistics give the first candidate with amax 0.0.
@@ -89,9 +89,9 @@ def choose_method(stats: TensorStats, *, percentile: float = 99.99, tolerance: f
     Raises:
         ValueError: an unknown or non-histogram candidate, no candidate, or a bad tolerance/percentile.
     """
+    candidates = auto_candidates() if candidates is None else tuple(candidates)
     _check(tolerance, candidates)
-    amaxes = {m: float(_CANDIDATES[m](stats, **({"percentile": percentile} if m == "percentile" else {})))
-              for m in candidates}
+    amaxes = {m: _candidate_amax(m, stats, percentile) for m in candidates}
     errors = {m: algorithms.estimate_error(a, stats.hist) for m, a in amaxes.items()}
     best = min(errors.values())
     near = [m for m in candidates if errors[m] <= best * (1.0 + tolerance)]
@@ -99,6 +99,13 @@ def choose_method(stats: TensorStats, *, percentile: float = 99.99, tolerance: f
     return MethodChoice(method, amaxes[method], errors, amaxes)
 
 
+def _candidate_amax(method: str, stats: TensorStats, percentile: float) -> float:
+    """The candidate's amax with its defaults, and auto's percentile for a method that takes one."""
+    info = algorithm(method)
+    return float(info.function(stats, **({"percentile": percentile} if "percentile" in info.defaults else {})))
+
+
+@register_algorithm("auto", config=("percentile",))
 def auto(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = 0.02) -> float:
     """Per tensor, the amax of the histogram method with the least expected error (see auto.py).
 
@@ -112,7 +119,7 @@ def auto(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = 0.
 
 def choose_methods(stats: Mapping[str, TensorStats], *, percentile: float = 99.99,
                    tolerance: float = DEFAULT_TOLERANCE,
-                   candidates: Sequence[str] = AUTO_CANDIDATES) -> dict[str, MethodChoice]:
+                   candidates: Sequence[str] | None = None) -> dict[str, MethodChoice]:
     """`choose_method` for every tensor, in the mapping's order (for the report)."""
     return {name: choose_method(s, percentile=percentile, tolerance=tolerance, candidates=candidates)
             for name, s in stats.items()}
@@ -131,6 +138,7 @@ def _check(tolerance: float, candidates: Sequence[str]) -> None:
         raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     if not candidates:
         raise ValueError("auto needs at least one candidate method")
+    valid = auto_candidates()
     for m in candidates:
-        if m not in AUTO_CANDIDATES:
-            raise ValueError(f"auto cannot compare method '{m}' (valid: {', '.join(AUTO_CANDIDATES)})")
+        if m not in valid:
+            raise ValueError(f"auto cannot compare method '{m}' (valid: {', '.join(valid)})")

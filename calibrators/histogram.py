@@ -17,18 +17,31 @@ TensorRT also grows its histogram range by powers of two (TENSORRT.md §5 [4]).
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type, require_same
+from trtq.calibrators.observers import (
+    ObserverDict,
+    as_values,
+    batch_range,
+    check_type,
+    raise_nonfinite,
+    require_same,
+)
+from trtq.errors import first_line
 
 # Elements binned per step: the chunk and its temporaries (~1 MB for float32) stay in a
 # core's L2 cache, so the several passes over each chunk cost one read of the tensor from memory.
 _CHUNK = 1 << 16
+
+log = logging.getLogger(__name__)
 
 
 def range_exponent(amax: float, num_bins: int) -> int:
@@ -119,8 +132,37 @@ class BatchHistogram:
     zeros: int = 0
 
 
+@functools.cache
+def compiled_kernel() -> Callable[..., Any] | None:
+    """histogram_kernel.bin_values, or None when numba cannot be imported (the numpy path serves then)."""
+    try:
+        from trtq.calibrators import histogram_kernel
+    except Exception as exc:  # ImportError, or a numba that refuses this numpy version
+        log.warning("numba is unavailable (%s): histograms use the slower numpy path", first_line(exc))
+        return None
+    return histogram_kernel.bin_values
+
+
 def bin_batch(values: np.ndarray, num_bins: int, exponent: int | None) -> BatchHistogram:
     """Histogram of the flat float32/float64 array `values` at the smallest exponent >= `exponent` covering it.
+
+    The compiled kernel (histogram_kernel.py) when numba is importable, else the numpy path;
+    both give identical results.
+
+    Raises:
+        ValueError: `values` holds NaN or ±Inf (nothing is changed anywhere).
+    """
+    kernel = compiled_kernel()
+    if kernel is None:
+        return bin_batch_numpy(values, num_bins, exponent)
+    grown, bins, lo, hi, zeros, bad = kernel(values, num_bins, exponent)
+    if bad:
+        raise_nonfinite(bad)
+    return BatchHistogram(grown, bins, lo, hi, zeros)
+
+
+def bin_batch_numpy(values: np.ndarray, num_bins: int, exponent: int | None) -> BatchHistogram:
+    """bin_batch in numpy: the reference the compiled kernel is tested against.
 
     One pass over the data, chunk by chunk: each chunk's min/max/zeros are taken
     while it is in cache and the exponent grows (re-binning exactly) whenever a
@@ -202,9 +244,13 @@ class HistogramObserver:
 
     def update(self, x: np.ndarray) -> None:
         """Add every element of `x` (any shape). Raises ValueError on NaN/Inf, leaving the state unchanged."""
+        self.update_with_range(x)
+
+    def update_with_range(self, x: np.ndarray) -> tuple[float, float] | None:
+        """`update`, returning the exact (min, max) of `x` (None if empty), found in the same pass."""
         values = as_values(x).reshape(-1)
         if values.size == 0:
-            return
+            return None
         part = bin_batch(values, self.num_bins, self.exponent)
         if part.exponent is not None:  # never below self.exponent: binning started from it
             self._grow_to(part.exponent)
@@ -212,6 +258,7 @@ class HistogramObserver:
         self._count += int(values.size)
         self.zero_count += part.zeros
         self.min, self.max = min(self.min, part.lo), max(self.max, part.hi)
+        return part.lo, part.hi
 
     def merge(self, other: HistogramObserver) -> None:
         """Add `other`'s counts after bringing both to the larger exponent (exact)."""

@@ -93,11 +93,14 @@ def batch_range(x: np.ndarray) -> tuple[float, float]:
     """
     lo, hi = float(x.min()), float(x.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError(
-            f"observers accept finite values only, got {count_nonfinite(x)} NaN/Inf; "
-            "filter them with finite_values() first"
-        )
+        raise_nonfinite(count_nonfinite(x))
     return lo, hi
+
+
+def raise_nonfinite(count: int) -> None:
+    """The ValueError observers raise for `count` NaN/Inf values."""
+    raise ValueError(f"observers accept finite values only, got {count} NaN/Inf; "
+                     "filter them with finite_values() first")
 
 
 def require_same(kind: str, mine: dict[str, Any], theirs: dict[str, Any]) -> None:
@@ -158,13 +161,17 @@ class MinMaxObserver:
 
 
 class EmaMinMaxObserver:
-    """Moving average of each batch's min and max.
+    """Moving average of each sample's min and max.
 
-    The first batch sets the averages; every later batch moves them by
-    avg = (1 - c) * avg + c * batch_stat, as ONNX Runtime's
-    `MinMaxCalibrater(moving_average=True, averaging_constant=0.01)` and
-    torch.ao's `MovingAverageMinMaxObserver` do. The result therefore depends
-    on how the data is split into batches and in which order they come.
+    A sample is a row of the first (batch) axis. The first sample sets the
+    averages; every later one moves them by avg = (1 - c) * avg + c * sample_stat.
+    ONNX Runtime's `MinMaxCalibrater(moving_average=True, averaging_constant=0.01)`
+    and torch.ao's `MovingAverageMinMaxObserver` take one step per *batch*, so their
+    result depends on the batch size; this one equals theirs at batch size 1 and
+    is the same for any batch size (README: the same inputs give the same cache).
+    It still depends on the order of the samples. A batch's steps are applied at
+    once in closed form, avg_n = (1 - c)^n avg_0 + sum_i c (1 - c)^(n - i) v_i, in
+    float64, so batch sizes agree to float64 rounding (far below a float32 scale's).
 
     `merge` is necessarily approximate: it averages the two observers' averages
     weighted by how many values each saw. Merging is commutative but neither
@@ -195,18 +202,28 @@ class EmaMinMaxObserver:
         return max(abs(self.min), abs(self.max)) if self._count else 0.0
 
     def update(self, x: np.ndarray) -> None:
+        """One step per row of axis 0 (a 0-d array is one sample)."""
         x = as_values(x)
         if x.size == 0:
             return
-        lo, hi = batch_range(x)
+        batch_range(x)  # refuses NaN/Inf before anything changes
+        rows = x.reshape(x.shape[0] if x.ndim else 1, -1)
+        lo, hi = rows.min(axis=1).astype(np.float64), rows.max(axis=1).astype(np.float64)
         if self.updates == 0:
-            self.min, self.max = lo, hi
-        else:
-            c = self.constant
-            self.min = (1.0 - c) * self.min + c * lo
-            self.max = (1.0 - c) * self.max + c * hi
+            self.min, self.max = float(lo[0]), float(hi[0])
+            lo, hi = lo[1:], hi[1:]
+        self.min, self.max = self._steps(self.min, lo), self._steps(self.max, hi)
         self._count += int(x.size)
-        self.updates += 1
+        self.updates += int(rows.shape[0])
+
+    def _steps(self, avg: float, values: np.ndarray) -> float:
+        """`avg` after one moving-average step per value, in closed form."""
+        n = values.size
+        if n == 0:
+            return avg
+        keep = 1.0 - self.constant
+        weights = self.constant * keep ** np.arange(n - 1, -1, -1, dtype=np.float64)
+        return float(keep**n * avg + np.dot(weights, values))
 
     def merge(self, other: EmaMinMaxObserver) -> None:
         if type(other) is not EmaMinMaxObserver:

@@ -18,7 +18,6 @@ the target only when complete.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from trtq.atomic import atomic_open
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver, Observer
 from trtq.calibrators.stats import TensorStats
@@ -160,15 +160,7 @@ def _unpack(arrays: dict[str, np.ndarray], prefix: str) -> list[str]:
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # trtq.atomic is above this package, so the same temp-file + os.replace pattern is repeated here.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # no key is named allow_pickle
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # trtq.atomic is a base module (like trtq.errors): it gives the file the umask's mode (mkstemp's
+    # 0600 would hide it from other users) and turns a failed write into one OutputError line.
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # no key is named allow_pickle

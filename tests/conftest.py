@@ -7,8 +7,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import assets
+
+# Parser fuzzing (tests/reliability/test_fuzz_parsers.py): a fast, derandomized profile for every run and
+# CI, and a long random one by hand: python -m pytest tests/reliability --hypothesis-profile trtq-long
+settings.register_profile("trtq-fast", max_examples=25, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("trtq-long", max_examples=2_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("trtq-fast")
 
 
 def _has_tensorrt() -> bool:

@@ -16,9 +16,10 @@ SOURCES = {"trtq": ROOT / "trtq", "trtq.calibrators": ROOT / "calibrators", "trt
 # Bottom first. A module may import its own layer and the layers below it, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("trtq._version", "trtq.errors", "trtq._lazy", "trtq.atomic", "trtq.progress")),
-    ("config", ("trtq.config", "trtq.configs")),
+    ("calibrators", ("trtq.calibrators",)),  # observers, algorithms and their registry: numpy only
+    ("config", ("trtq.config", "trtq.config_yaml", "trtq.configs")),  # reads the method choices from the registry
     ("model", ("trtq.onnx_model",)),
-    ("core", ("trtq.calibrators", "trtq.data", "trtq.cache", "trtq.qdq")),
+    ("core", ("trtq.data", "trtq.cache", "trtq.qdq")),
     ("engine", ("trtq.engine",)),
     ("runtime", ("trtq.runtime",)),
     ("stages", ("trtq.calibration", "trtq.accuracy")),

@@ -7,11 +7,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from trtq.cache import ALGORITHMS, Provenance, read_cache
+from trtq.cache import Provenance, known_algorithms, read_cache
 from trtq.calibration import ranges as ranges_module
 from trtq.calibration.stats_files import load_stats
 from trtq.calibrators import available_methods, compute_amax
-from trtq.calibrators.auto import AUTO_CANDIDATES
+from trtq.calibrators.registry import auto_candidates
 from trtq.cli import main
 from trtq.errors import EXIT_USAGE, CacheError
 from trtq.onnx_model.model import fingerprint, load_model
@@ -23,7 +23,7 @@ def _args(model, photos, cache, *extra):
 
 
 def test_every_method_has_a_cache_algorithm_name():
-    assert set(available_methods()) <= set(ALGORITHMS)
+    assert set(available_methods()) <= set(known_algorithms())
 
 
 def test_auto_cache_has_an_entropy2_header_and_records_what_won(ocr_classifier, photo_dir, tmp_path):
@@ -41,7 +41,7 @@ def test_auto_cache_has_an_entropy2_header_and_records_what_won(ocr_classifier, 
     prov = table.provenance
     assert prov.algorithm_params == {"percentile": 99.9, "tolerance": 0.02}
     assert sum(prov.method_counts.values()) == len(table.amax)
-    assert set(prov.method_counts) <= set(AUTO_CANDIDATES)
+    assert set(prov.method_counts) <= set(auto_candidates())
     sidecar = json.loads(cache.with_name("cls.cache.json").read_text())
     assert sidecar["provenance"]["method_counts"] == prov.method_counts
     shown = CliRunner().invoke(main, ["cache", "show", str(cache)])

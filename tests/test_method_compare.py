@@ -15,13 +15,14 @@ from click.testing import CliRunner
 from tests.image_models import conv_classifier, image_args, save
 from trtq.accuracy import compare_models
 from trtq.cache import read_cache
+from trtq.calibrators.registry import auto_candidates
 from trtq.cli import main
 from trtq.config import load_config
 from trtq.data import make_readers
 from trtq.errors import EXIT_BAD_INPUT
 from trtq.onnx_model.model import graph_inputs, load_model
 from trtq.pipeline.calibrate import calibrate
-from trtq.pipeline.method_compare import COMPARED_METHODS, compare_methods
+from trtq.pipeline.method_compare import compare_methods
 from trtq.qdq import quantize_model
 
 
@@ -30,7 +31,7 @@ def test_every_method_is_compared_and_minmax_matches_a_direct_comparison(ocr_cla
                                      "workers": 0, "method": "minmax", "cache": str(tmp_path / "cmp.cache")})
     comparison = compare_methods(ocr_classifier, config, show_progress=False)
     rows = {row.method: row for row in comparison.rows}
-    assert list(rows) == list(COMPARED_METHODS)
+    assert list(rows) == list(auto_candidates())
     output = "save_infer_model/scale_0.tmp_1"  # the classifier's [N, 2] softmax
     photos = len(list(photo_dir.iterdir()))
     held = math.floor(photos * 0.2 + 0.5)
@@ -78,7 +79,7 @@ def test_cli_prints_the_table_and_writes_the_cache_of_its_method(photo_dir, tmp_
         best = cells[0] == "*"
         sqnr, cosine, top1 = cells[1:] if best else cells
         rows[method] = (best, float(sqnr), float(cosine), float(top1.rstrip("%")))
-    assert list(rows) == list(COMPARED_METHODS)
+    assert list(rows) == list(auto_candidates())
     assert all(math.isfinite(sqnr) and 0 < cosine <= 1 and 0 <= top1 <= 100 for _, sqnr, cosine, top1 in rows.values())
     best = [m for m, row in rows.items() if row[0]]
     assert len(best) == 1 and rows[best[0]][1] == max(row[1] for row in rows.values())  # equal when rounded

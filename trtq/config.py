@@ -15,33 +15,43 @@ import dataclasses
 import difflib
 import importlib.resources
 import logging
+import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from trtq.errors import ConfigError
+from trtq.calibrators.registry import available_methods
+from trtq.config_yaml import load_yaml
+from trtq.errors import ConfigError, short_repr
 
 log = logging.getLogger(__name__)
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its help text (and allowed values) for CLI and docs."""
+def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values, or a function giving them) for CLI and docs."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
+def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
+    """The allowed values of a config field, or None; computed now for registry-backed fields (the method)."""
+    choices = f.metadata.get("choices")
+    return tuple(choices()) if callable(choices) else choices
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where calibration and evaluation samples come from and how they are batched."""
 
-    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, or video.")
+    calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
+                                   "data-loader script (.py with a load_data() generator of feed dicts).")
     eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).")
     eval_fraction: float | None = _opt(
         None, "Fraction of --calib held out for evaluation (default: 0.2 for build, 0 for calibrate)."
@@ -88,14 +98,15 @@ class CalibrationConfig:
     method: str = _opt(
         "auto", "Range algorithm: auto picks per tensor the method with the least expected INT8 error; "
                 "entropy is TensorRT's EntropyCalibration2.",
-        ("entropy", "minmax", "percentile", "mse", "ema", "auto"),
+        available_methods,  # the algorithm registry (trtq.calibrators.registry), user methods included
     )
     num_bins: int = _opt(2048, "Histogram bins per tensor.")
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")
     ema_constant: float = _opt(0.01, "Averaging constant of the moving-average minmax (ema) method.")
     tensors: str = _opt(
-        "all", "Which tensors to calibrate: all float activations or only inputs of quantizable ops.",
-        ("all", "quantizable"),
+        "auto", "Which tensors to calibrate: all float activations, inputs of quantizable ops, or those the "
+                "Q/DQ model quantizes; auto: qdq for `trtq build` (all with --implicit), else all.",
+        ("auto", "all", "quantizable", "qdq"),
     )
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
@@ -110,6 +121,10 @@ class CalibrationConfig:
         False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
     )
     provider: str = _opt("auto", "ONNX Runtime provider for calibration.", ("auto", "cpu", "cuda"))
+    memory_budget: int = _opt(
+        512, "MiB of exposed activations alive at once while calibrating; larger batches run in "
+             "micro-batches (same results, told in the log)."
+    )
 
 
 @dataclass(frozen=True)
@@ -229,6 +244,23 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+# Characters of an unknown key quoted in a message (and matched for a suggestion).
+_SHOWN_KEY = 60
+# Integers a setting can take are far smaller; this keeps int(str) and messages bounded.
+_MAX_INT = 10**18
+
+
+def _flag_item(key: str, text: str, item_tp: Any) -> Any:
+    """One item of a comma-separated flag: the string itself, or the number it spells."""
+    if item_tp is str:
+        return text
+    try:
+        return int(text) if item_tp is int else float(text)
+    except ValueError:
+        raise ConfigError(f"config key '{key}' needs numbers, got {short_repr(text)}",
+                          hint="give comma-separated numbers, e.g. 0.5,0.5,0.5") from None
+
+
 def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> Any:
     """Check `value` against the field type `tp`, converting the few safe cases."""
     origin = typing.get_origin(tp)
@@ -239,31 +271,33 @@ def _coerce(key: str, value: Any, tp: Any, choices: tuple[str, ...] | None) -> A
         return _coerce(key, value, args[0], choices)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
-        if isinstance(value, str):  # comma-separated, from a flag; items typed as YAML scalars
-            value = [yaml.safe_load(v.strip()) for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # comma-separated, from a flag: each item is a string (node names
+            value = [_flag_item(key, v.strip(), item_tp) for v in value.split(",") if v.strip()]  # '123', 'null')
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}",
+            raise ConfigError(f"config key '{key}' must be a list, got {short_repr(value)}",
                               hint="write a YAML list or comma-separated values")
         return [_coerce(key, v, item_tp, None) for v in value]
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {short_repr(value)}")
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _MAX_INT:
             return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be an integer, got {short_repr(value)}")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be a number, got {short_repr(value)}")
+        if abs(value) > _MAX_INT or not math.isfinite(value):  # a NaN gate passes nothing, breaks report.json
+            raise ConfigError(f"config key '{key}' must be a finite number, got {short_repr(value)}")
+        return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a string, got {short_repr(value)}")
         if choices and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
+            close = difflib.get_close_matches(value[:_SHOWN_KEY], choices, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(choices)}"
-            raise ConfigError(f"config key '{key}' has invalid value {value!r}", hint=hint)
+            raise ConfigError(f"config key '{key}' has invalid value {short_repr(value)}", hint=hint)
         return value
     raise ConfigError(f"config key '{key}' has unsupported type {_type_name(tp)}")
 
@@ -274,10 +308,10 @@ def _update_section(obj: Any, section: str, values: Mapping[str, Any], source: s
     fields = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for name, value in values.items():
-        key = f"{section}.{name}"
+        key = f"{section}.{str(name)[:_SHOWN_KEY]}"
         if name not in fields:
             raise ConfigError(f"unknown config key '{key}' in {source}", hint=_suggest(key, _all_keys()))
-        changes[name] = _coerce(key, value, hints[name], fields[name].metadata.get("choices"))
+        changes[name] = _coerce(key, value, hints[name], field_choices(fields[name]))
     return dataclasses.replace(obj, **changes)
 
 
@@ -291,10 +325,11 @@ def apply_mapping(config: Config, mapping: Mapping[str, Any], source: str = "con
             changes["out_dir"] = _coerce("out_dir", values, str | None, None)
             continue
         if section not in SECTIONS:
-            raise ConfigError(f"unknown config section '{section}' in {source}",
-                              hint=_suggest(str(section), [*SECTIONS, *_all_keys()]))
+            shown = str(section)[:_SHOWN_KEY]
+            raise ConfigError(f"unknown config section '{shown}' in {source}",
+                              hint=_suggest(shown, [*SECTIONS, *_all_keys()]))
         if not isinstance(values, Mapping):
-            raise ConfigError(f"config section '{section}' in {source} must be a mapping, got {values!r}")
+            raise ConfigError(f"config section '{section}' in {source} must be a mapping, got {short_repr(values)}")
         changes[section] = _update_section(getattr(config, section), section, values, source)
     return dataclasses.replace(config, **changes)
 
@@ -336,7 +371,10 @@ def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise ConfigError(f"config file {name_or_path} does not exist",
                               hint=f"give a YAML file or a preset: {', '.join(preset_names())}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        try:
+            text, source = path.read_bytes(), str(path)
+        except OSError as exc:
+            raise ConfigError(f"config file {name_or_path} cannot be read ({exc.strerror})") from None
     else:
         if name_or_path not in preset_names():
             close = difflib.get_close_matches(name_or_path, preset_names(), n=1)
@@ -346,13 +384,7 @@ def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
         source = f"preset {name_or_path}"
         if name_or_path in _DEPRECATED_PRESETS:
             log.warning(_DEPRECATED_PRESETS[name_or_path])
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return (data or {}), source
+    return (load_yaml(text, source) or {}), source
 
 
 def load_config(files: list[str] | tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None) -> Config:

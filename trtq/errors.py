@@ -6,17 +6,37 @@ Exit codes (documented in the README):
     2  usage or configuration error
     3  a dependency or device is missing
     4  bad model or bad data
+    5  an output file cannot be written (disk full, read-only folder, a folder in the way)
     130 interrupted (Ctrl-C)
 """
 
 from __future__ import annotations
+
+import reprlib
+from typing import Any
 
 EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_MISSING_DEPENDENCY = 3
 EXIT_BAD_INPUT = 4
+EXIT_OUTPUT = 5
 EXIT_INTERRUPTED = 130
+
+
+_SHOWN = 80  # characters of a value quoted in a message
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, _SHOWN, _SHOWN
+_REPR.maxlist, _REPR.maxdict, _REPR.maxlong = 8, 8, 40
+
+
+def short_repr(value: Any) -> str:
+    """repr(value), cut to a readable length (a message must stay one line, whatever the input)."""
+    try:
+        text = _REPR.repr(value).replace("\n", "\\n")
+    except ValueError:  # an int too long for str() (Python's 4300-digit limit)
+        text = f"<an integer of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
 def first_line(exc: BaseException) -> str:
@@ -74,6 +94,12 @@ class CacheError(TrtqError):
     """A calibration cache is malformed or does not match the model."""
 
     exit_code = EXIT_BAD_INPUT
+
+
+class OutputError(TrtqError):
+    """An output file or folder cannot be written (disk full, read-only, permissions, a folder in the way)."""
+
+    exit_code = EXIT_OUTPUT
 
 
 class GateFailed(TrtqError):

@@ -10,7 +10,7 @@ import pytest
 
 from trtq.cache.files import detect_format, format_for_path, parse_table, read_table, serialize_table, write_table
 from trtq.cache.table import CalibrationTable
-from trtq.errors import CacheError, ConfigError
+from trtq.errors import CacheError, ConfigError, OutputError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "entropy_8601.cache"
 
@@ -117,7 +117,7 @@ def _fail_fsync(monkeypatch):
 @pytest.mark.parametrize("name", ["t.cache", "t.json", "t.flatbuffers"])
 def test_failed_write_leaves_no_file_and_no_temp_file(tmp_path, monkeypatch, name):
     _fail_fsync(monkeypatch)  # fails after the content went to the temp file, before the rename
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputError, match="No space"):
         write_table(_table(), tmp_path / name, trt_version="8.6.1")
     assert list(tmp_path.iterdir()) == []
 
@@ -126,7 +126,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "t.cache"
     path.write_bytes(FIXTURE.read_bytes())
     _fail_fsync(monkeypatch)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError):
         write_table(_table(), path, trt_version="8.6.1")
     assert path.read_bytes() == FIXTURE.read_bytes()
     assert [p.name for p in tmp_path.iterdir()] == ["t.cache"]

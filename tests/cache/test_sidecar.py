@@ -11,7 +11,7 @@ import pytest
 from tests.cache.helpers import conv_model, provenance_for
 from trtq.cache.sidecar import read_cache, sidecar_path, write_cache
 from trtq.cache.table import CalibrationTable
-from trtq.errors import CacheError, ConfigError
+from trtq.errors import CacheError, ConfigError, OutputError
 from trtq.onnx_model.model import fingerprint
 from trtq.onnx_model.tensors import activation_tensors
 
@@ -88,7 +88,7 @@ def test_malformed_sidecar_is_an_error(tmp_path, content, message):
 def test_failed_write_replaces_neither_file(tmp_path, monkeypatch):
     path = tmp_path / "m.cache"
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(5, "I/O error")))
-    with pytest.raises(OSError, match="I/O error"):
+    with pytest.raises(OutputError, match="I/O error"):
         write_cache(_table(), path, "10.16.1")
     assert list(tmp_path.iterdir()) == []
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from trtq.calibrators.algorithms import estimate_error
-from trtq.calibrators.auto import AUTO_CANDIDATES, choose_method, choose_methods, method_counts
-from trtq.calibrators.registry import available_methods, compute_amax, method_parameters
+from trtq.calibrators.auto import choose_method, choose_methods, method_counts
+from trtq.calibrators.registry import auto_candidates, available_methods, compute_amax, method_parameters
 from trtq.calibrators.stats import TensorStats
 
 
@@ -21,7 +21,7 @@ def _stats(x: np.ndarray, batch: int = 50_000) -> TensorStats:
 def test_auto_is_registered_with_its_parameters():
     assert "auto" in available_methods()
     assert method_parameters("auto") == {"percentile": 99.99, "tolerance": 0.02}
-    assert set(AUTO_CANDIDATES) == {"minmax", "entropy", "percentile", "mse"}
+    assert set(auto_candidates()) == {"minmax", "entropy", "percentile", "mse"}
 
 
 def _bulk_error(x: np.ndarray, width: float, n: int) -> float:

@@ -41,10 +41,10 @@ def test_minmax_merge_equals_one_observer_and_empty_gives_zero_amax():
 
 def test_ema_first_batch_sets_then_moves_by_the_constant():
     obs = EmaMinMaxObserver(constant=0.25)
-    obs.update(np.array([-1.0, 2.0]))
+    obs.update(np.array([[-1.0, 2.0]]))  # one sample (a row of the batch axis)
     assert (obs.min, obs.max) == (-1.0, 2.0)
-    obs.update(np.array([-5.0, 6.0, 0.0]))
-    # avg = 0.75 * avg + 0.25 * batch
+    obs.update(np.array([[-5.0, 6.0, 0.0]]))
+    # avg = 0.75 * avg + 0.25 * sample
     assert obs.min == pytest.approx(0.75 * -1.0 + 0.25 * -5.0)
     assert obs.max == pytest.approx(0.75 * 2.0 + 0.25 * 6.0)
     assert obs.amax == pytest.approx(3.0)
@@ -53,8 +53,8 @@ def test_ema_first_batch_sets_then_moves_by_the_constant():
 
 def test_ema_merge_weights_by_value_counts_and_checks_the_constant():
     a, b = EmaMinMaxObserver(0.1), EmaMinMaxObserver(0.1)
-    a.update(np.full(30, 3.0))
-    b.update(np.array([-1.0] * 10))
+    a.update(np.full((1, 30), 3.0))  # one sample of 30 values
+    b.update(np.array([[-1.0] * 10]))
     a.merge(b)
     assert a.max == pytest.approx((30 * 3.0 + 10 * -1.0) / 40)
     assert a.min == pytest.approx((30 * 3.0 + 10 * -1.0) / 40)

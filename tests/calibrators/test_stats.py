@@ -11,8 +11,8 @@ from trtq.calibrators.stats import TensorStats, count_nonfinite, finite_values
 
 def test_update_feeds_both_observers():
     stats = TensorStats(num_bins=256, ema_constant=0.5)
-    stats.update(np.array([-1.0, 0.0, 2.0], dtype=np.float32))
-    stats.update(np.array([4.0]))
+    stats.update(np.array([[-1.0, 0.0, 2.0]], dtype=np.float32))  # one sample each
+    stats.update(np.array([[4.0]]))
     assert isinstance(stats, Observer)
     assert stats.count == stats.hist.count == stats.ema.count == 4
     assert stats.hist.amax == 4.0 and stats.hist.zero_count == 1
@@ -31,9 +31,9 @@ def test_ema_can_be_disabled_and_then_does_not_merge_with_ema():
 
 def test_nonfinite_batch_changes_nothing():
     stats = TensorStats()
-    stats.update(np.array([1.0, -1.0]))
+    stats.update(np.array([[1.0, -1.0]]))  # one sample
     with pytest.raises(ValueError, match="finite"):
-        stats.update(np.array([3.0, np.inf]))
+        stats.update(np.array([[3.0, np.inf]]))
     assert stats.count == stats.ema.count == 2 and stats.ema.max == 1.0
     x = np.array([3.0, np.inf, np.nan, -5.0])
     assert count_nonfinite(x) == 2

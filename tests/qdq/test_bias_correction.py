@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.accuracy_models import conv_chain, image_batches
 from tests.qdq.helpers import activation_amax
 from trtq.accuracy.bias_correction import apply_bias_correction, correct_biases
-from trtq.accuracy.evaluation import run_batches
+from trtq.accuracy.evaluation import Reference, run_batches
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
 from trtq.qdq import quantize_model
@@ -127,6 +127,20 @@ def test_apply_modes(chain):
     assert "held-out SQNR" in report.summary() and report.to_dict()["applied"] == report.applied
     with pytest.raises(ConfigError, match="bias correction 'on'"):
         apply_bias_correction(model, qdq, calib, "on")
+
+
+def test_auto_with_a_known_sqnr_runs_the_qdq_model_once(chain, monkeypatch):
+    # The fallback has measured its final model already; "auto" must not measure it again.
+    model, calib, held_out, qdq = chain
+    reference = Reference(model, held_out)
+    _, report = apply_bias_correction(model, qdq, calib, "auto", reference=reference)
+    runs = []
+    measure = reference.measure
+    monkeypatch.setattr(reference, "measure", lambda m, **kw: runs.append(m) or measure(m, **kw))
+    _, again = apply_bias_correction(model, qdq, calib, "auto", reference=reference, sqnr_before=report.sqnr_before)
+    assert len(runs) == 1 and runs[0] is not qdq  # only the corrected model
+    assert (again.applied, again.sqnr_before, again.sqnr_after) == (report.applied, report.sqnr_before,
+                                                                     report.sqnr_after)
 
 
 def test_layers_without_a_quantized_weight_are_left_alone(chain):

@@ -52,6 +52,7 @@ from trtq.accuracy.evaluation import Batches, Reference, limit_samples, run_batc
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.probe import probe_model
 from trtq.errors import ConfigError, DataError
+from trtq.progress import progress_bar
 from trtq.qdq.graph import NameScope
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class _Moments:
 
 
 def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batches: Batches, *,
-                   method: str = "sequential", max_samples: int | None = None
+                   method: str = "sequential", max_samples: int | None = None, show_progress: bool = False
                    ) -> tuple[onnx.ModelProto, BiasCorrectionReport]:
     """Correct the biases of `qdq_model`'s quantized Conv/ConvTranspose/Gemm layers (module docstring).
 
@@ -175,6 +176,7 @@ def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batc
         method: "sequential" (exact, 1 + levels passes) or "fast" (one pass, each layer's own
             error on FP32 activations; see the module docstring).
         max_samples: use at most this many samples of `batches` per pass (None: all).
+        show_progress: a progress bar of the passes on stderr (they take seconds each on CPU).
 
     Returns:
         The corrected copy and the report.
@@ -195,7 +197,9 @@ def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batc
     if not targets:
         return work, BiasCorrectionReport((), tuple(skipped), seconds=time.perf_counter() - start)
     run = _fast if method == "fast" else _sequential
-    shifts, passes, samples = run(work, fp32_model, targets, batches)
+    with progress_bar(1 if method == "fast" else 1 + len({t.level for t in targets}),
+                      "bias correction", unit="pass", enabled=show_progress) as bar:
+        shifts, passes, samples = run(work, fp32_model, targets, batches, bar)
     ordered = tuple(shift for _, shift in sorted(shifts, key=lambda item: item[0]))
     report = BiasCorrectionReport(ordered, tuple(skipped), passes=passes, samples=samples,
                                   seconds=time.perf_counter() - start, method=method)
@@ -206,9 +210,10 @@ _Shifts = list[tuple[int, BiasShift]]
 
 
 def _sequential(work: onnx.ModelProto, fp32_model: onnx.ModelProto, targets: list[_Target],
-                batches: Batches) -> tuple[_Shifts, int, int]:
+                batches: Batches, bar: Any) -> tuple[_Shifts, int, int]:
     """Level by level: measure the level's outputs in the (already partly corrected) Q/DQ model, correct."""
     reference, samples = _moments(fp32_model, batches, [t.node.output[0] for t in targets])
+    bar.update(1)
     shifts: _Shifts = []
     levels = sorted({t.level for t in targets})
     for level in levels:
@@ -219,16 +224,18 @@ def _sequential(work: onnx.ModelProto, fp32_model: onnx.ModelProto, targets: lis
         for t in group:
             ref = reference[t.node.output[0]]
             shifts.append(_correct(work, t, ref, measured[t.node.output[0]], names))
+        bar.update(1)
         log.debug("bias correction: level %d, %d layers", level, len(group))
     return shifts, 1 + len(levels), samples
 
 
 def _fast(work: onnx.ModelProto, fp32_model: onnx.ModelProto, targets: list[_Target],
-          batches: Batches) -> tuple[_Shifts, int, int]:
+          batches: Batches, bar: Any) -> tuple[_Shifts, int, int]:
     """One pass of the probe model: each layer's FP32 output against its output on Q/DQ'd FP32 inputs."""
     probe, pairs = probe_model(work, [t.node.name for t in targets])
     outputs = [name for t in targets if t.node.name in pairs for name in pairs[t.node.name]]
     stats, samples = _moments(probe, batches, outputs)
+    bar.update(1)
     names = NameScope(work)
     shifts = [_correct(work, t, stats[pairs[t.node.name][0]], stats[pairs[t.node.name][1]], names)
               for t in targets if t.node.name in pairs]
@@ -246,7 +253,8 @@ def _correct(work: onnx.ModelProto, target: _Target, ref: _Moments, measured: _M
 
 def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calib_batches: Batches,
                           mode: str, eval_batches: Batches | None = None, reference: Reference | None = None, *,
-                          method: str = "sequential", max_samples: int | None = None
+                          method: str = "sequential", max_samples: int | None = None,
+                          sqnr_before: float | None = None, show_progress: bool = False
                           ) -> tuple[onnx.ModelProto, BiasCorrectionReport | None]:
     """QuantizeConfig.bias_correction as the pipeline uses it.
 
@@ -259,6 +267,8 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
             favours the correction).
         reference: an existing Reference on the held-out data, to avoid running FP32 again.
         method, max_samples: as for `correct_biases`.
+        sqnr_before: the worst output SQNR of `qdq_model` on `reference` when it was measured
+            already (the fallback's last step): "auto" then runs the Q/DQ model once, not twice.
 
     Raises:
         ConfigError: unknown mode or method.
@@ -267,14 +277,16 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
         raise ConfigError(f"bias correction {mode!r} is not supported", hint=f"use one of {', '.join(MODES)}")
     if mode == "none":
         return qdq_model, None
-    corrected, report = correct_biases(fp32_model, qdq_model, calib_batches, method=method, max_samples=max_samples)
+    corrected, report = correct_biases(fp32_model, qdq_model, calib_batches, method=method, max_samples=max_samples,
+                                       show_progress=show_progress)
     if mode == "always" or not report.layers:
         return corrected, report
     if reference is None:
         if eval_batches is None:
             log.warning("bias correction 'auto' without held-out data: judged on the calibration data")
         reference = Reference(fp32_model, eval_batches if eval_batches is not None else calib_batches)
-    before = worst_sqnr(reference.measure(qdq_model))
+    log.info("bias correction 'auto': measuring the corrected model on the held-out data")
+    before = sqnr_before if sqnr_before is not None else worst_sqnr(reference.measure(qdq_model))
     after = worst_sqnr(reference.measure(corrected))
     applied = after > before
     report = replace(report, applied=applied, sqnr_before=before, sqnr_after=after)

@@ -24,10 +24,11 @@ import numpy as np
 import onnx
 
 from trtq.accuracy.compare import ComparisonResult, check_candidate_outputs
-from trtq.accuracy.feeds import attention_mask_input, check_feed
+from trtq.accuracy.feeds import check_feed
 from trtq.accuracy.metrics import REL_EPSILON, OutputAccumulator, ToleranceCheck
 from trtq.errors import ConfigError, DataError, ModelError, first_line
 from trtq.onnx_model.model import graph_inputs, graph_outputs
+from trtq.onnx_model.token_axes import attention_mask_input
 from trtq.runtime.session import cpu_session
 
 log = logging.getLogger(__name__)

@@ -71,6 +71,8 @@ class GateFailure:
 
 
 def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
     return f"{value:.4g}" if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 

@@ -164,11 +164,13 @@ class ErrorSums:
 
     @property
     def sqnr_db(self) -> float:
-        return sqnr_from_sums(self.sum_ref2, self.sum_err2)
+        """NaN when no finite element was compared (all NaN/Inf outputs are no perfect score)."""
+        return sqnr_from_sums(self.sum_ref2, self.sum_err2) if self.elements else math.nan
 
     @property
     def cosine(self) -> float:
-        return cosine_from_sums(self.sum_cross, self.sum_ref2, self.sum_cand2)
+        """NaN when no finite element was compared."""
+        return cosine_from_sums(self.sum_cross, self.sum_ref2, self.sum_cand2) if self.elements else math.nan
 
     @property
     def mean_abs(self) -> float | None:

@@ -18,7 +18,7 @@ from trtq.cache.files import (
     write_table,
 )
 from trtq.cache.sidecar import read_cache, sidecar_path, write_cache
-from trtq.cache.table import ALGORITHMS, INT8_MAX, CalibrationTable, Provenance, names_sha256
+from trtq.cache.table import INT8_MAX, CalibrationTable, Provenance, known_algorithms, names_sha256
 from trtq.cache.trt_format import (
     DEFAULT_TRT_VERSION,
     decode_trt_version,
@@ -30,7 +30,6 @@ from trtq.cache.trt_format import (
 from trtq.cache.validate import TableDiff, TensorChange, diff_tables, validate_table
 
 __all__ = [
-    "ALGORITHMS",
     "DEFAULT_TRT_VERSION",
     "EXTENSIONS",
     "INT8_MAX",
@@ -46,6 +45,7 @@ __all__ = [
     "encode_trt_version",
     "format_for_path",
     "format_trt_cache",
+    "known_algorithms",
     "names_sha256",
     "parse_table",
     "parse_trt_cache",

@@ -35,17 +35,26 @@ _KNOWN_HINT = ("trtq reads TensorRT caches (TRT-<version>-<calibrator> header), 
                "ask for format ort-text")
 
 
+# A cache names each tensor once in ~40 bytes: 16 MiB is 400,000 tensors, far beyond any model, and
+# keeps the parse (about 20 bytes of memory per byte of text) bounded.
+MAX_CACHE_BYTES = 16 << 20
+
+
 def load_bytes(path: str | os.PathLike[str]) -> bytes:
     """The content of a cache file.
 
     Raises:
-        CacheError: the file is missing or cannot be read.
+        CacheError: the file is missing, larger than MAX_CACHE_BYTES or cannot be read.
     """
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise CacheError(f"calibration cache {path} {what}", hint="check the path")
     try:
+        size = path.stat().st_size
+        if size > MAX_CACHE_BYTES:
+            raise CacheError(f"{path} is {size} bytes, more than a calibration cache can be ({MAX_CACHE_BYTES})",
+                             hint="check the path: this is not a cache trtq wrote or TensorRT writes")
         return path.read_bytes()
     except OSError as exc:
         raise CacheError(f"calibration cache {path} cannot be read ({exc.strerror})") from None

@@ -15,6 +15,7 @@ import json
 import math
 from typing import Any
 
+from trtq.cache.strict_json import load_json
 from trtq.cache.table import INT8_MAX, SCHEMA_VERSION, CalibrationTable, Provenance, check_finite, check_schema
 from trtq.errors import CacheError
 
@@ -110,24 +111,4 @@ def parse_json_table(data: bytes | str, source: str = "table") -> CalibrationTab
     Raises:
         CacheError: not JSON (with the line) or not a trtq table.
     """
-    try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheError(f"{source} is not valid JSON ({exc})") from None
-    except _DuplicateKey as exc:
-        raise CacheError(f"{source} has the key {exc.args[0]!r} twice in one object") from None
-    return table_from_dict(doc, source)
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json object hook: a repeated key (e.g. a tensor listed twice) is an error, not "last one wins"."""
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise _DuplicateKey(key)
-        doc[key] = value
-    return doc
+    return table_from_dict(load_json(data, source), source)

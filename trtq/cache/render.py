@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,15 @@ def table_summary(table: CalibrationTable, fmt: str, path: str) -> dict[str, Any
         "algorithm": table.algorithm,
         "num_tensors": len(table),
         "provenance": table.provenance.to_dict() if table.provenance else None,
-        "tensors": [{"name": n, "amax": a, "scale": a / INT8_MAX} for n, a in table.amax.items()],
+        "tensors": [{"name": n, "amax": _number(a), "scale": _number(a / INT8_MAX)} for n, a in table.amax.items()],
     }
+
+
+def _number(value: float) -> float | str:
+    """A float as standard JSON: a NaN or infinite scale read from a cache becomes "nan"/"inf"/"-inf"."""
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
 def _header(table: CalibrationTable, fmt: str) -> str | None:

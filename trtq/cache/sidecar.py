@@ -26,6 +26,7 @@ from typing import Any
 
 from trtq.atomic import atomic_open
 from trtq.cache.files import load_bytes, parse_table, serialize_table
+from trtq.cache.strict_json import load_json
 from trtq.cache.table import SCHEMA_VERSION, CalibrationTable, Provenance, check_schema
 from trtq.errors import CacheError, ConfigError
 
@@ -82,10 +83,10 @@ def write_cache(table: CalibrationTable, path: str | os.PathLike[str], trt_versi
 def _read_sidecar(path: Path) -> dict[str, Any]:
     source = str(path)
     try:
-        doc = json.loads(load_bytes(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CacheError(f"sidecar {source} is not valid JSON ({exc})",
-                         hint="delete it (the cache then has no provenance) or write the cache again") from None
+        doc = load_json(load_bytes(path), f"sidecar {source}")
+    except CacheError as exc:
+        raise CacheError(exc.message, hint="delete it (the cache then has no provenance) or write the cache "
+                                           "again") from None
     if not isinstance(doc, dict):
         raise CacheError(f"sidecar {source} is not a JSON object")
     check_schema(doc, f"sidecar {source}")

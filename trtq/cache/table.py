@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trtq._version import __version__
+from trtq.calibrators.registry import available_methods
 from trtq.errors import CacheError
 
 # Largest INT8 magnitude: scale = amax / INT8_MAX.
@@ -29,7 +30,11 @@ SCHEMA_VERSION = 1
 # TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
 # implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (pipeline/engine_stage.py);
 # the trtq algorithm name lives in the sidecar.
-ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
+
+
+def known_algorithms() -> tuple[str, ...]:
+    """The algorithm names a table may carry: every registered method, and "unknown" (a cache TensorRT wrote)."""
+    return (*available_methods(), "unknown")
 
 
 def names_sha256(names: Iterable[str]) -> str:
@@ -66,7 +71,7 @@ class Provenance:
         model_graph_sha256: ModelFingerprint.graph of the calibrated model.
         model_weights_sha256: ModelFingerprint.weights of the calibrated model.
         tensor_names_sha256: names_sha256() of the calibrated tensor names.
-        algorithm: range algorithm name (one of ALGORITHMS).
+        algorithm: range algorithm name (one of known_algorithms()).
         num_samples: calibration samples fed through the model.
         trtq_version: trtq version that calibrated.
         data_sha256: hash of the calibration data (sample keys, sizes, mtimes), or None.
@@ -182,7 +187,7 @@ class CalibrationTable:
     Attributes:
         amax: tensor name -> symmetric amax (scale = amax / 127 for INT8), in the
             order the caller gives (graph order); writers keep this order.
-        algorithm: trtq range algorithm name (one of ALGORITHMS).
+        algorithm: trtq range algorithm name (one of known_algorithms()).
         trt_version: TensorRT version the table was read from or is meant for (e.g. "10.16.1"), or None.
         provenance: where it came from, or None (e.g. a cache TensorRT wrote).
         trt_algorithm: calibrator name of the TensorRT header it was read from
@@ -218,8 +223,12 @@ class CalibrationTable:
 
 
 def check_finite(table: CalibrationTable, what: str) -> None:
-    """Raise CacheError naming the first tensor whose amax is NaN or infinite (writers refuse those)."""
+    """Raise CacheError naming the first tensor whose amax is NaN, infinite, zero or negative.
+
+    Writers refuse those: a scale must be finite and positive (TensorRT rejects a zero scale and
+    would divide by it), so no cache trtq writes can hold one.
+    """
     for name, amax in table.amax.items():
-        if not math.isfinite(amax):
-            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax}",
-                             hint="recalibrate; the statistics of that tensor are broken")
+        if not math.isfinite(amax) or amax <= 0:
+            raise CacheError(f"cannot write {what}: amax of tensor {name!r} is {amax} (a scale must be finite "
+                             "and positive)", hint="recalibrate; the statistics of that tensor are broken")

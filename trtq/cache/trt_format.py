@@ -26,6 +26,7 @@ import re
 import struct
 
 from trtq.cache.table import INT8_MAX, CalibrationTable, check_finite
+from trtq.calibrators.registry import header_calibrators
 from trtq.errors import CacheError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,13 @@ HEADER_ALGORITHMS = {
     "MinMaxCalibration": "minmax",
     "LegacyCalibration": "unknown",
 }
-# trtq algorithm -> calibrator header; other algorithms get DEFAULT_CALIBRATOR.
-_ALGORITHM_HEADERS = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalibration"}
+# trtq algorithm -> calibrator header: the registry's `header` metadata (entropy, minmax); other
+# algorithms get DEFAULT_CALIBRATOR.
 DEFAULT_CALIBRATOR = "EntropyCalibration2"
 
-_HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
+_HEADER = re.compile(r"^TRT-(\d{1,12})-(\w+)$")  # bounded: int() of 4300+ digits raises
 _HEX = re.compile(r"^[0-9a-fA-F]{1,8}$")
-_VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.\d+)*\s*$")
+_VERSION = re.compile(r"^\s*v?(\d{1,6})(?:\.(\d{1,6}))?(?:\.(\d{1,6}))?(?:\.\d{1,6})*\s*$")
 _HEADER_HINT = ("a valid header looks like TRT-<version>-<calibrator>, e.g. TRT-8601-EntropyCalibration2 "
                 f"(calibrators: {', '.join(HEADER_ALGORITHMS)})")
 
@@ -136,11 +137,11 @@ def header_calibrator(algorithm: str, calibrator: str | None = None) -> str:
         ConfigError: `calibrator` is not a known calibrator.
     """
     if calibrator is None:
-        return _ALGORITHM_HEADERS.get(algorithm, DEFAULT_CALIBRATOR)
+        return header_calibrators().get(algorithm, DEFAULT_CALIBRATOR)
     if calibrator in HEADER_ALGORITHMS:
         return calibrator
-    if calibrator in _ALGORITHM_HEADERS:
-        return _ALGORITHM_HEADERS[calibrator]
+    if calibrator in (own := header_calibrators()):
+        return own[calibrator]
     raise ConfigError(f"calibrator {calibrator!r} is not a TensorRT calibrator",
                       hint=f"use entropy, minmax or one of {', '.join(HEADER_ALGORITHMS)}")
 
@@ -163,7 +164,7 @@ def _table_calibrator(table: CalibrationTable) -> str:
     """Keep the header calibrator a table was read with (re-heading keeps it) unless it contradicts
     the table's algorithm (an entropy table under a MinMaxCalibration header, say)."""
     read = table.trt_algorithm
-    if read in HEADER_ALGORITHMS and (table.algorithm not in _ALGORITHM_HEADERS
+    if read in HEADER_ALGORITHMS and (table.algorithm not in header_calibrators()
                                       or HEADER_ALGORITHMS[read] == table.algorithm):
         return read
     return header_calibrator(table.algorithm)

@@ -21,6 +21,33 @@ _SHOWN = 5
 # Hash prefix length shown in messages (as ModelFingerprint.short).
 _SHORT = 12
 _FORCE_HINT = "recalibrate, or pass --force to use it anyway"
+# A cache without provenance (TensorRT wrote it) is taken for this model only when it names at least this
+# share of the model's quantizable tensors: one shared name such as 'x' is no evidence (issue 13.2).
+MIN_COVERAGE = 0.5
+
+
+def check_coverage(table: CalibrationTable, quantizable: Sequence[str], *, force: bool = False,
+                   source: str = "the calibration cache") -> list[str]:
+    """Refuse a cache without provenance that names too few of the model's quantizable tensors.
+
+    Returns:
+        A warning when `force` overrides the refusal, else nothing.
+
+    Raises:
+        CacheError: (unless `force`) the cache has no provenance and covers < MIN_COVERAGE of `quantizable`.
+    """
+    if table.provenance is not None or not quantizable:
+        return []
+    named = sum(1 for name in quantizable if name in table.amax)
+    share = named / len(quantizable)
+    if share >= MIN_COVERAGE:
+        return []
+    text = (f"{source} has no provenance and names only {named} of the model's {len(quantizable)} quantizable "
+            f"tensors ({share:.0%} < {MIN_COVERAGE:.0%}): it was probably made for another model")
+    if not force:
+        raise CacheError(text, hint="give the cache made for this model, calibrate it ('trtq calibrate'), "
+                                    "or pass --force to use it anyway")
+    return [f"{text}; used anyway (--force)"]
 
 
 def _quote(names: Sequence[str]) -> str:
@@ -53,14 +80,12 @@ def _fingerprint_errors(provenance: Provenance, fingerprint: ModelFingerprint) -
 
 
 def _value_problems(table: CalibrationTable) -> tuple[list[str], list[str]]:
-    """(errors, warnings) about amax values: non-finite or negative is unusable, zero is suspect."""
-    bad = [n for n, a in table.amax.items() if not math.isfinite(a) or a < 0]
-    zero = [n for n, a in table.amax.items() if a == 0]
+    """(errors, warnings) about amax values: non-finite, zero or negative is unusable (a zero scale
+    can never be applied: TensorRT rejects it, and implicit INT8 would divide by it)."""
+    bad = [n for n, a in table.amax.items() if not math.isfinite(a) or a <= 0]
     errors = [f"amax must be finite and positive, but {len(bad)} tensors have other values: "
               + ", ".join(f"{n!r} ({table.amax[n]})" for n in bad[:_SHOWN])] if bad else []
-    warnings = [f"tensor {n!r} has amax 0 (it was constant zero during calibration); TensorRT rejects "
-                "a zero scale in Q/DQ" for n in zero]
-    return errors, warnings
+    return errors, []
 
 
 def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, tensor_names: list[str],
@@ -75,12 +100,12 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
         source: how to name the table in messages (e.g. its path).
 
     Returns:
-        Warnings: no provenance (only names could be checked), zero amax values, and with
-        `force` the mismatches that were overridden.
+        Warnings: no provenance (only names could be checked), and with `force` the mismatches
+        that were overridden.
 
     Raises:
-        CacheError: an amax that is NaN, infinite or negative (even with force: no runtime can
-            use it); unless `force`, tensors only in the cache or only in the model, or a
+        CacheError: an amax that is NaN, infinite, zero or negative (even with force: no runtime
+            can use it); unless `force`, tensors only in the cache or only in the model, or a
             graph or weights fingerprint that differs from the provenance's.
     """
     value_errors, warnings = _value_problems(table)

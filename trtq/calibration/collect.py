@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from trtq.calibration.microbatch import DEFAULT_BUDGET_MIB, MIB, MicroBatcher
 from trtq.calibrators import stats as tensor_stats
 from trtq.data import Batch
 from trtq.errors import DataError, first_line
@@ -117,7 +118,7 @@ class _Observing:
         """Observe `x` (the values of `whole` that count); returns the number of NaN/Inf values left out."""
         observers = self.stats[name]
         try:
-            observers.update(x)  # finds NaN/Inf for free (min/max) and then changes nothing
+            observers.update(x)  # finds NaN/Inf for free and then changes nothing
             return 0
         except ValueError:
             bad = tensor_stats.count_nonfinite(x)
@@ -145,8 +146,13 @@ class _Observing:
         per_sample = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1) if x.ndim else np.array([True])
         first = int(np.argmax(per_sample)) if len(keys) == len(per_sample) else 0
         sample = keys[first] if keys else "?"
+        if len(keys) == len(per_sample) and len(keys) > 1:  # the count of that sample, and of the batch
+            own = int(np.count_nonzero(~np.isfinite(x[first])))
+            counted = f"{own} NaN/Inf values in sample {sample} ({bad} in its batch of {len(keys)})"
+        else:
+            counted = f"{bad} NaN/Inf values in sample {sample}"
         return DataError(
-            f"activation '{name}' has {bad} NaN/Inf values for sample {sample}",
+            f"activation '{name}' has {counted}",
             hint="check the input and preprocessing, or pass --nan-policy ignore to skip such values",
         )
 
@@ -164,6 +170,7 @@ def collect_statistics(
     show_progress: bool = True,
     quantized: set[str] | None = None,
     mask_input: str | None = None,
+    memory_budget: int | None = DEFAULT_BUDGET_MIB * MIB,
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -182,6 +189,8 @@ def collect_statistics(
             the nan_policy, which applies to NaN anywhere and to Inf in the quantized tensors.
         mask_input: the input holding the attention mask of a language model: per-token tensors are
             observed at the real tokens only (trtq.onnx_model.token_axes; one extra run of the first batch finds them).
+        memory_budget: bytes of exposed activations alive at once; larger batches run in
+            micro-batches (same results, see microbatch.py). None: no limit.
 
     Raises:
         DataError: an input does not fit the model, or a quantized activation is not finite.
@@ -191,7 +200,7 @@ def collect_statistics(
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:
-        num_samples = _stream(session, batches, worker, bar, mask_input, observing)
+        num_samples = _stream(session, batches, worker, bar, MicroBatcher(memory_budget), mask_input, observing)
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
     stats = observing.result_stats()
@@ -199,27 +208,30 @@ def collect_statistics(
                             observing.left_out)
 
 
-def _stream(session, batches: Iterable[Batch], worker: _Worker, bar, mask_input: str | None = None,
-            observing: _Observing | None = None) -> int:
-    """Run every batch and hand its outputs (and attention mask) to the worker; returns the number of samples.
+def _stream(session, batches: Iterable[Batch], worker: _Worker, bar, parts: MicroBatcher,
+            mask_input: str | None = None, observing: _Observing | None = None) -> int:
+    """Run every batch (in micro-batches) and hand its outputs (and attention mask) to the worker;
+    returns the number of samples.
 
-    With `mask_input`, the first batch also runs cut by one position, and `observing` learns from the
+    With `mask_input`, the first part also runs cut by one position, and `observing` learns from the
     two which tensors are laid out per token (trtq.onnx_model.token_axes) before it sees any batch.
     """
     output_names = [o.name for o in session.get_outputs()]
     num_samples = 0
-    for index, batch in enumerate(batches):
-        worker.wait_for_slot()
-        mask = batch.feeds.get(mask_input) if mask_input else None
-        outputs = dict(zip(output_names, _run(session, output_names, batch), strict=True))
-        if index == 0 and mask is not None and observing is not None:
-            observing.token_axes = _token_axes(session, output_names, batch, mask_input, outputs)
-        # No local reference: the worker alone holds the activations and drops them when observed.
-        worker.submit(outputs, batch.keys, mask)
-        del outputs
-        n = len(batch.keys) if batch.keys else next(iter(batch.feeds.values())).shape[0]
-        num_samples += n
-        bar.update(n)
+    for batch in batches:
+        for part in parts.split(batch):
+            worker.wait_for_slot()
+            mask = part.batch.feeds.get(mask_input) if mask_input else None
+            outputs = dict(zip(output_names, _run(session, output_names, part.batch), strict=True))
+            n = len(part.batch.keys) if part.batch.keys else next(iter(part.batch.feeds.values())).shape[0]
+            parts.measured(list(outputs.values()), n)
+            if num_samples == 0 and mask is not None and observing is not None:
+                observing.token_axes = _token_axes(session, output_names, part.batch, mask_input, outputs)
+            # No local reference: the worker alone holds the activations and drops them when observed.
+            worker.submit(outputs, part.batch.keys, mask)
+            del outputs
+            num_samples += n
+            bar.update(n)
     return num_samples
 
 

@@ -1,6 +1,6 @@
 """The configured range algorithm applied to every tensor's statistics, and the checks of its settings.
 
-The registry (trtq.calibrators) knows each algorithm's function and keyword parameters; here the
+The registry (trtq.calibrators.registry) knows each algorithm's function, parameters and settings; here the
 calibration section of the config picks the method and its parameters, every tensor's amax is
 computed (on all cores), and power-of-two rounding is applied. What a cache's provenance records
 of those settings (recorded_params) is what cache reuse compares.
@@ -10,27 +10,51 @@ of those settings (recorded_params) is what cache reuse compares.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from trtq.calibrators import TensorStats, compute_amax, method_parameters, round_to_power_of_two
+from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two
 from trtq.calibrators.auto import choose_method, method_counts
+from trtq.calibrators.registry import AlgorithmInfo, algorithm, available_methods
 from trtq.config import CalibrationConfig
-from trtq.errors import ConfigError
+from trtq.errors import ConfigError, DataError
+from trtq.qdq.scales import AMAX_FLOOR
 
 T = TypeVar("T")
 
-# Methods whose ranges depend on the histogram's bins (minmax reads the exact max, ema its own observer).
-HISTOGRAM_METHODS = ("entropy", "percentile", "mse", "auto")
+def method_info(method: str) -> AlgorithmInfo:
+    """The registry's metadata of `method`.
+
+    Raises:
+        ConfigError: no algorithm of that name is registered (the hint names the closest one).
+    """
+    try:
+        return algorithm(method)
+    except ValueError:
+        names = available_methods()
+        close = difflib.get_close_matches(method, names, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"choose one of {', '.join(names)}"
+        raise ConfigError(f"unknown calibration method '{method}'", hint=hint) from None
+
+
+def uses_bins(method: str) -> bool:
+    """True if the method's ranges depend on the histogram's bins (not minmax: the exact max; not ema)."""
+    return method_info(method).uses_bins
+
+
+def needs_ema(method: str) -> bool:
+    """True if the method reads the moving-average observer, which is collected only for such methods."""
+    return method_info(method).statistics == "ema"
 
 
 def method_params(cal: CalibrationConfig) -> dict[str, object]:
-    """Parameters the chosen method takes from the config: the percentile of `percentile`, and of
-    `auto` (its percentile candidate)."""
-    return {"percentile": cal.percentile} if cal.method in ("percentile", "auto") else {}
+    """Parameters the chosen method takes from the config (e.g. the percentile of `percentile`, and of
+    `auto` for its percentile candidate): the registered settings it has a parameter for."""
+    return {name: getattr(cal, name) for name in method_info(cal.method).passed_settings}
 
 
 def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
@@ -39,9 +63,10 @@ def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
 
     A cache whose record differs was made with other settings and is not reused.
     """
-    params = {**method_parameters(cal.method), **method_params(cal)}
-    if cal.method == "ema":
-        params["ema_constant"] = cal.ema_constant
+    info = method_info(cal.method)
+    params = {**info.defaults, **method_params(cal)}
+    for name in info.config:  # settings recorded though not passed (ema's averaging constant)
+        params.setdefault(name, getattr(cal, name))
     if cal.power_of_two:
         params["power_of_two"] = True
     return params
@@ -68,7 +93,30 @@ def ranges_and_counts(stats: Mapping[str, TensorStats],
                           f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
-    return amax, counts
+    # A tensor that was constant zero gets amax 0, but a zero scale can never be written or applied
+    # (TensorRT rejects it); any positive scale quantizes its zeros exactly, so take the Q/DQ floor.
+    return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, counts
+
+
+def range_warnings(stats: Mapping[str, TensorStats], nonfinite: Mapping[str, int]) -> list[str]:
+    """Say which tensors got the floor range; refuse tensors that had no finite value at all.
+
+    Raises:
+        DataError: a tensor's every value was NaN/Inf (ignored with --nan-policy ignore): it has no range.
+    """
+    empty = [name for name, s in stats.items() if s.count == 0 and nonfinite.get(name)]
+    if empty:
+        more = f"; {len(empty) - 1} more tensor(s) too" if len(empty) > 1 else ""
+        raise DataError(f"tensor {empty[0]!r} had no finite value during calibration (all {nonfinite[empty[0]]} "
+                        f"values were NaN/Inf{more}): it has no range",
+                        hint="check the model and the data; --nan-policy ignore skips some NaN/Inf values, "
+                             "it cannot make a range from none")
+    zero = [name for name, s in stats.items() if s.hist.amax == 0]
+    if not zero:
+        return []
+    what = "were constant zero" if all(stats[n].count for n in zero) else "were constant zero or saw no value"
+    return [f"{len(zero)} tensor(s) {what} during calibration (first: {zero[0]!r}); their range is set to "
+            f"amax {AMAX_FLOOR:g}, since a zero scale cannot be written or applied"]
 
 
 class _TensorFailed(Exception):
@@ -96,9 +144,13 @@ def check_settings(cal: CalibrationConfig) -> None:
     """Refuse calibration settings the observers or the method would reject, before any work is done."""
     if cal.num_bins < 2:
         raise ConfigError(f"--num-bins must be at least 2, got {cal.num_bins}", hint="2048 is TensorRT's choice")
-    if cal.method in ("percentile", "auto") and not 0.0 < cal.percentile <= 100.0:
+    settings = method_info(cal.method).config
+    if "percentile" in settings and not 0.0 < cal.percentile <= 100.0:
         raise ConfigError(f"--percentile must be in (0, 100], got {cal.percentile}", hint="e.g. 99.99")
-    if cal.method == "ema" and not 0.0 < cal.ema_constant <= 1.0:
+    if "ema_constant" in settings and not 0.0 < cal.ema_constant <= 1.0:
         raise ConfigError(f"--ema-constant must be in (0, 1], got {cal.ema_constant}", hint="e.g. 0.01")
+    if cal.memory_budget < 1:
+        raise ConfigError(f"--memory-budget must be at least 1 MiB, got {cal.memory_budget}",
+                          hint="the default, 512, suits most machines")
     if cal.save_stats and Path(cal.save_stats).is_dir():
         raise ConfigError(f"--save-stats {cal.save_stats} is a folder", hint="give a file name, e.g. stats.npz")

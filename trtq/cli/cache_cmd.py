@@ -40,7 +40,7 @@ def show_command(cache: str, from_format: str, limit: int, as_json: bool) -> Non
     """Header, algorithm, provenance and tensor ranges of CACHE."""
     table, fmt = _read(cache, from_format)
     if as_json:
-        click.echo(json.dumps(table_summary(table, fmt, cache), indent=2))
+        click.echo(json.dumps(table_summary(table, fmt, cache), indent=2, allow_nan=False))
     else:
         click.echo(render_table(table, fmt, cache, limit=limit))
 

@@ -51,7 +51,7 @@ def config_options(*sections: str, skip: tuple[str, ...] = ()) -> Callable[[Call
             for f in reversed(dataclasses.fields(cls)):
                 if f.name in skip:
                     continue
-                click_type, is_flag = _click_type(hints[f.name], f.metadata.get("choices"))
+                click_type, is_flag = _click_type(hints[f.name], cfg.field_choices(f))
                 flag = "--" + f.name.replace("_", "-")
                 if is_flag:
                     decl = f"{flag}/--no-{flag[2:]}"

@@ -115,6 +115,10 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def files_of(self, index: int) -> tuple[Path, ...]:
+        """The file(s) sample `index` is read from (hashed by the data fingerprint)."""
+        return tuple(dict.fromkeys(member.path for member in self._files[self._index[index][0]].values()))
+
     def load(self, index: int) -> dict[str, np.ndarray]:
         file_index, row = self._index[index]
         sample = {}

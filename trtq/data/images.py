@@ -43,6 +43,10 @@ class ImageSource:
     def __len__(self) -> int:
         return len(self.files)
 
+    def files_of(self, index: int) -> tuple[Path, ...]:
+        """The file(s) sample `index` is read from (hashed by the data fingerprint)."""
+        return (self.files[index],)
+
     def load(self, index: int) -> dict[str, np.ndarray]:
         path, key = self.files[index], self.keys[index]
         image = decode_image(path)

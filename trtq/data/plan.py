@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from trtq.config import Config, DataConfig
+from trtq.config import Config, DataConfig, PreprocessConfig
 from trtq.data.dispatch import NO_DATA_HINT, open_source
+from trtq.data.fingerprint import data_fingerprint
 from trtq.data.reader import DataReader
 from trtq.data.source import Source, is_fixed
 from trtq.data.split import split_indices
+from trtq.data.streams import StreamReader, is_loader_script, load_script
 from trtq.data.synthetic import random_source
 from trtq.errors import ConfigError, DataError
 from trtq.onnx_model.model import TensorSpec
@@ -26,12 +28,21 @@ class DataPlan:
         eval: held-out evaluation batches, or None.
         warnings: things the report must say (random data, skipped files, changed batch size...).
         description: one line per reader saying where its samples come from.
+        preprocess: the preprocessing the readers apply to images (part of the data fingerprint).
     """
 
     calib: DataReader
     eval: DataReader | None
     warnings: list[str]
     description: str
+    preprocess: PreprocessConfig | None = None
+    _calib_sha256: str | None = field(default=None, repr=False, compare=False)
+
+    def calib_sha256(self) -> str:
+        """The calibration data's fingerprint (data_fingerprint: samples, file contents, preprocessing)."""
+        if self._calib_sha256 is None:
+            self._calib_sha256 = data_fingerprint(self.calib, self.preprocess)
+        return self._calib_sha256
 
 
 def _warn(warnings: list[str], text: str) -> None:
@@ -105,6 +116,8 @@ def make_readers(config: Config, inputs: list[TensorSpec], default_eval_fraction
     data = config.data
     warnings: list[str] = []
     _check(data)
+    if is_loader_script(data.calib) or is_loader_script(data.eval):
+        return _stream_plan(config, inputs, default_eval_fraction, warnings)
     calib_source = _calib_source(config, inputs, warnings)
     _skipped(calib_source, warnings)
     eval_source: Source | None = None
@@ -132,7 +145,30 @@ def make_readers(config: Config, inputs: list[TensorSpec], default_eval_fraction
     if held:
         eval_reader = DataReader(eval_source or calib_source, held, batch_size, data.workers, data.skip_bad_files)
     description = _describe(calib_reader, eval_reader, eval_source is not None, data)
-    return DataPlan(calib_reader, eval_reader, warnings, description)
+    return DataPlan(calib_reader, eval_reader, warnings, description, config.preprocess)
+
+
+def _stream_plan(config: Config, inputs: list[TensorSpec], default_eval_fraction: float,
+                 warnings: list[str]) -> DataPlan:
+    """Readers when --calib or --eval is a data-loader script: streamed, never split (see trtq.data.streams)."""
+    data = config.data
+    if not is_loader_script(data.calib):
+        raise ConfigError("--eval is a data-loader script but --calib is not",
+                          hint="give --calib a loader script too, or --eval the same kind of data as --calib")
+    if data.eval_fraction:
+        raise ConfigError(f"--eval-fraction {data.eval_fraction}: a data-loader script's stream is not split",
+                          hint="give the held-out data separately with --eval (a path or another loader script)")
+    calib = StreamReader(load_script(data.calib), f"loader script {data.calib}", data.max_samples)
+    held: DataReader | None = None
+    if is_loader_script(data.eval):
+        held = StreamReader(load_script(data.eval), f"loader script {data.eval}")
+    elif data.eval is not None:
+        source = open_source(data.eval, inputs, data, config.preprocess)
+        held = DataReader(source, None, data.batch_size, data.workers, data.skip_bad_files)
+    elif default_eval_fraction:
+        _warn(warnings, "no held-out data: a data-loader script is not split (give --eval for the accuracy check)")
+    text = f"calibration: {calib.description}" + (f"\nevaluation: {held.description}" if held else "")
+    return DataPlan(calib, held, warnings, text)
 
 
 def _describe(calib: DataReader, held: DataReader | None, separate: bool, data: DataConfig) -> str:

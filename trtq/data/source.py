@@ -122,7 +122,17 @@ class ConcatSource:
         return len(self.keys)
 
     def load(self, index: int) -> dict[str, np.ndarray]:
+        part, local = self._locate(index)
+        return part.load(local)
+
+    def files_of(self, index: int) -> tuple[Path, ...]:
+        """The file(s) sample `index` is read from (hashed by the data fingerprint)."""
+        part, local = self._locate(index)
+        files: tuple[Path, ...] = part.files_of(local)  # type: ignore[attr-defined]
+        return files
+
+    def _locate(self, index: int) -> tuple[Source, int]:
         if not 0 <= index < len(self.keys):
             raise IndexError(index)
         part = bisect.bisect_right(self._starts, index) - 1
-        return self.parts[part].load(index - self._starts[part])
+        return self.parts[part], index - self._starts[part]

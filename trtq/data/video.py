@@ -165,6 +165,10 @@ class VideoSource:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def files_of(self, index: int) -> tuple[Path, ...]:
+        """The file(s) sample `index` is read from (hashed by the data fingerprint)."""
+        return (self.files[self._index[index][0]],)
+
     def _decoder(self, file_index: int) -> _Decoder:
         with self._lock:
             decoder = self._decoders.get(file_index)

@@ -14,7 +14,8 @@ import onnx
 from onnx import numpy_helper
 
 from trtq.atomic import atomic_path
-from trtq.errors import ModelError
+from trtq.errors import ModelError, first_line
+from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
 
 # ONNX Runtime 1.31 reads IR version <= 13 while onnx 1.23 writes 14 by default,
 # so every model trtq writes is stamped with an IR version no newer than this.
@@ -54,16 +55,29 @@ def load_model(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist", hint="check the path to the .onnx file")
+    if path.stat().st_size == 0:  # protobuf reads 0 bytes as a valid, empty model
+        raise ModelError(f"model file {path} is empty (0 bytes)", hint="export the model again")
     try:
-        return onnx.load(str(path), load_external_data=load_weights)
+        model = onnx.load(str(path), load_external_data=load_weights)
     except FileNotFoundError as exc:
-        raise ModelError(
-            f"model {path} refers to an external data file that is missing ({exc.filename})",
-            hint="keep the model's external data files next to it",
-        ) from None
+        raise _missing_data(path, exc.filename) from None
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for junk
-        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})",
+        if _EXTERNAL_MISSING in str(exc):  # onnx's checker: "... should be stored in X, but it is not regular file"
+            raise _missing_data(path, str(exc).split(" should be stored in ", 1)[1].split(",", 1)[0]) from None
+        raise ModelError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})",
                          hint="export the model again or check the file is not truncated") from None
+    if not model.HasField("graph"):
+        raise ModelError(f"{path} holds no ONNX graph (it is not an ONNX model, or is truncated)",
+                         hint="export the model again")
+    return model
+
+
+_EXTERNAL_MISSING = "should be stored in"
+
+
+def _missing_data(path: Path, data_file: str | None) -> ModelError:
+    return ModelError(f"model {path} refers to an external data file that is missing ({data_file})",
+                      hint="keep the model's external data files next to it, under the names the model gives")
 
 
 def _dtype_of(elem_type: int) -> np.dtype:
@@ -109,7 +123,7 @@ def opset_version(model: onnx.ModelProto) -> int:
     """The default-domain opset of the model."""
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx"):
-            return opset.version
+            return int(opset.version)
     return 0
 
 
@@ -172,13 +186,13 @@ def save_model(model: onnx.ModelProto, path: str | Path) -> None:
     """
     path = Path(path)
     model.ir_version = min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION)
-    large = _has_inline_weights(model) and model.ByteSize() > PROTOBUF_LIMIT
+    if _has_inline_weights(model) and exceeds_protobuf_limit(model):
+        # Streamed from `model` into the data file: no second copy of the weights, `model` unchanged.
+        with atomic_path(path.with_name(f"{path.name}.data")) as data_tmp, atomic_path(path) as tmp:
+            onnx.save_model(skeleton(model, data_tmp, location=f"{path.name}.data"), str(tmp))
+        return
     with atomic_path(path) as tmp:
-        if large:
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{path.name}.data", size_threshold=1024)
-        else:
-            onnx.save_model(model, str(tmp))
+        onnx.save_model(model, str(tmp))
 
 
 def _has_inline_weights(model: onnx.ModelProto) -> bool:

@@ -65,4 +65,5 @@ def real_tokens(x: np.ndarray, axis: int | None, mask: np.ndarray) -> np.ndarray
     [real tokens, remaining dims]. `x` itself when it has no such axis or its shape does not fit."""
     if axis is None or x.ndim <= axis or x.shape[0] != mask.shape[0] or x.shape[axis] != mask.shape[1]:
         return x
-    return np.moveaxis(x, axis, 1)[np.asarray(mask) != 0]
+    real: np.ndarray = np.moveaxis(x, axis, 1)[np.asarray(mask) != 0]
+    return real

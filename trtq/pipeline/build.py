@@ -19,11 +19,12 @@ import onnx
 
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
 from trtq.accuracy.labels import resolve_labels
+from trtq.atomic import check_writable
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
-from trtq.pipeline.calibrate import CalibrationOutcome, calibrate
+from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
@@ -59,8 +60,11 @@ def _announce(stage: str, text: str) -> None:
     log.info("[%d/%d] %s: %s", STAGES.index(stage) + 1, len(STAGES), stage, text)
 
 
-def build(model_path: str | Path, config: Config, show_progress: bool = True) -> BuildOutcome:
+def build(model_path: str | Path, config: Config, show_progress: bool = True,
+          plan: DataPlan | None = None) -> BuildOutcome:
     """Run the pipeline on `model_path` as `config` says; write everything into the output folder.
+
+    `plan`: data readers already made (e.g. by trtq.build from a custom source); else from the config.
 
     Raises:
         MissingDependencyError: `--require-engine` where TensorRT or a GPU is missing (before any work).
@@ -69,6 +73,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     model_path = Path(model_path)
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(model_path)
     config = dataclasses.replace(config, out_dir=str(out_dir))
+    check_writable(out_dir)
     no_engine = engine_unavailable_reason()
     if no_engine and config.build.require_engine:
         raise MissingDependencyError(f"--require-engine: cannot build a TensorRT engine here ({no_engine})",
@@ -81,7 +86,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
 
     _announce("data", "opening calibration and evaluation data")
     with report.stage("data"):
-        plan = make_readers(config, inputs, default_eval_fraction=0.2)
+        plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
@@ -90,7 +95,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
         report.warn(warning)
 
     model, calib_path, config = _equalize(model, model_path, out_dir, config, report)
-    _announce("calibrate", f"{config.calibration.method} ranges")
+    config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
+    _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
         calibration = calibrate(calib_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
@@ -99,7 +105,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True) ->
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
-                                       source=str(calibration.cache_path))
+                                       source=str(calibration.cache_path), options=config.quantize)
         qdq = make_qdq_model(model, amax, config, plan.calib, plan.eval, show_progress)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path)
@@ -164,11 +170,14 @@ def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: C
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
+    if calibration.stats is not None and calibration.table.provenance is not None:  # the samples that ran
+        report.provenance["calibration_samples"] = calibration.table.provenance.num_samples
     if calibration.table.provenance and calibration.table.provenance.method_counts:
         report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:
         report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
     if calibration.not_reused:
+        log.info("%s", calibration.not_reused)
         report.info.append(calibration.not_reused)
     report.info.extend(calibration.notes)
     for warning in calibration.warnings:

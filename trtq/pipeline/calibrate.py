@@ -13,7 +13,7 @@ still matches, else by running the model; the outcome says why (`not_reused`).
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -23,19 +23,31 @@ from pathlib import Path
 import onnx
 import onnxruntime
 
+from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
 from trtq.cache.table import json_params
+from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
+from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
-from trtq.calibration.ranges import HISTOGRAM_METHODS, check_settings, ranges_and_counts, recorded_params
+from trtq.calibration.microbatch import MIB
+from trtq.calibration.ranges import (
+    check_settings,
+    needs_ema,
+    range_warnings,
+    ranges_and_counts,
+    recorded_params,
+    uses_bins,
+)
 from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
-from trtq.errors import CacheError, ConfigError, DataError
+from trtq.errors import CacheError, ConfigError, DataError, TrtqError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.masks import summary_lines
 from trtq.onnx_model.tensors import activation_tensors, attention_masks
 from trtq.onnx_model.token_axes import attention_mask_input
+from trtq.qdq.needed import qdq_tensors
 from trtq.qdq.placement import planned_activations
 from trtq.runtime.session import providers_for
 
@@ -94,14 +106,48 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
         changes.append(f"it was made with --method {provenance.algorithm}, now {cal.method}")
     elif provenance.algorithm_params != (params := json_params(recorded_params(cal))):
         changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
-    if cal.method in HISTOGRAM_METHODS and provenance.num_bins != cal.num_bins:
+    if uses_bins(cal.method) and provenance.num_bins != cal.num_bins:
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
     if provenance.tensor_names_sha256 != names_sha256(n for n in names if n not in provenance.left_out):
         changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
+    if plan is not None and getattr(plan.calib, "source", None) is None:
+        changes.append("its data came from a stream (a data-loader script or reader object), "
+                       "which cannot be checked against the cache before it is read")
     # Other data is named only when nothing else changed (other settings already say the run differs).
-    if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
-        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now")
+    if not changes and plan is not None and provenance.data_sha256 not in (None, plan.calib_sha256()):
+        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now "
+                       "(other files or file contents, preprocessing or sample selection)")
     return changes
+
+
+def reheaded(table: CalibrationTable, cache_path: Path, trt_version: str | None) -> CalibrationTable:
+    """The reused `table`, its file re-headed for `trt_version` when its header names another version.
+
+    TensorRT ignores a cache whose header is another version's, silently, so a reused cache is
+    written again (same scales, new header; the sidecar follows) and the console says so.
+    """
+    if trt_version is None or table.trt_version is None:
+        return table
+    wanted = normalize_trt_version(trt_version)
+    if encode_trt_version(wanted) == encode_trt_version(table.trt_version):
+        return table
+    log.info("re-heading %s for TensorRT %s (its header was for %s); the scales are unchanged",
+             cache_path, wanted, table.trt_version)
+    table = dataclasses.replace(table, trt_version=wanted)
+    write_cache(table, cache_path, wanted)
+    return table
+
+
+def _reuse_reason(provenance: Provenance | None, plan: DataPlan | None) -> str:
+    """Why a cache is reused, saying what was checked and what could not be."""
+    if provenance is None:
+        return "it has no provenance sidecar, so only its tensor names were checked against the model"
+    if plan is None:
+        return "it matches the model and the settings; the calibration data was not checked (no --calib given)"
+    if provenance.data_sha256 is None:
+        return "it matches the model and the settings; it records no data fingerprint to check the data against"
+    return (f"it matches the model, the settings and the calibration data ({plan.calib.num_samples} samples: "
+            "file contents, preprocessing and selection)")
 
 
 def _param_changes(old: Mapping[str, object], new: Mapping[str, object]) -> str:
@@ -137,9 +183,12 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     fp = model_io.fingerprint(model)
     cal = config.calibration
     check_settings(cal)
-    names = activation_tensors(model, cal.tensors)
+    names = calibration_tensors(model, config)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)
+    check_writable(cache_path.parent, cache_path)
+    if cal.save_stats:
+        check_writable(Path(cal.save_stats).parent)
     not_reused, old = None, None
     if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
         table = read_cache(cache_path)
@@ -149,11 +198,15 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
-            log.info("reusing calibration cache %s (it matches the model)", cache_path)
+            log.info("reusing calibration cache %s: %s", cache_path, _reuse_reason(table.provenance, plan))
+            table = reheaded(table, cache_path, cal.trt_version)
             return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings, notes=notes)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
+    elif cache_path.exists() and not cal.force:
+        check_overwrite(cache_path, fp, names)
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
+    gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
@@ -165,6 +218,59 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         not_reused=gathered.note,
         notes=notes + summary_lines(gathered.left_out, "from the calibration data", DATA_REASONS),
     )
+
+
+def check_overwrite(cache_path: Path, fp: model_io.ModelFingerprint, names: list[str]) -> None:
+    """Refuse to replace a cache that belongs to another model (its provenance says so, or without one,
+    it names too few of this model's tensors); --force skips this check.
+
+    Raises:
+        CacheError: the cache is another model's, or unreadable (it may be another tool's file).
+    """
+    try:
+        table = read_cache(cache_path)
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, delete the file, or pass --force") from None
+    prov = table.provenance
+    if prov is not None and (prov.model_graph_sha256, prov.model_weights_sha256) != (fp.graph, fp.weights):
+        raise CacheError(f"refusing to overwrite {cache_path}: its sidecar says it was made for another model "
+                         f"({prov.model_graph_sha256[:12]}/{prov.model_weights_sha256[:12]}, this one is {fp.short()})",
+                         hint="choose another --cache, or pass --force to replace it")
+    try:
+        check_coverage(table, names, source=str(cache_path))
+    except CacheError as exc:
+        raise CacheError(f"refusing to overwrite {cache_path}: {exc.message}",
+                         hint="choose another --cache, or pass --force to replace it") from None
+
+
+def calibration_tensors(model: onnx.ModelProto, config: Config) -> list[str]:
+    """The tensors `--tensors` selects: 'qdq' those the Q/DQ model quantizes (with the quantize
+    section's exclusions), 'auto' (outside `trtq build`) and 'all' every float activation."""
+    scope = config.calibration.tensors
+    if scope == "qdq":
+        return qdq_tensors(model, config.quantize)
+    return activation_tensors(model, "all" if scope == "auto" else scope)
+
+
+def with_tensor_scope(config: Config, model: onnx.ModelProto, cache_path: Path) -> Config:
+    """`config` with --tensors auto resolved for `trtq build`: only what the Q/DQ model needs ('qdq'),
+    except for TensorRT 10 implicit INT8 (its cache needs every activation) and when the cache
+    at `cache_path` already covers every activation (then it is reused as it is)."""
+    if config.calibration.tensors != "auto":
+        return config
+    scope = "all" if config.build.implicit or _covers_all(cache_path, model) else "qdq"
+    return dataclasses.replace(config, calibration=dataclasses.replace(config.calibration, tensors=scope))
+
+
+def _covers_all(cache_path: Path, model: onnx.ModelProto) -> bool:
+    if not cache_path.is_file():
+        return False
+    try:
+        provenance = read_cache(cache_path).provenance
+    except TrtqError:  # calibrate() reports a bad cache
+        return False
+    return provenance is not None and provenance.tensor_names_sha256 == names_sha256(activation_tensors(model, "all"))
 
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
@@ -209,6 +315,7 @@ class _Gathered:
     files: tuple[str, ...] = ()
     note: str | None = None
     left_out: dict[str, str] = field(default_factory=dict)
+    nonfinite: dict[str, int] = field(default_factory=dict)
 
 
 def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
@@ -247,7 +354,7 @@ def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFin
     data is given, it is the data they were collected on.
     """
     cal = config.calibration
-    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or cal.method == "ema"
+    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or needs_ema(cal.method)
             or old.num_bins != cal.num_bins or old.tensor_names_sha256 != names_sha256(names)):
         return None
     try:
@@ -256,7 +363,7 @@ def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFin
         log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
         return None
     # calibrate() made `plan` whenever --calib was given
-    if plan is not None and loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+    if plan is not None and loaded.record.data_sha256 != plan.calib_sha256():
         log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
         return None
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
@@ -270,18 +377,21 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
     result = collect_statistics(
         model, model_path.parent, names, plan.calib,
-        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
+        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
         providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
         total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
-        mask_input=mask_input,
+        mask_input=mask_input, memory_budget=cal.memory_budget * MIB,
     )
     record = StatsRecord(
-        num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
+        num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
     warnings = list(plan.warnings) + _nonfinite_summary(result.nonfinite)
-    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out)
+    # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.
+    warnings += [f"skipped unreadable file {key}: {reason}" for key, reason in plan.calib.skipped]
+    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out,
+                     nonfinite=dict(result.nonfinite))
 
 
 def _nonfinite_summary(nonfinite: Mapping[str, int]) -> list[str]:
@@ -299,7 +409,7 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
     cal = config.calibration
     start = time.perf_counter()
     loaded = load_stats(cal.load_stats, names, fingerprint=fp, force=cal.force)
-    if cal.method == "ema" and any(s.ema is None for s in loaded.stats.values()):
+    if needs_ema(cal.method) and any(s.ema is None for s in loaded.stats.values()):
         raise ConfigError("--method ema needs the moving-average observer, which the statistics files lack "
                           "(they were saved with another --method)",
                           hint="save the statistics with --method ema, or choose another --method")
@@ -313,6 +423,3 @@ def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _G
              loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
     return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
 
-
-def _data_hash(keys: list[str]) -> str:
-    return hashlib.sha256("\n".join(keys).encode()).hexdigest()

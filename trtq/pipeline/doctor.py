@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -119,7 +120,7 @@ def run_checks(facts: dict[str, Any] | None = None) -> list[Check]:
     return checks
 
 
-def doctor_json(wanted: list[str] = ()) -> dict[str, Any]:
+def doctor_json(wanted: Sequence[str] = ()) -> dict[str, Any]:
     """`trtq doctor --json`: the checks plus the GPU facts (trtq.engine.gpu_facts), and what `wanted` lacks."""
     facts = gpu_facts()
     checks = run_checks(facts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import activation_tensors
@@ -26,8 +27,8 @@ class ModelSummary:
     external_data: list[str]
     has_qdq: bool
 
-    def to_dict(self) -> dict:
-        def spec(s: model_io.TensorSpec) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        def spec(s: model_io.TensorSpec) -> dict[str, Any]:
             return {"name": s.name, "shape": list(s.shape) if s.shape is not None else None,
                     "dtype": str(s.dtype)}
 

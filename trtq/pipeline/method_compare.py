@@ -26,7 +26,7 @@ import onnx
 from trtq.accuracy import OutputMetrics, compare_models
 from trtq.calibration.ranges import ranges_from_stats
 from trtq.calibrators import TensorStats
-from trtq.calibrators.auto import AUTO_CANDIDATES
+from trtq.calibrators.registry import auto_candidates
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import DataError
@@ -36,8 +36,6 @@ from trtq.qdq import quantize_model
 
 log = logging.getLogger(__name__)
 
-# The methods that read the histogram only (ema depends on batching and needs its own observer).
-COMPARED_METHODS = AUTO_CANDIDATES
 # Fraction of --calib held out when neither --eval nor --eval-fraction is given.
 DEFAULT_EVAL_FRACTION = 0.2
 
@@ -69,7 +67,7 @@ class MethodComparison:
     """The rows of the comparison, and the calibration it started from.
 
     Attributes:
-        rows: one per compared method, in COMPARED_METHODS order.
+        rows: one per compared method, in the order given (default: auto's candidates).
         calibration: the calibration that wrote the cache for --method.
         eval_samples: held-out samples each Q/DQ model was compared on.
         eval_description: where those samples come from.
@@ -86,7 +84,7 @@ class MethodComparison:
 
 
 def compare_methods(model_path: str | Path, config: Config, show_progress: bool = True,
-                    methods: Sequence[str] = COMPARED_METHODS) -> MethodComparison:
+                    methods: Sequence[str] | None = None) -> MethodComparison:
     """Calibrate once, then compare each method's Q/DQ model with the FP32 model on held-out data.
 
     Held-out samples are --eval, else the --eval-fraction (default 0.2) of --calib kept out of
@@ -97,7 +95,7 @@ def compare_methods(model_path: str | Path, config: Config, show_progress: bool 
         model_path: the FP32 ONNX model.
         config: the resolved config; `quantize` says how the Q/DQ models are built.
         show_progress: draw progress bars on stderr.
-        methods: the methods to compare.
+        methods: the methods to compare (default: the histogram methods auto chooses from, auto_candidates()).
 
     Returns:
         The comparison; the cache for config.calibration.method is written as by calibrate().
@@ -117,13 +115,13 @@ def compare_methods(model_path: str | Path, config: Config, show_progress: bool 
 
 
 def evaluate_methods(model: onnx.ModelProto, stats: Mapping[str, TensorStats], held: DataReader, config: Config,
-                     methods: Sequence[str] = COMPARED_METHODS, show_progress: bool = False) -> list[MethodResult]:
+                     methods: Sequence[str] | None = None, show_progress: bool = False) -> list[MethodResult]:
     """For each method: ranges from `stats`, the Q/DQ model in memory, its metrics against `model` on `held`.
 
     The method with the highest mean output SQNR is marked best (the first of equals).
     """
     rows = []
-    for method in methods:
+    for method in auto_candidates() if methods is None else methods:
         cal = dataclasses.replace(config.calibration, method=method)
         amax = ranges_from_stats(stats, cal)
         qdq = quantize_model(model, amax, config.quantize).model

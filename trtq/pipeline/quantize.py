@@ -16,12 +16,15 @@ from pathlib import Path
 
 import onnx
 
+from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, read_cache, validate_table
+from trtq.cache.validate import check_coverage
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import QuantizeResult, lint_model, quantize_model
+from trtq.qdq.needed import qdq_tensors
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +45,15 @@ def default_qdq_path(model_path: Path, folder: Path | None = None, fp16: bool = 
 
 
 def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: bool = False,
-                  source: str = "the calibration cache") -> tuple[dict[str, float], list[str]]:
-    """The table's amax values for tensors of `model`, and warnings.
+                  source: str = "the calibration cache",
+                  options: QuantizeConfig | None = None) -> tuple[dict[str, float], list[str]]:
+    """The table's amax values for tensors of `model`, and warnings (about tensors the Q/DQ model
+    made with `options` needs and the table lacks, among others).
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
-            (unless `force`) its provenance names another graph or other weights.
+            (unless `force`) its provenance names another graph or other weights, or it has no
+            provenance and names too few of the model's quantizable tensors (check_coverage).
     """
     in_model = set(activation_tensors(model, "all"))
     shared = [n for n in table.amax if n in in_model]
@@ -55,18 +61,20 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
         raise CacheError(f"{source} has none of the model's activation tensors (it names "
                          f"{len(table.amax)} others): it was made for another model",
                          hint="calibrate this model with 'trtq calibrate', or give the cache made for it")
+    needed = activation_tensors(model, "quantizable")
+    coverage = check_coverage(table, needed, force=force, source=source)
     # Names are checked on the shared subset: missing inputs only leave their layer in float.
     subset = dataclasses.replace(table, amax={n: table.amax[n] for n in shared})
-    warnings = validate_table(subset, fingerprint=model_io.fingerprint(model), tensor_names=shared, force=force,
-                              source=source)
+    warnings = coverage + validate_table(subset, fingerprint=model_io.fingerprint(model), tensor_names=shared,
+                                         force=force, source=source)
     ignored = len(table.amax) - len(shared)
     if ignored:
         warnings.append(f"{ignored} of {source}'s {len(table.amax)} entries name tensors that are not in the "
                         "ONNX graph (TensorRT-internal names); ignored")
-    needed = activation_tensors(model, "quantizable")
-    missing = [n for n in needed if n not in table.amax]
+    planned = qdq_tensors(model, options or QuantizeConfig())
+    missing = [n for n in planned if n not in table.amax]
     if missing:
-        warnings.append(f"{len(missing)} inputs of quantizable layers have no range in {source}; "
+        warnings.append(f"{len(missing)} inputs of quantized layers have no range in {source}; "
                         f"those layers stay in float (first: {missing[0]!r})")
     return {n: table.amax[n] for n in shared}, warnings
 
@@ -91,9 +99,10 @@ def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str 
                   options: QuantizeConfig, *, force: bool = False) -> QuantizeOutcome:
     """Apply the cache at `cache_path` to the model at `model_path` and write the Q/DQ model."""
     model_path, cache_path = Path(model_path), Path(cache_path)
+    out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
+    check_writable(out.parent, out)
     model = model_io.load_model(model_path)
     table = read_cache(cache_path)
-    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path))
-    out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
+    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path), options=options)
     result = write_qdq_model(model, amax, options, out)
     return QuantizeOutcome(result, out, warnings + result.report.warnings)

@@ -124,8 +124,11 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     mode = config.quantize.bias_correction
     if mode != "none":
         judge = reference.get() if mode == "auto" and evaluation is not None else None
+        # The fallback measured its final model on the same reference: no second run of it.
+        known = outcome.fallback.steps[-1].sqnr_db if outcome.fallback and judge is not None else None
         outcome.model, outcome.bias_correction = apply_bias_correction(
-            model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES)
+            model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
+            sqnr_before=known, show_progress=show_progress)
     return outcome
 
 

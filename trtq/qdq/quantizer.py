@@ -22,6 +22,7 @@ import onnx
 
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError, ConfigError, ModelError
+from trtq.onnx_model.large_models import exceeds_protobuf_limit
 from trtq.onnx_model.model import opset_version
 from trtq.qdq.graph import GraphIndex, name_nodes
 from trtq.qdq.insert import InsertOptions, insert_qdq
@@ -172,7 +173,7 @@ def _required_opset(placement: Placement, qtype: QType, fp16: bool) -> int:
 
 def _check(result: onnx.ModelProto, original: onnx.ModelProto) -> None:
     """Run the ONNX checker on the result; blame trtq only if the original model passes it."""
-    if result.ByteSize() > 2**31 - 1:
+    if exceeds_protobuf_limit(result):
         return  # the in-memory checker cannot serialise > 2 GiB; save_model writes external data
     try:
         onnx.checker.check_model(result)

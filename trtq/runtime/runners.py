@@ -8,6 +8,7 @@ engine is given, so everything else works without TensorRT).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from polygraphy.backend.onnxrt import OnnxrtRunner
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError
+from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
 from trtq.onnx_model.model import MAX_IR_VERSION, load_model
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
-from trtq.runtime.session import check_size, clamp_ir_version, load_error, providers_for
+from trtq.runtime.session import clamp_ir_version, load_error, providers_for
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 # protobuf cannot serialise more than 2 GiB into the bytes ONNX Runtime is given.
@@ -67,8 +69,16 @@ def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], provi
 
 
 def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str) -> Any:
-    check_size(model, f"model '{model.graph.name}' is over 2 GiB, which the comparison cannot load yet",
-               hint="compare a model whose weights fit in 2 GiB")
+    if exceeds_protobuf_limit(model):  # weights to a data file first: the proto ORT reads is then small
+        with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
+            light = skeleton(model, Path(tmp) / "weights.data")
+            return _session_from(light, name, outputs, providers, level, Path(tmp) / "model.onnx")
+    return _session_from(model, name, outputs, providers, level, None)
+
+
+def _session_from(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str,
+                  path: Path | None) -> Any:
+    """The session of `model` with `outputs`, from bytes, or saved to `path` (next to its external data)."""
     ort = _lazy.require("onnxruntime")
     modified = ModifyOutputs(model, outputs=[exact_pattern(o) for o in outputs], copy=True)
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
@@ -79,7 +89,10 @@ def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], provider
     for key, value in QDQ_SESSION_ENTRIES.items():
         options.add_session_config_entry(key, value)
     try:
-        return ort.InferenceSession(BytesFromOnnx(modified)(), options, providers=list(providers))
+        if path is None:
+            return ort.InferenceSession(BytesFromOnnx(modified)(), options, providers=list(providers))
+        onnx.save_model(modified(), str(path))
+        return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # ONNX Runtime and Polygraphy raise their own types for every load failure
         raise load_error(exc, name) from None
 

@@ -20,7 +20,8 @@ import onnx
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError, first_line
-from trtq.onnx_model.model import MAX_IR_VERSION, PROTOBUF_LIMIT, external_data_files
+from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
+from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 LOAD_HINT = "check the model with 'trtq inspect' and onnx.checker"
@@ -32,8 +33,9 @@ def clamp_ir_version(model: onnx.ModelProto) -> None:
 
 
 def check_size(model: onnx.ModelProto, message: str, hint: str) -> None:
-    """Raise ModelError(message, hint) when `model` is over the 2 GiB protobuf can serialise into bytes."""
-    if model.ByteSize() > PROTOBUF_LIMIT:
+    """Raise ModelError(message, hint) when `model` is over the 2 GiB protobuf can serialise into bytes
+    (sized without ByteSize(), which raises EncodeError past the limit)."""
+    if exceeds_protobuf_limit(model):
         raise ModelError(message, hint=hint)
 
 
@@ -68,7 +70,7 @@ def _cuda_device_present() -> bool:
 
 @contextlib.contextmanager
 def create_session(model: onnx.ModelProto, model_dir: str | Path | None, providers: list[str],
-                   config_entries: Mapping[str, str] | None = None) -> Iterator:
+                   config_entries: Mapping[str, str] | None = None) -> Iterator[Any]:
     """Yield an onnxruntime.InferenceSession for `model`, cleaning up temporary files after.
 
     Args:
@@ -82,18 +84,20 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
     """
     clamp_ir_version(model)
     external = external_data_files(model)
-    if not external and model.ByteSize() < PROTOBUF_LIMIT:
+    large = exceeds_protobuf_limit(model)
+    if not external and not large:
         yield _new_session(model.SerializeToString(), providers, config_entries)
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
         for name in external:
             _link(Path(model_dir or ".") / name, Path(tmp) / name)
         path = Path(tmp) / "model.onnx"
-        onnx.save_model(model, str(path))
+        # Over 2 GiB: the weights go to a data file next to it, streamed from `model` (not copied).
+        onnx.save_model(skeleton(model, Path(tmp) / "trtq-weights.data") if large else model, str(path))
         yield _new_session(str(path), providers, config_entries)
 
 
-def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None):
+def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None) -> Any:
     ort = _lazy.require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here

@@ -1,0 +1,106 @@
+"""Issue 13.7: models over protobuf's 2 GiB limit calibrate, quantize and compare.
+
+The fast tests lower trtq's limit so that a small model takes the large-model path for real
+(weights streamed to a data file, ONNX Runtime loading external data); the `slow` test builds a
+model of about 2.2 GB in a temp folder (deselected by default: python -m pytest -m slow).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.reliability.models import npy_folder
+from trtq.cli import main
+from trtq.onnx_model import large_models
+from trtq.onnx_model.model import load_model
+
+
+def _wide_model(width: int, height: int, seed: int = 0) -> onnx.ModelProto:
+    """x [N, height] -> MatMul(w [height, width]) -> Relu -> MatMul(v [width, 4]) -> y [N, 4]."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array((rng.standard_normal((height, width), dtype=np.float32) * 0.05), "w")
+    v = numpy_helper.from_array((rng.standard_normal((width, 4), dtype=np.float32) * 0.05), "v")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "v"], ["y"])]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", height])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w, v])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    return model
+
+
+def _save(model: onnx.ModelProto, path) -> None:
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="wide.data", size_threshold=1024)
+
+
+def _pipeline(tmp_path, height: int) -> None:
+    path = tmp_path / "wide.onnx"
+    rng = np.random.default_rng(1)
+    data = npy_folder(tmp_path / "data", [rng.standard_normal(height) for _ in range(4)])
+    runner = CliRunner()
+    calibrated = runner.invoke(main, ["-q", "calibrate", str(path), "--calib", str(data), "--method", "minmax",
+                                      "--workers", "0"])
+    assert calibrated.exit_code == 0, calibrated.output
+    qdq = tmp_path / "wide.qdq.onnx"
+    quantized = runner.invoke(main, ["-q", "quantize", str(path), "--cache", str(tmp_path / "wide.cache"),
+                                     "-o", str(qdq)])
+    assert quantized.exit_code == 0, quantized.output
+    assert (tmp_path / "wide.qdq.onnx.data").is_file()
+    assert [op for op in (n.op_type for n in load_model(qdq, load_weights=False).graph.node)
+            ].count("QuantizeLinear") >= 2
+    compared = runner.invoke(main, ["-q", "compare", str(path), str(qdq), "--data", str(data)])
+    assert compared.exit_code == 0, compared.output
+    assert "sqnr" in compared.output.lower()
+
+
+def test_the_large_model_path_runs_end_to_end(tmp_path, monkeypatch):
+    model = _wide_model(width=256, height=64)
+    limit = large_models.inline_bytes(model) // 2  # this model now counts as over the limit
+    monkeypatch.setattr(large_models, "LIMIT", limit)
+    monkeypatch.setattr(large_models, "_MARGIN", 0)
+    assert large_models.exceeds_protobuf_limit(model)
+    _save(model, tmp_path / "wide.onnx")
+    _pipeline(tmp_path, height=64)
+
+
+def test_skeleton_leaves_the_model_unchanged_and_loads_back(tmp_path):
+    model = _wide_model(width=64, height=32)
+    before = model.SerializeToString()
+    light = large_models.skeleton(model, tmp_path / "m.data")
+    assert model.SerializeToString() == before
+    assert all(t.data_location == TensorProto.EXTERNAL for t in light.graph.initializer)
+    onnx.save_model(light, str(tmp_path / "m.onnx"))
+    loaded = onnx.load(str(tmp_path / "m.onnx"))
+    for a, b in zip(model.graph.initializer, loaded.graph.initializer, strict=True):
+        np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
+
+
+@pytest.mark.slow
+def test_a_model_over_2_gib(tmp_path):
+    # w: 1024 x 540000 float32 = 2.2 GB, written to the data file in rows (never whole in memory here).
+    height, width = 1024, 540_000
+    small = _wide_model(width=4, height=4)
+    with open(tmp_path / "wide.data", "wb") as data:
+        rows = np.random.default_rng(0).standard_normal((64, width), dtype=np.float32) * 0.05
+        for _ in range(height // 64):
+            rows.tofile(data)
+        v_offset = data.tell()
+        (np.random.default_rng(1).standard_normal((width, 4), dtype=np.float32) * 0.05).tofile(data)
+    w = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[height, width],
+                         data_location=TensorProto.EXTERNAL)
+    v = onnx.TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[width, 4], data_location=TensorProto.EXTERNAL)
+    for tensor, offset, length in ((w, 0, v_offset), (v, v_offset, width * 16)):
+        for key, value in (("location", "wide.data"), ("offset", str(offset)), ("length", str(length))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    del small.graph.initializer[:]
+    small.graph.initializer.extend([w, v])
+    small.graph.input[0].type.tensor_type.shape.dim[1].dim_value = height
+    onnx.save_model(small, str(tmp_path / "wide.onnx"))
+    assert large_models.exceeds_protobuf_limit(load_model(tmp_path / "wide.onnx"))
+    _pipeline(tmp_path, height=height)

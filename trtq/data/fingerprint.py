@@ -1,0 +1,85 @@
+"""data_fingerprint: one hash of everything that changes what the model sees during calibration.
+
+A cache is reused only when its data fingerprint matches (trtq.calibrate), so the hash must
+change whenever the ranges could: the selected samples (their keys, in order: --max-samples, the
+evaluation split and its --seed, --video-stride), the bytes of every file they are read from (a
+content hash: replacing an image under the same name is other data), and, for images and video,
+the preprocessing that turns pixels into inputs (--mean/--std, size, resize mode, channel order,
+layout, a preset's values). The batch size is left out: the statistics do not depend on it.
+
+File hashes are remembered per process by (path, size, mtime, inode), so `trtq build`, which
+asks more than once, reads each file once; a file that changed on disk is hashed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from trtq.config import PreprocessConfig
+from trtq.data.reader import DataReader
+from trtq.data.source import Source
+from trtq.errors import DataError
+
+# Bumped when what the fingerprint covers changes, so older caches are made again, not trusted.
+_VERSION = b"trtq-data-fingerprint-2\n"
+_CHUNK = 1 << 20
+_file_hashes: dict[tuple[str, int, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of the file's bytes (remembered while its size, mtime and inode stay the same).
+
+    Raises:
+        DataError: the file cannot be read.
+    """
+    try:
+        info = os.stat(path)
+        memo = (os.fspath(Path(path).resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+        if memo in _file_hashes:
+            return _file_hashes[memo]
+        digest = hashlib.sha256()
+        with open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"data file {path} cannot be read ({exc.strerror})", hint="check the file") from None
+    _file_hashes[memo] = digest.hexdigest()
+    return _file_hashes[memo]
+
+
+def _uses_pixels(source: Source) -> bool:
+    """True when `source` (or a part of it) decodes images or video, so preprocessing applies."""
+    parts = getattr(source, "parts", [source])
+    return any(getattr(part, "pipeline", None) is not None for part in parts)
+
+
+def data_fingerprint(reader: DataReader, preprocess: PreprocessConfig | None) -> str:
+    """sha256 over the selected sample keys, their files' contents and (for pixels) the preprocessing.
+
+    Args:
+        reader: the calibration reader (its source and selected indices).
+        preprocess: the resolved preprocessing settings (ignored for NumPy data, which is fed as is).
+    """
+    source = getattr(reader, "source", None)
+    if source is None:  # a stream (loader script, reader object): its data are known only once read
+        return hashlib.sha256(_VERSION + f"stream {reader.description}\n".encode()).hexdigest()
+    digest = hashlib.sha256(_VERSION)
+    if preprocess is not None and _uses_pixels(source):
+        settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True, default=str)
+        digest.update(f"preprocess {settings}\n".encode())
+    seed = getattr(source, "seed", None)  # random data: the seed makes the values
+    if seed is not None:
+        digest.update(f"seed {seed}\n".encode())
+    files_of = getattr(source, "files_of", None)
+    files: dict[Path, None] = {}
+    for index in reader.indices:
+        digest.update(f"sample {source.keys[index]}\n".encode("utf-8", "surrogateescape"))
+        if files_of is not None:
+            files.update(dict.fromkeys(files_of(index)))
+    for path in files:
+        digest.update(f"file {file_sha256(path)}\n".encode())
+    return digest.hexdigest()

@@ -1,0 +1,104 @@
+"""Models over protobuf's 2 GiB limit: size them without serializing, write them with external data
+without copying or changing the in-memory model.
+
+`model.ByteSize()` raises EncodeError on current protobuf once a message passes 2 GiB, and
+`onnx.save_model(save_as_external_data=True)` moves the weights out of the model it is given (the
+caller's model then has no weights). Here the size is summed from the tensors, and a model is written
+as a small "skeleton" proto whose large initializers point into one data file, streamed tensor by
+tensor from the original, so memory stays near one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from onnx import numpy_helper
+
+# protobuf cannot serialise a message over 2 GiB (trtq.onnx_model.model.PROTOBUF_LIMIT has the same value).
+LIMIT = 2**31 - 1
+# Leave room for the graph itself (nodes, names, attributes) next to the tensors.
+_MARGIN = 64 << 20
+# Initializers of at least this many bytes go to the data file.
+_EXTERNAL_THRESHOLD = 1024
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return 0
+    if tensor.raw_data:
+        return len(tensor.raw_data)
+    return 8 * (len(tensor.float_data) + len(tensor.int32_data) + len(tensor.int64_data) + len(tensor.double_data)
+                + len(tensor.uint64_data)) + sum(len(s) for s in tensor.string_data)
+
+
+def inline_bytes(model: onnx.ModelProto) -> int:
+    """Bytes of weights held in the proto itself (initializers and Constant tensors; an upper bound)."""
+    total = sum(_tensor_bytes(t) for t in model.graph.initializer)
+    for node in model.graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                total += _tensor_bytes(attr.t)
+    return total
+
+
+def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
+    """True when `model` cannot be serialized in one piece (never raises, unlike ByteSize())."""
+    if inline_bytes(model) > LIMIT - _MARGIN:
+        return True
+    try:
+        return bool(model.ByteSize() > LIMIT)
+    except Exception:  # protobuf's EncodeError / ValueError past the limit
+        return True
+
+
+def _external(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:
+    ref = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims,
+                           data_location=onnx.TensorProto.EXTERNAL, doc_string=tensor.doc_string)
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = ref.external_data.add()
+        entry.key, entry.value = key, value
+    return ref
+
+
+def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = None) -> onnx.ModelProto:
+    """A copy of `model` without its large initializers, which are written to `data_path` (any existing
+    file is replaced) and referenced as `location` (default: its file name); `model` is not changed.
+
+    Raises:
+        OSError: the data file cannot be written.
+    """
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    location = location or data_path.name
+    offset = 0
+    with open(data_path, "wb") as data:
+        for tensor in model.graph.initializer:
+            if _tensor_bytes(tensor) < _EXTERNAL_THRESHOLD:
+                light.graph.initializer.add().CopyFrom(tensor)
+                continue
+            payload = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
+            padding = -offset % 4096  # aligned, so ONNX Runtime can map the file
+            data.write(b"\0" * padding)
+            offset += padding
+            data.write(payload)
+            light.graph.initializer.append(_external(tensor, location, offset, len(payload)))
+            offset += len(payload)
+        data.flush()
+        os.fsync(data.fileno())
+    return light
+
+
+def _copy_fields(source: object, target: object, skip: str) -> None:
+    """Copy every set field of the proto `source` into `target` except `skip`."""
+    for field, value in source.ListFields():  # type: ignore[attr-defined]
+        if field.name == skip:
+            continue
+        if getattr(field, "is_repeated", None) or getattr(field, "label", None) == field.LABEL_REPEATED:
+            getattr(target, field.name).extend(value)
+        elif field.message_type:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)

@@ -1,0 +1,123 @@
+"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize and trtq.compare.
+
+Each takes a model path and a Config (default: Config(); see trtq.load_config for YAML files and
+presets) and returns the same outcome object the CLI reports from. Data can be given as the
+config's paths, or directly as any source: a path (image folder, .npy/.npz, video), a
+data-loader script (.py with load_data()), a list of feed dicts, a function returning an
+iterable of them, or an ONNX Runtime CalibrationDataReader; all are streamed batch by batch.
+
+    import trtq
+    config = trtq.load_config("ppocr")
+    outcome = trtq.build("model.onnx", config, data="photos/")
+    outcome.report.to_dict()["comparison"]["outputs"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from trtq.accuracy import ComparisonResult, compare_models
+from trtq.config import Config
+from trtq.data import DataPlan, make_readers
+from trtq.data.streams import StreamReader, feed_factory, is_loader_script
+from trtq.onnx_model import model as model_io
+from trtq.pipeline import build as build_stage
+from trtq.pipeline import calibrate as calibrate_stage
+from trtq.pipeline import quantize as quantize_stage
+
+
+def _with_paths(config: Config, data: Any, eval_data: Any) -> tuple[Config, bool]:
+    """`config` with `data`/`eval_data` as its paths when both are paths (or None); False when a
+    custom source needs a plan."""
+    def plain(value: Any) -> bool:
+        return value is None or isinstance(value, (str, Path))
+
+    if not (plain(data) and plain(eval_data)):
+        return config, False
+    changes: dict[str, Any] = {k: str(v) for k, v in (("calib", data), ("eval", eval_data)) if v is not None}
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes)), True
+
+
+def _stream(source: Any, name: str, max_samples: int | None = None) -> StreamReader:
+    what = f"loader script {source}" if is_loader_script(source) else f"{name} ({type(source).__name__})"
+    return StreamReader(feed_factory(source), what, max_samples)
+
+
+def _plan(model: str | Path, config: Config, data: Any, eval_data: Any,
+          default_eval_fraction: float) -> tuple[Config, DataPlan | None]:
+    """(config, plan): the plan is None when the stage should make it from the config's paths."""
+    if isinstance(data, DataPlan):
+        return config, data
+    config, as_paths = _with_paths(config, data, eval_data)
+    if as_paths:
+        return config, None
+    inputs = model_io.graph_inputs(model_io.load_model(model, load_weights=False))
+    calib = _stream(data, "calibration data", config.data.max_samples)
+    held: Any = None
+    if isinstance(eval_data, (str, Path)) and not is_loader_script(eval_data):
+        held = make_readers(dataclasses.replace(config, data=dataclasses.replace(
+            config.data, calib=str(eval_data), eval=None, eval_fraction=0.0, max_samples=None)), inputs).calib
+    elif eval_data is not None:
+        held = _stream(eval_data, "evaluation data")
+    text = f"calibration: {calib.description}" + (f"\nevaluation: {held.description}" if held else "")
+    return config, DataPlan(calib, held, [], text)
+
+
+def calibrate(model: str | Path, config: Config | None = None, *, data: Any = None,
+              show_progress: bool = False) -> calibrate_stage.CalibrationOutcome:
+    """Calibrate `model` and write (or reuse) its calibration cache, as `trtq calibrate` does.
+
+    Args:
+        model: the FP32 ONNX model.
+        config: the settings (default Config()); `calibration.cache` names the cache.
+        data: calibration data: any source (see the module docstring); default config.data.calib.
+        show_progress: draw progress bars on stderr.
+    """
+    config, plan = _plan(model, config or Config(), data, None, 0.0)
+    return calibrate_stage.calibrate(model, config, show_progress, plan=plan)
+
+
+def quantize(model: str | Path, config: Config | None = None, *, cache: str | Path | None = None,
+             output: str | Path | None = None) -> quantize_stage.QuantizeOutcome:
+    """Write the Q/DQ model of `model` from a calibration cache, as `trtq quantize` does.
+
+    Args:
+        cache: the cache (default config.calibration.cache, else <model>.cache).
+        output: the Q/DQ model path (default <model>.qdq.onnx).
+    """
+    config = config or Config()
+    cache = cache or config.calibration.cache or Path(model).with_suffix(".cache")
+    return quantize_stage.quantize_file(model, cache, output, config.quantize, force=config.calibration.force)
+
+
+def build(model: str | Path, config: Config | None = None, *, data: Any = None, eval_data: Any = None,
+          show_progress: bool = False) -> build_stage.BuildOutcome:
+    """Calibrate, quantize, build the engine where possible and check accuracy, as `trtq build` does.
+
+    Args:
+        data: calibration data, any source; with a path, 20 % is held out for the accuracy check
+            unless `eval_data` is given (a custom stream is never split).
+        eval_data: held-out data for the accuracy check, any source.
+    """
+    config, plan = _plan(model, config or Config(), data, eval_data, 0.2)
+    return build_stage.build(model, config, show_progress, plan=plan)
+
+
+def compare(reference: str | Path, candidate: str | Path, data: Any, config: Config | None = None, *,
+            show_progress: bool = False) -> ComparisonResult:
+    """Compare `candidate` (Q/DQ model or engine) with the FP32 `reference` on `data`, as `trtq compare`
+    does (config.check's per_layer, atol and rtol apply; gates: trtq.accuracy.check_gates)."""
+    config = config or Config()
+    if isinstance(data, (str, Path)) and not is_loader_script(data):
+        config, _ = _with_paths(config, data, None)
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, eval=None, eval_fraction=0.0,
+                                                                      max_samples=None))
+        inputs = model_io.graph_inputs(model_io.load_model(reference, load_weights=False))
+        batches: Any = make_readers(config, inputs).calib.feed_dicts()
+    else:
+        batches = _stream(data, "comparison data").feed_dicts()
+    check = config.check
+    return compare_models(reference, candidate, batches, per_layer=check.per_layer, atol=check.atol, rtol=check.rtol,
+                          progress=show_progress)
