@@ -151,6 +151,17 @@ class QuantizeConfig:
                 "into the weights. auto: on for models with outlier channels, alpha searched per layer; "
                 "ALPHA in [0, 1]: that alpha everywhere; off.",
     )
+    weight_rounding: str = _opt(
+        "nearest", "INT8 weight integers: nearest rounding, or learned from calibration data to minimise each "
+                   "layer's output error against FP32 (GPTQ-style, layer by layer; trtq.accuracy.weight_rounding).",
+        ("nearest", "learned"),
+    )
+    equalization: str = _opt(
+        "none", "Cross-layer equalization of Conv -> Relu/ReLU6/identity -> Conv chains before calibration "
+                "(exact in FP32; the equalized model is written to the output folder).",
+        ("none", "cle"),
+    )
+    fast: bool = _opt(False, "Quick path: nearest weight rounding and no equalization, whatever else is set.")
 
 
 @dataclass(frozen=True)

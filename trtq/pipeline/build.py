@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
 from trtq.accuracy.labels import resolve_labels
 from trtq.atomic import check_writable
@@ -27,6 +29,7 @@ from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
 from trtq.qdq import to_fp16_twin
+from trtq.qdq.equalization import equalize
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
 
@@ -93,10 +96,11 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in plan.warnings:
         report.warn(warning)
 
-    config = with_tensor_scope(config, model, default_cache_path(model_path, config))
+    model, calib_path, config = _equalize(model, model_path, out_dir, config, report)
+    config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
     _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
-        calibration = calibrate(model_path, config, show_progress, plan=plan)
+        calibration = calibrate(calib_path, config, show_progress, plan=plan)
     _record_calibration(report, calibration)
     _record_shapes(report, plan.calib)
 
@@ -117,7 +121,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
             report.add_artifact("qdq_model_fp16", engine_source)
     report.add_artifact("qdq_model", qdq_path)
     report.provenance["quantized"] = qdq.result.report.summary().splitlines()[0]
-    report.accuracy = qdq.to_dict()
+    report.accuracy = {**qdq.to_dict(), "equalization": report.accuracy.get("equalization") if report.accuracy
+                       else None}
     for line in qdq.summaries():
         log.info("%s", line)
         report.info.append(line)
@@ -134,7 +139,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         report.skip("engine", f"{no_engine}; the Q/DQ model is checked on ONNX Runtime CPU instead")
     else:
         with report.stage("engine"):
-            info = build_pipeline_engine(config, engine_source, model_path, out_dir / f"{model_path.stem}.engine",
+            info = build_pipeline_engine(config, engine_source, calib_path, out_dir / f"{model_path.stem}.engine",
                                          inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
                                          fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
@@ -143,6 +148,28 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     _check_accuracy(config, model_path, outcome, plan, show_progress)
     outcome.report_paths = write_report(report, out_dir)
     return outcome
+
+
+def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,
+              report: Report) -> tuple[onnx.ModelProto, Path, Config]:
+    """Cross-layer equalization (--equalization cle, not --fast): the equalized FP32 model, written to
+    `<out>/<stem>.equalized.onnx`, is what calibration, quantization and an implicit engine use; the cache
+    keeps the name `<stem>.cache`. The accuracy check still compares with the original model."""
+    q = config.quantize
+    if q.equalization != "cle" or q.fast:
+        return model, model_path, config
+    with report.stage("equalize"):
+        equalized, done = equalize(model)
+        path = out_dir / f"{model_path.stem}.equalized.onnx"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model_io.save_model(equalized, path)
+    log.info("%s", done.summary())
+    report.info.append(done.summary())
+    report.accuracy = {"equalization": done.to_dict()}
+    report.add_artifact("equalized_model", path)
+    cache = config.calibration.cache or str(out_dir / f"{model_path.stem}.cache")
+    config = dataclasses.replace(config, calibration=dataclasses.replace(config.calibration, cache=cache))
+    return equalized, path, config
 
 
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:

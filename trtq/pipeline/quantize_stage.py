@@ -29,6 +29,7 @@ from trtq.accuracy.bias_correction import BiasCorrectionReport, apply_bias_corre
 from trtq.accuracy.evaluation import Reference
 from trtq.accuracy.fallback import FallbackResult, check_gate_set, check_max_excluded, fallback
 from trtq.accuracy.sensitivity import LayerSensitivity, layer_sensitivity, ranking_table
+from trtq.accuracy.weight_rounding import WeightRoundingReport, round_weights
 from trtq.config import Config
 from trtq.data import DataReader
 from trtq.errors import ConfigError
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 # Calibration samples bias correction measures on: the shifts are means, which settle long before
 # the data runs out, and the sequential method makes one pass per layer level.
 BIAS_CORRECTION_SAMPLES = 128
+# Calibration samples learned weight rounding sums input moments over (256 random positions each):
+# one pass per layer level, so its cost is what bounds the count.
+WEIGHT_ROUNDING_SAMPLES = 32
 
 
 @dataclass
@@ -50,6 +54,7 @@ class QdqOutcome:
         result: the quantizer's result for the final settings (its report lists what was quantized).
         fallback: what the fallback did, or None if it did not run.
         bias_correction: what bias correction did, or None if it was off.
+        weight_rounding: what learned weight rounding did, or None if weights were rounded to nearest.
         sensitivity: layers ranked most sensitive first (with --per-layer or after a fallback), else empty.
     """
 
@@ -58,10 +63,12 @@ class QdqOutcome:
     fallback: FallbackResult | None = None
     bias_correction: BiasCorrectionReport | None = None
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
+    weight_rounding: WeightRoundingReport | None = None
 
     def summaries(self) -> list[str]:
         """One line per accuracy mechanism that ran, for the log and report.md."""
         lines = [self.fallback.summary()] if self.fallback else []
+        lines += [self.weight_rounding.summary()] if self.weight_rounding else []
         return lines + ([self.bias_correction.summary()] if self.bias_correction else [])
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +77,7 @@ class QdqOutcome:
             "fallback": self.fallback.to_dict() if self.fallback else None,
             "bias_correction": self.bias_correction.to_dict() if self.bias_correction else None,
             "sensitivity": ranking_table(self.sensitivity) if self.sensitivity else None,
+            "weight_rounding": self.weight_rounding.to_dict() if self.weight_rounding else None,
         }
 
 
@@ -109,6 +117,10 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
                                                 show_progress=show_progress)
+    if learned_rounding(config, outcome.result):
+        outcome.model, outcome.weight_rounding = round_weights(model, outcome.model, calib.feed_dicts(),
+                                                               max_samples=WEIGHT_ROUNDING_SAMPLES)
+        log.info("%s", outcome.weight_rounding.summary())
     mode = config.quantize.bias_correction
     if mode != "none":
         judge = reference.get() if mode == "auto" and evaluation is not None else None
@@ -118,6 +130,12 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
             model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
             sqnr_before=known, show_progress=show_progress)
     return outcome
+
+
+def learned_rounding(config: Config, result: QuantizeResult) -> bool:
+    """Whether learned weight rounding runs: asked for, not --fast, INT8, and weights to round."""
+    q = config.quantize
+    return q.weight_rounding == "learned" and not q.fast and q.precision == "int8" and result.report.weights > 0
 
 
 @dataclass

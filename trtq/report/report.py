@@ -274,6 +274,7 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
         if bias["sqnr_before"] is not None:
             lines.append(f"Held-out worst SQNR {_num(bias['sqnr_before'], 3)} -> {_num(bias['sqnr_after'], 3)} dB.")
         lines.append("")
+    lines += _rounding_md(accuracy.get("equalization"), accuracy.get("weight_rounding"))
     if ranking:
         lines += [f"## Layer sensitivity, most sensitive {min(10, len(ranking))} of {len(ranking)}", "",
                   "SQNR of the layer's own output (local) and of the model outputs with only that layer "
@@ -281,6 +282,23 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
         lines += _table(["rank", "layer", "op", "alone SQNR dB", "local SQNR dB"],
                         [[str(r["rank"]), f"`{r['node']}`", r["op_type"], _num(r.get("alone_sqnr_db"), 3),
                           _num(r.get("local_sqnr_db"), 3)] for r in ranking[:10]])
+    return lines
+
+
+def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, Any] | None) -> list[str]:
+    lines: list[str] = []
+    if equalization:
+        lines += ["## Cross-layer equalization", "", f"{len(equalization['pairs'])} conv pairs equalized "
+                  f"({equalization['rounds']} rounds); the equalized FP32 model is in the output folder.", ""]
+    if rounding:
+        layers = rounding["layers"]
+        lines += ["## Learned weight rounding", "", f"{len(layers)} layers re-rounded ({rounding['method']}, target "
+                  f"{rounding['target']}, {rounding['samples']} samples, {rounding['passes']} passes, "
+                  f"{rounding['seconds']:.1f} s). Layer output SQNR on the calibration rows:", ""]
+        lines += _table(["layer", "op", "nearest dB", "learned dB", "weights changed"],
+                        [[f"`{r['node']}`", r["op_type"], _num(r["sqnr_nearest"], 3), _num(r["sqnr_learned"], 3),
+                          f"{r['changed']} / {r['weights']}"] for r in layers[:20]])
+        lines.append("")
     return lines
 
 

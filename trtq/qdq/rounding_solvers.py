@@ -1,0 +1,150 @@
+"""Choosing the INT8 grid point of every weight to minimise a layer's output error.
+
+Each solver takes the weight as matrices W (G, O, K), the fixed per-row scales s (G, O) and the
+layer input's second moments H (G, K, K) (trtq.qdq.layer_rows), and returns integers
+Q (G, O, K) in [-127, 127] (the symmetric range max|w| / 127 maps to). The objective is the
+output reconstruction error on the calibration inputs,
+
+    E(Q) = sum_{g,o} (W - s Q)[g, o] H[g] (W - s Q)[g, o]^T,
+
+which `row_errors` evaluates per row. The rows of one group share H but are independent, so
+`keep_better` can take, row by row, whichever of two roundings has the smaller error: the
+solvers end with it against nearest rounding, so they never do worse than nearest on E.
+
+- `gptq_round`: closed form, Optimal Brain Quantization in the GPTQ form (Frantar et al. 2022,
+  "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained Transformers",
+  Algorithm 1, with the "act-order" column permutation and 1 % damping): columns are rounded
+  one at a time and the rounding error of each is spread over the not yet rounded columns
+  through the inverse Hessian's Cholesky factor. Cost O(G O K^2) once.
+- `adaround`: AdaRound (Nagel et al. 2020, "Up or Down? Adaptive Rounding for Post-Training
+  Quantization"): each weight goes down or up from floor(W / s), relaxed by the rectified
+  sigmoid h(V) = clip(sigmoid(V) (zeta - gamma) + gamma, 0, 1), zeta 1.1, gamma -0.1; Adam on
+  E plus lambda * sum(1 - |2 h - 1|^beta) with beta annealed from 20 to 2 after a 20 % warm-up.
+  Cost O(G O K^2) per iteration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+QMAX = 127
+DAMPING = 0.01
+LS_DAMPING = 1e-6
+ZETA, GAMMA = 1.1, -0.1
+
+
+def nearest(w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Round to nearest (half to even, as ONNX QuantizeLinear), clipped to [-127, 127]."""
+    q: np.ndarray = np.clip(np.rint(w / s[..., None]), -QMAX, QMAX)
+    return q
+
+
+def row_errors(w: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """E per row (G, O): d H d^T with d = W - s Q."""
+    d = w.astype(np.float64) - s[..., None] * q
+    e: np.ndarray = np.einsum("gok,gkl,gol->go", d, h, d)
+    return e
+
+
+def target_errors(b: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Per row (G, O), the error up to a constant when the target is not W X but given by B = W M^T:
+    v H v^T - 2 v . b with v = s Q (see trtq.accuracy.weight_rounding's asymmetric objective)."""
+    v = s[..., None] * q
+    e: np.ndarray = np.einsum("gok,gkl,gol->go", v, h, v) - 2 * np.einsum("gok,gok->go", v, b)
+    return e
+
+
+def keep_better(w: np.ndarray, s: np.ndarray, h: np.ndarray, q: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Per row, `q` if its error is not larger than `fallback`'s, else `fallback`'s row."""
+    better = row_errors(w, s, q, h) <= row_errors(w, s, fallback, h)
+    return np.where(better[..., None], q, fallback)
+
+
+def least_squares_weight(b: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """W* = B (H + damping)^-1 per group: the float weight minimising the asymmetric objective.
+
+    The damping is far smaller than GPTQ's (1e-6 of the mean diagonal): it only keeps the solve
+    defined; a larger one shrinks W* along the weak input directions and costs more than it saves.
+    """
+    h = h.astype(np.float64)
+    diag = np.einsum("gkk->gk", h)
+    damp = LS_DAMPING * np.maximum(diag.mean(-1), 1e-12)
+    eye = np.eye(h.shape[-1])
+    regular = h + eye * damp[:, None, None] + (diag <= 0)[:, :, None] * eye
+    return np.swapaxes(np.linalg.solve(regular, np.swapaxes(b, 1, 2)), 1, 2)
+
+
+def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
+    """Upper Cholesky factor of (H + damping)^-1 per group (G, K, K); dead inputs get unit diagonals."""
+    h = h.astype(np.float64).copy()
+    diag = np.einsum("gkk->gk", h)
+    dead = diag <= 0
+    k = h.shape[-1]
+    eye = np.eye(k)
+    mean_diag = np.where(dead, 0.0, diag).sum(-1) / np.maximum((~dead).sum(-1), 1)
+    h += eye * (DAMPING * np.maximum(mean_diag, 1e-12))[:, None, None] + dead[:, :, None] * eye
+    inverse = np.linalg.inv(h)
+    inverse = (inverse + np.swapaxes(inverse, 1, 2)) / 2
+    lower = np.linalg.cholesky(inverse)
+    return np.swapaxes(lower, 1, 2)
+
+
+def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128) -> np.ndarray:
+    """GPTQ rounding of W (G, O, K) on the grid s (G, O) for second moments H (module docstring)."""
+    order = np.argsort(-np.einsum("gkk->gk", h), axis=-1, kind="stable")  # act-order: largest inputs first
+    take = np.take_along_axis
+    hp = take(take(h, order[:, :, None], 1), order[:, None, :], 2)
+    u = _damped_inverse_cholesky(hp)
+    work = take(w.astype(np.float64), order[:, None, :], 2)
+    q = np.zeros_like(work)
+    scale = s[..., None].astype(np.float64)
+    k = work.shape[-1]
+    for start in range(0, k, block):
+        stop = min(start + block, k)
+        errors = np.zeros((*work.shape[:2], stop - start))
+        for j in range(start, stop):
+            col = work[:, :, j]
+            q[:, :, j] = np.clip(np.rint(col / scale[..., 0]), -QMAX, QMAX)
+            err = (col - q[:, :, j] * scale[..., 0]) / u[:, j, j][:, None]
+            work[:, :, j:stop] -= err[..., None] * u[:, None, j, j:stop]
+            errors[:, :, j - start] = err
+        work[:, :, stop:] -= errors @ u[:, start:stop, stop:]
+    inverse = np.argsort(order, axis=-1)
+    q = take(q, inverse[:, None, :], 2)
+    return keep_better(w, s, h, q, nearest(w, s))
+
+
+def _rectified_sigmoid(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """h(V) and dh/dV."""
+    sig = 1.0 / (1.0 + np.exp(-v))
+    raw = sig * (ZETA - GAMMA) + GAMMA
+    grad = np.where((raw > 0) & (raw < 1), sig * (1 - sig) * (ZETA - GAMMA), 0.0)
+    return np.clip(raw, 0.0, 1.0), grad
+
+
+def adaround(w: np.ndarray, s: np.ndarray, h: np.ndarray, iterations: int = 2000, lr: float = 0.01,
+             weight: float = 3.0, warmup: float = 0.2) -> np.ndarray:
+    """AdaRound of W (G, O, K) on the grid s (G, O) for second moments H (module docstring)."""
+    scale = s[..., None].astype(np.float64)
+    ratio = w.astype(np.float64) / scale
+    floor = np.clip(np.floor(ratio), -QMAX, QMAX - 1)
+    rest = np.clip(ratio - floor, 0.0, 1.0)
+    v = -np.log((ZETA - GAMMA) / (np.clip(rest, 1e-4, 1 - 1e-4) - GAMMA) - 1)  # h(V) = rest at the start
+    norm = max(float(row_errors(w, s, nearest(w, s), h).sum()), 1e-30)
+    m1, m2 = np.zeros_like(v), np.zeros_like(v)
+    b1, b2 = 0.9, 0.999
+    for t in range(1, iterations + 1):
+        hv, dh = _rectified_sigmoid(v)
+        d = w - scale * (floor + hv)
+        grad = -2.0 * np.einsum("gok,gkl->gol", d, h) * scale / norm
+        if t > warmup * iterations:
+            beta = 2 + (20 - 2) * (1 - (t - warmup * iterations) / ((1 - warmup) * iterations))
+            c = 2 * hv - 1
+            grad += weight * (-beta * np.abs(c) ** (beta - 1) * np.sign(c) * 2) / v.size
+        grad *= dh
+        m1 = b1 * m1 + (1 - b1) * grad
+        m2 = b2 * m2 + (1 - b2) * grad * grad
+        v -= lr * (m1 / (1 - b1**t)) / (np.sqrt(m2 / (1 - b2**t)) + 1e-8)
+    hv, _ = _rectified_sigmoid(v)
+    q = floor + (hv >= 0.5)
+    return keep_better(w, s, h, q, nearest(w, s))
