@@ -218,12 +218,12 @@ class EmaMinMaxObserver:
 
     def _steps(self, avg: float, values: np.ndarray) -> float:
         """`avg` after one moving-average step per value, in closed form."""
-        n = values.size
-        if n == 0:
-            return avg
-        keep = 1.0 - self.constant
-        weights = self.constant * keep ** np.arange(n - 1, -1, -1, dtype=np.float64)
-        return float(keep**n * avg + np.dot(weights, values))
+        # One step at a time, not a closed form: the same float operations in the same order whatever
+        # the batches or micro-batches the samples came in, so the result is bit-identical for any split.
+        keep, c = 1.0 - self.constant, self.constant
+        for value in values.tolist():
+            avg = keep * avg + c * value
+        return avg
 
     def merge(self, other: EmaMinMaxObserver) -> None:
         if type(other) is not EmaMinMaxObserver:

@@ -152,7 +152,7 @@ class _Observing:
         sample = keys[first] if keys else "?"
         if len(keys) == len(per_sample) and len(keys) > 1:  # the count of that sample, and of the batch
             own = int(np.count_nonzero(~np.isfinite(x[first])))
-            counted = f"{own} NaN/Inf values in sample {sample} ({bad} in its batch of {len(keys)})"
+            counted = f"{own} NaN/Inf values in sample {sample} ({bad} in the {len(keys)} samples run with it)"
         else:
             counted = f"{bad} NaN/Inf values in sample {sample}"
         return DataError(
