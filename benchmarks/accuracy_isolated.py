@@ -53,23 +53,36 @@ PEER_RUNS = (
 class Measured:
     returncode: int
     seconds: float
+    cpu_seconds: float | None
     rss_mib: float | None
     error: str
 
 
 def measured(cmd: list[str], log: Path) -> Measured:
-    """Run `cmd` under /usr/bin/time -v (niced: the machine is shared); its output goes to `log`."""
+    """Run `cmd` under /usr/bin/time -v (niced: the machine is shared); its output goes to `log`.
+
+    Wall time, CPU time (user + system of the process tree: less disturbed than the wall time by the
+    other jobs on a shared machine) and peak RSS. A finished run with its record next to `log`
+    (`--keep` folder) is reused, not run again.
+    """
+    record = log.with_suffix(".measured.json")
+    if record.exists():
+        return Measured(**json.loads(record.read_text()))
     start = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.run(["nice", "-n", "10", "/usr/bin/time", "-v", *cmd], stdout=out, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - start
     text = log.read_text(errors="replace")
-    found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    cpu = [float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)]
     error = ""
     if proc.returncode:
         lines = [x for x in text.splitlines() if x.strip() and not x.startswith("\t")]
         error = next((x for x in reversed(lines) if "Error" in x or "error" in x), lines[-1] if lines else "")
-    return Measured(proc.returncode, seconds, int(found.group(1)) / 1024 if found else None, error.strip())
+    run = Measured(proc.returncode, seconds, sum(cpu) if cpu else None, int(rss.group(1)) / 1024 if rss else None,
+                   error.strip())
+    record.write_text(json.dumps(run.__dict__))
+    return run
 
 
 def save_samples(folder: Path, calib: np.ndarray) -> tuple[Path, Path]:
@@ -88,7 +101,7 @@ def trtq_build(model_path: Path, calib: Path, tune: Path, folder: Path, method: 
     cmd = [str(Path(sys.executable).parent / "trtq"), "-q", "build", str(model_path), "--calib", str(calib),
            "--eval", str(tune), "-o", str(out), *flags]
     run = measured(cmd, folder / f"{out.name}.log")
-    extra: dict[str, object] = {"rss_mib": run.rss_mib, "flags": " ".join(flags)}
+    extra: dict[str, object] = {"rss_mib": run.rss_mib, "cpu_s": run.cpu_seconds, "flags": " ".join(flags)}
     if run.returncode not in (0, 1):  # 1: a gate failed, the model is still written
         return Contender("trtq", method, None, run.seconds, note=f"failed: {run.error}"[:160], extra=extra)
     qdq = next(iter(sorted(out.glob("*.qdq.onnx"))), None) or next(iter(sorted(out.glob("*qdq*.onnx"))), None)
@@ -109,7 +122,7 @@ def peer_run(peer: Peer, model_path: Path, calib: Path, folder: Path, input_name
     cmd = [str(python), str(PEERS / peer.script), str(model_path), str(calib), str(target), *peer.args,
            "--input", input_name]
     run = measured(cmd, folder / f"{name}.log")
-    extra: dict[str, object] = {"rss_mib": run.rss_mib, "excluded": []}
+    extra: dict[str, object] = {"rss_mib": run.rss_mib, "cpu_s": run.cpu_seconds, "excluded": []}
     if run.returncode or not target.exists():
         return Contender(peer.tool, peer.method, None, run.seconds, note=f"failed: {run.error}"[:200], extra=extra)
     return Contender(peer.tool, peer.method, onnx.load(target), run.seconds, extra=extra)

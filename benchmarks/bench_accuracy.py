@@ -189,13 +189,14 @@ class Row:
     seconds: float | None = None
     note: str = ""
     rss_mib: float | None = None
+    cpu_s: float | None = None
     layers_float: int | None = None
 
 
 def score(case: Case, c: contenders.Contender, ref: list[np.ndarray], samples: data.SampleSet, fp32_ms: float,
           logit: str | None, args: argparse.Namespace) -> Row:
     row = Row(case.label, c.tool, c.method, seconds=c.seconds if c.model is not None else None, note=c.note,
-              rss_mib=c.extra.get("rss_mib"))
+              rss_mib=c.extra.get("rss_mib"), cpu_s=c.extra.get("cpu_s"))
     if c.model is None:
         return row
     row.layers_float = layers_in_float(c.model)
@@ -326,13 +327,13 @@ def print_isolated(rows: list[Row], cases: list[Case]) -> None:
     if not measured:
         return
     print("\n| model | tool, configuration | layers in float | task metric | output SQNR dB | logit dB | wall s "
-          "| peak RSS MiB | note |\n|---|---|---:|---:|---:|---:|---:|---:|---|")
+          "| CPU s | peak RSS MiB | note |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     names = {c.label: c.task_name for c in cases}
     for r in measured:
         task = "-" if r.task is None else f"{names[r.model]} {r.task:.3f}"
         print(f"| {r.model} | {r.tool} {r.method} | {_fmt(r.layers_float and float(r.layers_float), '1.0f')} "
               f"| {task} | {_fmt(r.sqnr, '5.2f')} | {_fmt(r.logit_sqnr, '5.2f')} | {_fmt(r.seconds, '5.0f')} "
-              f"| {_fmt(r.rss_mib, '5.0f')} | {r.note} |")
+              f"| {_fmt(r.cpu_s, '5.0f')} | {_fmt(r.rss_mib, '5.0f')} | {r.note} |")
 
 
 def verdicts(rows: list[Row], cases: list[Case]) -> None:
