@@ -1,7 +1,7 @@
 """The INT8 Q/DQ quantizers compared by benchmarks/bench_accuracy.py, on the same calibration samples.
 
-- trtq: one statistics pass (trtq.collect) serves every range method
-  (trtq.calibrate.ranges_from_stats), then trtq.qdq.quantize_model with the default QuantizeConfig.
+- trtq: one statistics pass (trtq.calibration.collect) serves every range method
+  (trtq.calibration.ranges.ranges_from_stats), then trtq.qdq.quantize_model with the default QuantizeConfig.
 - ONNX Runtime quantize_static with TensorRT-style settings: QDQ format, INT8 activations and
   weights, symmetric (ActivationSymmetric/WeightSymmetric), per-channel weights; its own placement
   (every op it knows) and calibrators (MinMax, Entropy with its default 128 bins, Percentile 99.999).
@@ -22,17 +22,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from trtq.calibrators import TensorStats, available_methods
 
-from trtq.calibrate import ranges_from_stats
-from trtq.collect import collect_statistics
-from trtq.compare import Gates
+from trtq.accuracy import Gates
+from trtq.accuracy.bias_correction import apply_bias_correction
+from trtq.accuracy.fallback import fallback
+from trtq.calibration.collect import collect_statistics
+from trtq.calibration.ranges import ranges_from_stats
+from trtq.calibrators import TensorStats, available_methods
 from trtq.config import CalibrationConfig, QuantizeConfig
 from trtq.data import Batch
-from trtq.fallback import fallback
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import quantize_model
-from trtq.qdq.bias_correction import apply_bias_correction
-from trtq.tensors import activation_tensors
 
 TRTQ_METHODS = ("minmax", "entropy", "percentile", "mse", "auto")
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
@@ -83,7 +83,7 @@ def trtq_contenders(model: onnx.ModelProto, model_dir: Path, name: str, calib: n
 
 def _build_like(model: onnx.ModelProto, name: str, calib: np.ndarray, amax: dict[str, float], gate_sqnr: float,
                 max_excluded: int) -> Contender:
-    """The build pipeline's quantize stage (trtq.qdq_stage) on ranges from all calibration samples.
+    """The build pipeline's quantize stage (trtq.pipeline.quantize_stage) on ranges from all calibration samples.
 
     Like `trtq build`, the fallback and bias correction 'auto' judge on samples held out from what they
     tune on: every 4th calibration sample (interleaved, so that they look like the rest: the sample

@@ -31,7 +31,7 @@ from tests import assets
 from trtq.config import load_config
 from trtq.data.inputs import image_target
 from trtq.data.preprocess import ImagePipeline, to_pixels
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 Preprocess = Callable[[Image.Image], np.ndarray]
 

@@ -12,7 +12,7 @@ statistics pass, and 'auto+fb', what `trtq build --method auto --fallback --min-
 with TensorRT-style settings; ModelOpt int8 when it is importable.
 
 Per Q/DQ model, on the held-out samples, against the FP32 model on ONNX Runtime CPU:
-    SQNR, cosine  of the model output (trtq.compare.metrics definitions, all elements pooled)
+    SQNR, cosine  of the model output (trtq.accuracy.metrics definitions, all elements pooled)
     logit dB      SQNR of the input of the output's Softmax/Sigmoid (saturated probabilities hide errors)
     task metric   detector: IoU of the binarised probability maps at 0.3 (DB's threshold);
                   recognizer: CTC text agreement (greedy decode identical); classifier: top-1 agreement
@@ -45,10 +45,10 @@ import accuracy_isolated as isolated
 import cnn_models
 
 from tests import assets
-from trtq.collect import expose_tensors
-from trtq.compare import compare_models
-from trtq.compare.metrics import ErrorSums
-from trtq.model import graph_inputs, load_model
+from trtq.accuracy import compare_models
+from trtq.accuracy.metrics import ErrorSums
+from trtq.calibration.collect import expose_tensors
+from trtq.onnx_model.model import graph_inputs, load_model
 from trtq.qdq.opset import ensure_opset
 
 Task = Callable[[np.ndarray, np.ndarray], float]
@@ -293,7 +293,7 @@ def _rank(row: Row) -> tuple[float, float]:
 
 def worst_layers(model: onnx.ModelProto, qdq: onnx.ModelProto, best: Row, samples: data.SampleSet,
                  count: int) -> None:
-    """Print trtq.compare's per-layer SQNR of trtq's best model: the worst layers, and the first
+    """Print trtq.accuracy's per-layer SQNR of trtq's best model: the worst layers, and the first
     layers in graph order (where the error starts)."""
     result = compare_models(model, qdq, list(contenders.batches(samples.eval, samples.input_name)),
                             per_layer=True, progress=False)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from trtq.calibrators import HistogramObserver, TensorStats, available_methods, compute_amax, estimate_error
 
 

@@ -22,7 +22,7 @@ images the same way: trtq's DataReader (4 decoding threads, batches of
 
   plain          ONNX Runtime FP32 inference of the N samples (default session options, the
                  providers trtq calibrates with, the same batches).
-  trtq <scope>   trtq.calibrate.calibrate() with the ppocr preset and --method (entropy unless told):
+  trtq <scope>   trtq.pipeline.calibrate.calibrate() with the ppocr preset and --method (entropy unless told):
                  tensor selection, inference with the calibrated tensors exposed, histogram
                  observers, the method's ranges, cache + sidecar written. Scope 'all' (the default)
                  and 'quantizable' (inputs of quantizable ops only).
@@ -108,9 +108,9 @@ def _config(args: argparse.Namespace, **extra):
 def run_plain(args: argparse.Namespace, model_path: Path, tmp: Path) -> dict:
     import onnxruntime as ort
 
-    from trtq import model as model_io
     from trtq.data import make_readers
-    from trtq.session import providers_for
+    from trtq.onnx_model import model as model_io
+    from trtq.runtime.session import providers_for
 
     model = model_io.load_model(model_path)
     config = _config(args)
@@ -126,7 +126,7 @@ def run_plain(args: argparse.Namespace, model_path: Path, tmp: Path) -> dict:
 
 
 def run_trtq(args: argparse.Namespace, model_path: Path, tmp: Path, scope: str) -> dict:
-    from trtq.calibrate import calibrate
+    from trtq.pipeline.calibrate import calibrate
 
     config = _config(args, tensors=scope, method=args.method, cache=str(tmp / "model.cache"))
     outcome = calibrate(model_path, config, show_progress=False)
@@ -139,8 +139,8 @@ def run_ort(args: argparse.Namespace, model_path: Path, tmp: Path, method: str) 
 
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
 
-    from trtq import model as model_io
     from trtq.data import make_readers
+    from trtq.onnx_model import model as model_io
 
     model = model_io.load_model(model_path)
     plan = make_readers(_config(args), model_io.graph_inputs(model))

@@ -57,7 +57,7 @@ def memory_kib(field: str) -> int:
 def read_all(folder: Path, n: int, batch_size: int, workers: int) -> None:
     from trtq.config import load_config
     from trtq.data import DataReader, open_source
-    from trtq.model import TensorSpec
+    from trtq.onnx_model.model import TensorSpec
 
     config = load_config(["imagenet"])
     inputs = [TensorSpec("x", ("N", 3, 224, 224), np.dtype("float32"))]

@@ -9,14 +9,7 @@ modules of trtq above it (trtq.errors excepted).
     amax = compute_amax("entropy", stats)
 """
 
-from trtq.calibrators.algorithms import (
-    ALGORITHMS,
-    available_methods,
-    compute_amax,
-    estimate_error,
-    method_parameters,
-    round_to_power_of_two,
-)
+from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import (
     EmaMinMaxObserver,
@@ -25,6 +18,7 @@ from trtq.calibrators.observers import (
     count_nonfinite,
     finite_values,
 )
+from trtq.calibrators.registry import ALGORITHMS, available_methods, compute_amax, method_parameters
 from trtq.calibrators.stats import TensorStats
 from trtq.calibrators.storage import load_observers, merge_observer_sets, save_observers
 

@@ -8,22 +8,22 @@ the same histogram, so methods can be compared without running the model again.
 A tensor that was all zeros, or that saw no value at all, gets amax 0.0 from
 every method; the caller decides what to do with it (e.g. skip it in the cache).
 
-    amax = compute_amax("percentile", stats, percentile=99.9)
+    amax = percentile(stats, percentile=99.9)
+
+The registry of names (ALGORITHMS, compute_amax) is registry.py; auto, which compares these
+functions, is auto.py.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable
 
 import numpy as np
+
 from trtq.calibrators.entropy import entropy_bin
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.mse import expected_mse, mse_amax
 from trtq.calibrators.stats import TensorStats
-
-Algorithm = Callable[..., float]
 
 
 def minmax(stats: TensorStats) -> float:
@@ -94,63 +94,6 @@ def ema(stats: TensorStats) -> float:
     return stats.ema.amax
 
 
-def auto(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = 0.02) -> float:
-    """Per tensor, the amax of the histogram method with the least expected error (see auto.py).
-
-    Args:
-        percentile: parameter of the percentile candidate.
-        tolerance: candidates within this relative error of the best count as equal; the
-            largest amax among them wins (clip no more than the error justifies).
-    """
-    from trtq.calibrators.auto import choose_method  # auto.py reads this registry: import on call
-
-    return choose_method(stats, percentile=percentile, tolerance=tolerance).amax
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    "entropy": entropy,
-    "minmax": minmax,
-    "percentile": percentile,
-    "mse": mse,
-    "ema": ema,
-    "auto": auto,
-}
-
-
-def available_methods() -> list[str]:
-    """Names of the registered algorithms, in registration order."""
-    return list(ALGORITHMS)
-
-
-def method_parameters(method: str) -> dict[str, object]:
-    """Keyword parameters of `method` and their defaults."""
-    signature = inspect.signature(_lookup(method))
-    return {name: p.default for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
-
-
-def compute_amax(method: str, stats: TensorStats, **params: object) -> float:
-    """Run the algorithm `method` on one tensor's statistics.
-
-    Args:
-        method: one of available_methods().
-        stats: the tensor's observers.
-        **params: the method's keyword parameters (see method_parameters); unknown ones are errors.
-
-    Returns:
-        Symmetric amax >= 0 in the tensor's units (0.0 for all-zero or empty statistics).
-
-    Raises:
-        ValueError: unknown method or parameter, bad parameter value, or `ema` without its observer.
-    """
-    algorithm = _lookup(method)
-    valid = method_parameters(method)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"method '{method}' has no parameter {', '.join(unknown)} "
-                         f"(valid: {', '.join(valid) or 'none'})")
-    return float(algorithm(stats, **params))
-
-
 def round_to_power_of_two(amax: float) -> float:
     """Round amax up to the next power of two, 2**ceil(log2 amax); 0 stays 0.
 
@@ -176,12 +119,6 @@ def estimate_error(method_amax: float, hist: HistogramObserver) -> float:
     if not (math.isfinite(method_amax) and method_amax >= 0.0):
         raise ValueError(f"amax must be finite and >= 0, got {method_amax}")
     return float(expected_mse(hist, method_amax)[0])
-
-
-def _lookup(method: str) -> Algorithm:
-    if method not in ALGORITHMS:
-        raise ValueError(f"unknown calibration method '{method}' (valid: {', '.join(ALGORITHMS)})")
-    return ALGORITHMS[method]
 
 
 def _check_positive(**values: int) -> None:

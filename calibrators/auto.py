@@ -44,6 +44,8 @@ from trtq.calibrators.stats import TensorStats
 # Histogram methods auto compares; ema is left out: it depends on batching and has no histogram error.
 AUTO_CANDIDATES = ("minmax", "entropy", "percentile", "mse")
 DEFAULT_TOLERANCE = 0.02
+_CANDIDATES = {"minmax": algorithms.minmax, "entropy": algorithms.entropy, "percentile": algorithms.percentile,
+               "mse": algorithms.mse}
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,24 @@ def choose_method(stats: TensorStats, *, percentile: float = 99.99, tolerance: f
         ValueError: an unknown or non-histogram candidate, no candidate, or a bad tolerance/percentile.
     """
     _check(tolerance, candidates)
-    amaxes = {m: algorithms.compute_amax(m, stats, **({"percentile": percentile} if m == "percentile" else {}))
+    amaxes = {m: float(_CANDIDATES[m](stats, **({"percentile": percentile} if m == "percentile" else {})))
               for m in candidates}
     errors = {m: algorithms.estimate_error(a, stats.hist) for m, a in amaxes.items()}
     best = min(errors.values())
     near = [m for m in candidates if errors[m] <= best * (1.0 + tolerance)]
     method = max(near, key=lambda m: amaxes[m])  # max() keeps the first of equal amaxes
     return MethodChoice(method, amaxes[method], errors, amaxes)
+
+
+def auto(stats: TensorStats, *, percentile: float = 99.99, tolerance: float = 0.02) -> float:
+    """Per tensor, the amax of the histogram method with the least expected error (see auto.py).
+
+    Args:
+        percentile: parameter of the percentile candidate.
+        tolerance: candidates within this relative error of the best count as equal; the
+            largest amax among them wins (clip no more than the error justifies).
+    """
+    return choose_method(stats, percentile=percentile, tolerance=tolerance).amax
 
 
 def choose_methods(stats: Mapping[str, TensorStats], *, percentile: float = 99.99,

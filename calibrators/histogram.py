@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
 from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type, require_same
 
 # Elements binned per step: the chunk and its temporaries (~1 MB for float32) stay in a

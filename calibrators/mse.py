@@ -16,6 +16,7 @@ centres, which is biased when bins and quantization steps are of similar width.
 from __future__ import annotations
 
 import numpy as np
+
 from trtq.calibrators.histogram import HistogramObserver
 
 INT8_MAX = 127

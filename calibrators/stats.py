@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import (
     EmaMinMaxObserver,

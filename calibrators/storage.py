@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver, Observer
 from trtq.calibrators.stats import TensorStats
-
 from trtq.errors import CacheError
 
 FORMAT = "trtq-observers"

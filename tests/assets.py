@@ -105,8 +105,33 @@ def text_images(folder: Path) -> list[Path]:
     return paths
 
 
+# Single printed text lines of the scanned page.png (left, top, right, bottom in its 384x191 pixels),
+# whole and in halves: what the PP-OCR recognizer and direction classifier are fed after detection.
+PAGE_LINES = ((0, 8, 300, 36), (0, 46, 384, 66), (0, 63, 384, 82), (0, 82, 384, 100), (0, 99, 384, 118),
+              (0, 118, 200, 136), (0, 170, 250, 191))
+
+
+def text_lines(folder: Path) -> list[Path]:
+    """Write the text lines of page.png (whole, left half, right half) into `folder`; return their paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(photo("page.png")) as image:
+        rgb = image.convert("RGB")
+    paths = []
+    for i, (left, top, right, bottom) in enumerate(PAGE_LINES):
+        middle = (left + right) // 2
+        for part, box in (("", (left, top, right, bottom)), ("a", (left, top, middle, bottom)),
+                          ("b", (middle, top, right, bottom))):
+            path = folder / f"line_{i}{part}.png"
+            rgb.crop(box).save(path)
+            paths.append(path)
+    return paths
+
+
 def prepare_example(folder: Path) -> None:
-    """Copy the PP-OCR models, the real photos and windows of scanned text into `folder` (the README's example)."""
+    """Copy the PP-OCR models, the real photos and windows of scanned text into `folder/photos` and
+    single text lines into `folder/lines` (the README's example)."""
     import shutil
 
     folder = Path(folder)
@@ -116,6 +141,7 @@ def prepare_example(folder: Path) -> None:
     for path in color_photos():
         shutil.copy(path, folder / "photos" / path.name)
     text_images(folder / "photos")
+    text_lines(folder / "lines")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 VOCAB = 1000
 HIDDEN = 64
@@ -163,6 +163,6 @@ def bert_encoder(seed: int = 0, gelu: str = "erf") -> onnx.ModelProto:
 
 
 def save_bert_encoder(path: Path, seed: int = 0, gelu: str = "erf") -> Path:
-    """Build the encoder and write it with trtq.model.save_model (IR version ONNX Runtime reads)."""
+    """Build the encoder and write it with trtq.onnx_model.model.save_model (IR version ONNX Runtime reads)."""
     save_model(bert_encoder(seed, gelu), path)
     return path

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from tests import assets
 from tests.qdq.helpers import session
 from trtq.cli import main
-from trtq.compare.report import SCHEMA_PATH
 from trtq.errors import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_MISSING_DEPENDENCY
 from trtq.qdq import lint_model
+from trtq.report.report import SCHEMA_PATH
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -138,14 +138,14 @@ def test_corrupt_image_exits_4_without_outputs(workdir):
 
 
 def test_interrupt_while_writing_the_qdq_model_exits_130_and_leaves_no_partial_file(workdir, monkeypatch):
-    import trtq.model
+    import trtq.onnx_model.model
 
     def half_written(model, path, *args, **kwargs):
         with open(path, "wb") as f:
             f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trtq.model.onnx, "save_model", half_written)
+    monkeypatch.setattr(trtq.onnx_model.model.onnx, "save_model", half_written)
     result = _build(workdir)
     assert result.exit_code == 130
     assert "interrupted" in result.stderr

@@ -28,15 +28,15 @@ from tests.lm_text import sentences, write_tokens
 from tests.qdq.helpers import dq_inputs_of, qdq_nodes, session, sqnr_db
 from trtq.cache import read_table
 from trtq.cli import main
-from trtq.compare.report import SCHEMA_PATH
 from trtq.config import Config, DataConfig
 from trtq.data import make_readers
 from trtq.data.split import split_indices
 from trtq.engine.profiles import derive_profiles
-from trtq.engine.stage import engine_unavailable_reason, observed_shapes
-from trtq.model import graph_inputs
+from trtq.onnx_model.model import graph_inputs
+from trtq.onnx_model.tensors import tensor_types
+from trtq.pipeline.engine_stage import engine_unavailable_reason, observed_shapes
 from trtq.qdq import lint_model
-from trtq.tensors import tensor_types
+from trtq.report.report import SCHEMA_PATH
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -11,13 +11,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
-from trtq.calibrators import load_observers
 
 from tests import assets
 from trtq.cache import read_cache
+from trtq.calibrators import load_observers
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT, EXIT_USAGE
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 
 def _args(model, photos, cache, *extra):

@@ -6,15 +6,15 @@ import json
 
 import pytest
 from click.testing import CliRunner
+
+from trtq.cache import ALGORITHMS, Provenance, read_cache
+from trtq.calibration import ranges as ranges_module
+from trtq.calibration.stats_files import load_stats
 from trtq.calibrators import available_methods, compute_amax
 from trtq.calibrators.auto import AUTO_CANDIDATES
-
-from trtq import calibrate as calibrate_module
-from trtq.cache import ALGORITHMS, Provenance, read_cache
 from trtq.cli import main
 from trtq.errors import EXIT_USAGE, CacheError
-from trtq.model import fingerprint, load_model
-from trtq.stats_files import load_stats
+from trtq.onnx_model.model import fingerprint, load_model
 
 
 def _args(model, photos, cache, *extra):
@@ -55,13 +55,13 @@ def test_auto_cache_has_an_entropy2_header_and_records_what_won(ocr_classifier, 
 
 def test_auto_is_given_the_configured_percentile(ocr_classifier, photo_dir, tmp_path, monkeypatch):
     seen = []
-    real = calibrate_module.choose_method
+    real = ranges_module.choose_method
 
     def spy(stats, **kwargs):
         seen.append(kwargs)
         return real(stats, **kwargs)
 
-    monkeypatch.setattr(calibrate_module, "choose_method", spy)
+    monkeypatch.setattr(ranges_module, "choose_method", spy)
     result = CliRunner().invoke(main, _args(ocr_classifier, photo_dir, tmp_path / "c.cache", "--method", "auto",
                                             "--percentile", "99.5"))
     assert result.exit_code == 0, result.output

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from trtq.calibrators import compute_amax
 
 from tests.lm_models import MAX_SEQ, save_bert_encoder
 from tests.lm_text import sentences, write_tokens
-from trtq.calibrate import calibrate
+from trtq.calibrators import compute_amax
 from trtq.config import load_config
+from trtq.pipeline.calibrate import calibrate
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -7,10 +7,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from trtq import calibrate as calibrate_module
 from trtq.cache import read_cache
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT
+from trtq.pipeline import calibrate as calibrate_module
 
 
 def _args(model, photos, cache, *extra):

@@ -1,4 +1,4 @@
-"""Statistics collection (trtq.collect) through `trtq calibrate`, on real photos and models built in code.
+"""Statistics collection (trtq.calibration.collect) through `trtq calibrate`, on real photos and models built in code.
 
 NaN/Inf activations, models with external data, and batch-size invariance of the caches.
 Every test runs in an empty working directory and checks that nothing lands there.
@@ -15,17 +15,17 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-from trtq.calibrators.stats import TensorStats
 
 from tests import assets
 from tests.image_models import SIZE, conv_classifier, image_args, image_input, save
 from trtq.cache import read_cache
+from trtq.calibration.collect import collect_statistics
+from trtq.calibrators.stats import TensorStats
 from trtq.cli import main
-from trtq.collect import collect_statistics
 from trtq.config import load_config
 from trtq.data import Batch, make_readers
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.model import graph_inputs
+from trtq.onnx_model.model import graph_inputs
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""Repeated measurements against cached FP32 outputs agree with trtq.compare.compare_models."""
+"""Repeated measurements against cached FP32 outputs agree with trtq.accuracy.compare_models."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from tests.compare.models import batches, branchy_classifier, quantized
-from trtq.compare import Gates, check_gates, compare_models
+from trtq.accuracy import Gates, check_gates, compare_models
+from trtq.accuracy.evaluation import Reference, limit_samples, replayable, run_batches, worst_sqnr, worst_top1
 from trtq.errors import ConfigError, DataError, ModelError
-from trtq.evaluation import Reference, limit_samples, replayable, run_batches, worst_sqnr, worst_top1
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 
 from tests.accuracy_models import image_batches, outlier_classifier
 from tests.qdq.helpers import activation_amax, run, sqnr_db
-from trtq.compare import Gates
+from trtq.accuracy import Gates
+from trtq.accuracy.evaluation import Reference
+from trtq.accuracy.fallback import DEFAULT_TRIALS, fallback
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
-from trtq.evaluation import Reference
-from trtq.fallback import DEFAULT_TRIALS, fallback
 
 SHAPE = (3, 8, 8)
 

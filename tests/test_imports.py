@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import trtq
+import trtq.calibrators
+import trtq.configs
 
 _BLOCK_OPTIONAL = """
 import sys
@@ -20,10 +22,22 @@ sys.meta_path.insert(0, _Block())
 
 
 def _all_modules() -> list[str]:
+    # trtq.calibrators and trtq.configs come from their own folders (calibrators/, configs/), which
+    # walking trtq.__path__ does not reach under an editable install: walk them too.
     names = ["trtq"]
-    for info in pkgutil.walk_packages(trtq.__path__, "trtq."):
-        names.append(info.name)
+    for package in (trtq, trtq.calibrators, trtq.configs):
+        if package is not trtq:
+            names.append(package.__name__)
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name not in names:
+                names.append(info.name)
     return names
+
+
+def test_the_walk_reaches_the_mapped_folders():
+    names = _all_modules()
+    assert {"trtq.calibrators.registry", "trtq.calibrators.trt_calibrators", "trtq.configs"} <= set(names)
+    assert {"trtq.pipeline.build", "trtq.accuracy.compare", "trtq.runtime.session"} <= set(names)
 
 
 def test_every_module_imports_without_optional_packages():

@@ -1,4 +1,4 @@
-"""trtq.method_compare and `trtq calibrate --compare-methods`, on real photos.
+"""trtq.pipeline.method_compare and `trtq calibrate --compare-methods`, on real photos.
 
 The library test uses the real PP-OCR direction classifier; the CLI tests a small
 classifier built in code, which is quicker to quantize and compare four times.
@@ -13,15 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from tests.image_models import conv_classifier, image_args, save
+from trtq.accuracy import compare_models
 from trtq.cache import read_cache
-from trtq.calibrate import calibrate
 from trtq.cli import main
-from trtq.compare import compare_models
 from trtq.config import load_config
 from trtq.data import make_readers
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.method_compare import COMPARED_METHODS, compare_methods
-from trtq.model import graph_inputs, load_model
+from trtq.onnx_model.model import graph_inputs, load_model
+from trtq.pipeline.calibrate import calibrate
+from trtq.pipeline.method_compare import COMPARED_METHODS, compare_methods
 from trtq.qdq import quantize_model
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from tests.accuracy_models import image_batches, outlier_classifier
 from tests.qdq.helpers import activation_amax, run, sqnr_db
+from trtq.accuracy.evaluation import Reference
+from trtq.accuracy.probe import only_layers
+from trtq.accuracy.sensitivity import layer_sensitivity, local_sqnr, ranking_table
 from trtq.config import QuantizeConfig
-from trtq.evaluation import Reference
 from trtq.qdq import quantize_model
-from trtq.qdq.probe import only_layers
-from trtq.sensitivity import layer_sensitivity, local_sqnr, ranking_table
 
 SHAPE = (3, 8, 8)
 

@@ -1,4 +1,4 @@
-"""trtq.stats_files: statistics files with their record, checked against a model and merged."""
+"""trtq.calibration.stats_files: statistics files with their record, checked against a model and merged."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import hashlib
 
 import numpy as np
 import pytest
-from trtq.calibrators import HistogramObserver, TensorStats, load_observers, save_observers
 
+from trtq.calibration.stats_files import StatsRecord, load_stats, merge_records, save_stats
+from trtq.calibrators import HistogramObserver, TensorStats, load_observers, save_observers
 from trtq.errors import CacheError, ConfigError
-from trtq.model import ModelFingerprint
-from trtq.stats_files import StatsRecord, load_stats, merge_records, save_stats
+from trtq.onnx_model.model import ModelFingerprint
 
 FP = ModelFingerprint(graph="g" * 64, weights="w" * 64)
 NAMES = ["x", "conv/out:0", "y"]

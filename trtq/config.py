@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import logging
 import types
 import typing
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from typing import Any
 import yaml
 
 from trtq.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -60,14 +63,15 @@ class PreprocessConfig:
 
     resize: str = _opt(
         "shorter",
-        "Resize mode: shorter side then crop, exact size, letterbox, or none.",
-        ("shorter", "exact", "letterbox", "none"),
+        "Resize mode: shorter side then crop, exact size, letterbox, pad-right (PaddleOCR text lines: "
+        "target height, width from the aspect ratio up to the target width, padded on the right), or none.",
+        ("shorter", "exact", "letterbox", "pad-right", "none"),
     )
     resize_size: int | None = _opt(None, "Shorter-side size before the centre crop (default: crop size / 0.875).")
     height: int | None = _opt(None, "Input height (default: from the model's input shape).")
     width: int | None = _opt(None, "Input width (default: from the model's input shape).")
     center_crop: bool = _opt(True, "Centre-crop to height x width after a shorter-side resize.")
-    pad_value: float = _opt(114.0, "Letterbox padding value, in 0..255 pixel units.")
+    pad_value: float = _opt(114.0, "Letterbox / pad-right padding value, in 0..255 pixel units.")
     scale: float = _opt(1.0 / 255.0, "Multiplier applied to 0..255 pixels before mean/std.")
     mean: list[float] = _opt([0.0, 0.0, 0.0], "Per-channel mean subtracted after scaling.")
     std: list[float] = _opt([1.0, 1.0, 1.0], "Per-channel std dividing after the mean.")
@@ -307,6 +311,13 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+# Presets kept so that existing command lines and caches still work, with why they are not the right choice.
+_DEPRECATED_PRESETS = {
+    "ppocr": "preset 'ppocr' normalizes with ImageNet mean/std, which the PP-OCR models were not trained with; "
+             "use 'ppocr-det', 'ppocr-rec' or 'ppocr-cls' (mean/std 0.5, as rapidocr and PaddleOCR feed them)",
+}
+
+
 def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
     """Read a YAML config given as a file path or a bundled preset name."""
     path = Path(name_or_path)
@@ -322,6 +333,8 @@ def read_yaml(name_or_path: str) -> tuple[dict[str, Any], str]:
             raise ConfigError(f"no config file or preset named '{name_or_path}'", hint=hint)
         text = (importlib.resources.files("trtq.configs") / f"{name_or_path}.yaml").read_text("utf-8")
         source = f"preset {name_or_path}"
+        if name_or_path in _DEPRECATED_PRESETS:
+            log.warning(_DEPRECATED_PRESETS[name_or_path])
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

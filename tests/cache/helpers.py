@@ -7,7 +7,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from trtq.cache.table import Provenance, names_sha256
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 
 def conv_model(weight_scale: float = 1.0, activation: str = "Relu") -> onnx.ModelProto:

@@ -11,8 +11,8 @@ from tests.cache.helpers import conv_model, provenance_for
 from trtq.cache.json_format import format_json_table, parse_json_table, table_to_dict
 from trtq.cache.table import CalibrationTable
 from trtq.errors import CacheError
-from trtq.model import fingerprint
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.model import fingerprint
+from trtq.onnx_model.tensors import activation_tensors
 
 
 def _table() -> CalibrationTable:

@@ -12,8 +12,8 @@ from tests.cache.helpers import conv_model, provenance_for
 from trtq.cache.sidecar import read_cache, sidecar_path, write_cache
 from trtq.cache.table import CalibrationTable
 from trtq.errors import CacheError, ConfigError
-from trtq.model import fingerprint
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.model import fingerprint
+from trtq.onnx_model.tensors import activation_tensors
 
 
 def _table(algorithm: str = "percentile") -> CalibrationTable:

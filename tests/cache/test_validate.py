@@ -11,8 +11,8 @@ from tests.cache.helpers import conv_model, provenance_for
 from trtq.cache.table import CalibrationTable
 from trtq.cache.validate import diff_tables, validate_table
 from trtq.errors import CacheError
-from trtq.model import fingerprint
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.model import fingerprint
+from trtq.onnx_model.tensors import activation_tensors
 
 MODEL = conv_model()
 NAMES = activation_tensors(MODEL)

@@ -7,15 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from trtq.calibrators.algorithms import (
-    available_methods,
-    compute_amax,
-    estimate_error,
-    method_parameters,
-    round_to_power_of_two,
-)
-from trtq.calibrators.stats import TensorStats
 
+from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
+from trtq.calibrators.registry import available_methods, compute_amax, method_parameters
+from trtq.calibrators.stats import TensorStats
 from trtq.config import CalibrationConfig
 
 HIST_METHODS = ["entropy", "minmax", "percentile", "mse"]

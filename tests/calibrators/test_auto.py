@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from trtq.calibrators.algorithms import available_methods, compute_amax, estimate_error, method_parameters
+
+from trtq.calibrators.algorithms import estimate_error
 from trtq.calibrators.auto import AUTO_CANDIDATES, choose_method, choose_methods, method_counts
+from trtq.calibrators.registry import available_methods, compute_amax, method_parameters
 from trtq.calibrators.stats import TensorStats
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from trtq.calibrators.entropy import TIE_ATOL, entropy_bin, entropy_divergences
 from trtq.calibrators.histogram import HistogramObserver
 

@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from trtq.calibrators.histogram import HistogramObserver, coarsen, range_exponent
 
 

@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+
 from trtq.calibrators import histogram
 from trtq.calibrators.histogram import HistogramObserver, bin_batch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.mse import _rounding_integral, edge_errors, expected_mse, value_bins
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from trtq.calibrators.histogram import HistogramObserver
 from trtq.calibrators.observers import EmaMinMaxObserver, MinMaxObserver
 from trtq.calibrators.stats import TensorStats
 from trtq.calibrators.storage import load_observers, merge_observer_sets, save_observers
-
 from trtq.errors import CacheError
 
 NAMES = ["conv1/Conv_output_0", "a:b::c", "ünïcødé/张量", "", "trailing\x00", "x" * 300]

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.fake_trt import FakeCudart, fake_trt
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.errors import ConfigError, DataError, MissingDependencyError, TrtqError
 
 

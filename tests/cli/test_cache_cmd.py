@@ -13,8 +13,8 @@ from tests.cache.helpers import conv_model, provenance_for
 from trtq.cache import CalibrationTable, read_cache, read_table, sidecar_path, write_cache, write_table
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT, EXIT_USAGE
-from trtq.model import fingerprint
-from trtq.tensors import activation_tensors
+from trtq.onnx_model.model import fingerprint
+from trtq.onnx_model.tensors import activation_tensors
 
 FIXTURE = Path(__file__).parents[1] / "cache" / "fixtures" / "entropy_8601.cache"
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tests.compare import models
 from tests.qdq.helpers import session
 from trtq.cli import main
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.inspect import inspect_model
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
+from trtq.pipeline.inspect import inspect_model
 
 
 def test_inspect_real_detector(ocr_detector):

@@ -10,9 +10,9 @@ from tests.qdq import models
 from trtq.cli import main
 from trtq.config import QuantizeConfig
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq.quantizer import quantize_model
-from trtq.tensors import activation_tensors
 
 
 def _qdq_model():

@@ -11,9 +11,9 @@ from tests import assets
 from tests.compare import models
 from tests.qdq.helpers import activation_amax, session
 from trtq._lazy import is_available
-from trtq.compare import compare_models
+from trtq.accuracy import compare_models
 from trtq.errors import ConfigError, DataError, MissingDependencyError, ModelError
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
 from trtq.qdq import quantize_model
 
 EVAL_SIZES = (4, 4, 2)  # ragged last batch

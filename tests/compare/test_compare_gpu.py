@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.compare import models
-from trtq.compare import compare_models
-from trtq.model import save_model
+from trtq.accuracy import compare_models
+from trtq.onnx_model.model import save_model
 
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from trtq.compare.compare import ComparisonResult
-from trtq.compare.gates import Gates, check_gates, raise_on_failures
-from trtq.compare.metrics import OutputMetrics, ToleranceCheck
+from trtq.accuracy.compare import ComparisonResult
+from trtq.accuracy.gates import Gates, check_gates, raise_on_failures
+from trtq.accuracy.metrics import OutputMetrics, ToleranceCheck
 from trtq.config import CheckConfig
 from trtq.errors import EXIT_GATE_FAILED, ConfigError, GateFailed
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trtq.compare.labels import labels_from_class_folders, load_labels
+from trtq.accuracy.labels import labels_from_class_folders, load_labels
 from trtq.errors import DataError
 
 

@@ -7,7 +7,8 @@ from onnx import TensorProto, helper
 from polygraphy.backend.onnx import ModifyOutputs
 
 from tests.compare import models
-from trtq.compare.layers import exact_pattern, layer_tensors
+from trtq.accuracy.layers import layer_tensors
+from trtq.runtime.runners import exact_pattern
 
 
 def test_quantized_layer_outputs_in_graph_order():

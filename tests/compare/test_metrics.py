@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trtq.compare.metrics import (
+from trtq.accuracy.metrics import (
     REL_EPSILON,
     ClassAgreement,
     ErrorSums,

@@ -7,9 +7,10 @@ import json
 import pytest
 from PIL import Image
 
-from trtq.compare import Report, write_report
-from trtq.compare import plots as plots_module
-from trtq.compare.plots import plot_layer_errors, plot_output_errors, plot_ranges
+from trtq.report import Report, write_report
+from trtq.report import plots as plots_module
+from trtq.report.plots import plot_layer_errors, plot_output_errors, plot_ranges
+from trtq.report.report import add_plots
 
 _COMPARISON = {
     "reference": "ref.onnx", "candidate": "cand.onnx", "candidate_kind": "onnx", "samples": 4, "batches": 1,
@@ -29,7 +30,7 @@ def _report() -> Report:
 def test_plots_are_written_and_recorded_as_artifacts(tmp_path):
     pytest.importorskip("matplotlib")
     report = _report()
-    written = plots_module.write_plots(report, tmp_path)
+    written = add_plots(report, tmp_path)
     assert [p.name for p in written] == ["ranges.png", "output_sqnr.png", "layer_sqnr.png"]
     for path in written:
         with Image.open(path) as image:

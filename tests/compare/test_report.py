@@ -8,9 +8,10 @@ import time
 import pytest
 
 from tests.compare import models
-from trtq.compare import Gates, Report, check_gates, compare_models, write_report
-from trtq.compare.report import SCHEMA_PATH, render_summary
+from trtq.accuracy import Gates, check_gates, compare_models
 from trtq.config import load_config
+from trtq.report import Report, write_report
+from trtq.report.report import SCHEMA_PATH, render_summary
 
 jsonschema = pytest.importorskip("jsonschema")
 

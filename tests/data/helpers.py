@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests import assets
 from trtq.config import Config, DataConfig, PreprocessConfig
-from trtq.model import TensorSpec, graph_inputs, load_model, save_model
+from trtq.onnx_model.model import TensorSpec, graph_inputs, load_model, save_model
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

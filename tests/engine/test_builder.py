@@ -12,13 +12,13 @@ import sys
 
 import numpy as np
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.engine.models import conv_classifier
 from tests.fake_trt import FakeCudart, fake_trt
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.engine import ShapeRange, build_engine, sidecar_path
 from trtq.errors import ConfigError, DataError, MissingDependencyError, ModelError, TrtqError
-from trtq.model import fingerprint, save_model
+from trtq.onnx_model.model import fingerprint, save_model
 
 RANGE = ShapeRange("x", (1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16))
 

@@ -14,13 +14,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
 from tests.engine.models import conv_classifier
+from trtq.calibrators.trt_calibrators import make_trt_calibrator
 from trtq.config import QuantizeConfig
 from trtq.engine import ShapeRange, build_engine, has_implicit_quantization, trt_runner, trt_version
 from trtq.errors import MissingDependencyError
-from trtq.model import fingerprint, save_model
+from trtq.onnx_model.model import fingerprint, save_model
 from trtq.qdq import quantize_model
 
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]

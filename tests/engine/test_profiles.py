@@ -7,7 +7,7 @@ import pytest
 
 from trtq.engine.profiles import ShapeRange, derive_profiles, opt_shape, parse_shapes, record_shapes
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 F32 = np.dtype("float32")
 IMAGE = TensorSpec("image", ("N", 3, "H", "W"), F32)

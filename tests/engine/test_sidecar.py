@@ -7,7 +7,7 @@ from pathlib import Path
 
 from trtq._version import __version__
 from trtq.engine import DeviceInfo, EngineInfo, ShapeRange, sidecar_dict, sidecar_path, write_sidecar
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 
 def _info(tmp_path: Path, **changes) -> EngineInfo:

@@ -13,8 +13,8 @@ from trtq.cache import CalibrationTable, write_cache
 from trtq.config import load_config
 from trtq.data import DataReader
 from trtq.data.source import Source
-from trtq.engine.stage import build_pipeline_engine, observed_shapes
-from trtq.model import fingerprint, graph_inputs, save_model
+from trtq.onnx_model.model import fingerprint, graph_inputs, save_model
+from trtq.pipeline.engine_stage import build_pipeline_engine, observed_shapes
 
 
 class _Arrays(Source):

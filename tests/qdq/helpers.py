@@ -7,8 +7,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from trtq.model import MAX_IR_VERSION
-from trtq.qdq.runtime import QDQ_SESSION_ENTRIES, ort_optimization_level
+from trtq.onnx_model.model import MAX_IR_VERSION
+from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -17,7 +17,7 @@ def session(model: onnx.ModelProto) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.log_severity_level = 3
-    if ort_optimization_level(model) == "basic":  # FP8 Q/DQ: see trtq.qdq.runtime
+    if ort_optimization_level(model) == "basic":  # FP8 Q/DQ: see trtq.runtime.qdq_options
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     for key, value in QDQ_SESSION_ENTRIES.items():  # exact fake quantization on every CPU
         opts.add_session_config_entry(key, value)

@@ -9,11 +9,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.accuracy_models import conv_chain, image_batches
 from tests.qdq.helpers import activation_amax
+from trtq.accuracy.bias_correction import apply_bias_correction, correct_biases
+from trtq.accuracy.evaluation import run_batches
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
-from trtq.evaluation import run_batches
 from trtq.qdq import quantize_model
-from trtq.qdq.bias_correction import apply_bias_correction, correct_biases
 
 SHAPE = (3, 12, 12)
 

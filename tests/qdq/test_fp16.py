@@ -9,9 +9,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.qdq import models
 from tests.qdq.helpers import activation_amax, random_feeds, run, sqnr_db
 from trtq.config import QuantizeConfig
-from trtq.model import opset_version
+from trtq.onnx_model.model import opset_version
 from trtq.qdq.quantizer import quantize_model
-from trtq.qdq.runtime import ort_optimization_level
+from trtq.runtime.qdq_options import ort_optimization_level
 
 
 def _types(model: onnx.ModelProto) -> dict[str, int]:

@@ -10,10 +10,10 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.qdq import models
 from tests.qdq.helpers import activation_amax, qdq_nodes, random_feeds
 from trtq.config import QuantizeConfig
-from trtq.model import save_model
+from trtq.onnx_model.model import save_model
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq.linter import RULES, Finding, lint_model
 from trtq.qdq.quantizer import quantize_model
-from trtq.tensors import activation_tensors
 
 
 def _trtq_model(precision: str = "int8") -> onnx.ModelProto:

@@ -14,8 +14,8 @@ from tests.lm_models import LAYERS, MAX_SEQ, bert_encoder
 from tests.lm_text import encode, sentences
 from tests.qdq.helpers import activation_amax, dq_inputs_of, qdq_nodes, session, sqnr_db
 from trtq.config import QuantizeConfig
+from trtq.onnx_model.tensors import tensor_types
 from trtq.qdq.quantizer import quantize_model
-from trtq.tensors import tensor_types
 
 LAYER_ACTIVATIONS = ("attention.q.transpose", "attention.k.transpose", "attention.v.transpose",
                      "attention.softmax", "attention.merge_reshape", "attention.norm.out", "ffn.gelu.out")

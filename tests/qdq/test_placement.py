@@ -11,8 +11,8 @@ from tests.qdq import models
 from tests.qdq.helpers import dq_inputs_of, qdq_nodes
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
+from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq.quantizer import quantize_model
-from trtq.tensors import activation_tensors
 
 
 def _amax(model: onnx.ModelProto, value: float = 1.0) -> dict[str, float]:

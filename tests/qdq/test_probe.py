@@ -9,11 +9,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.accuracy_models import image_batches, outlier_classifier
 from tests.qdq.helpers import activation_amax, run
-from trtq.compare.metrics import ErrorSums
+from trtq.accuracy.evaluation import run_batches
+from trtq.accuracy.metrics import ErrorSums
+from trtq.accuracy.probe import SqnrSums, only_layers, probe_model, quantized_layers
 from trtq.config import QuantizeConfig
-from trtq.evaluation import run_batches
 from trtq.qdq import quantize_model
-from trtq.qdq.probe import SqnrSums, only_layers, probe_model, quantized_layers
 
 
 @pytest.fixture(scope="module")

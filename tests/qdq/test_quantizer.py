@@ -11,9 +11,9 @@ from tests.qdq import models
 from tests.qdq.helpers import activation_amax, qdq_nodes, random_feeds, run, session, sqnr_db
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError
-from trtq.model import opset_version, save_model
+from trtq.onnx_model.model import opset_version, save_model
 from trtq.qdq.quantizer import quantize_model
-from trtq.qdq.runtime import ort_optimization_level
+from trtq.runtime.qdq_options import ort_optimization_level
 
 BUILDERS = {
     "conv_bn_relu": models.conv_bn_relu,

@@ -27,7 +27,7 @@ SCHEMA_VERSION = 1
 # calibrators for entropy and minmax only: the others, auto included (its per-tensor winners are
 # the other methods), get the TensorRT cache header EntropyCalibration2 (trt_format), because
 # TensorRT 10 reads a cache only under the header of the calibrator reading it, and trtq's
-# implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (engine/stage.py);
+# implicit builds hand every method but minmax to an IInt8EntropyCalibrator2 (pipeline/engine_stage.py);
 # the trtq algorithm name lives in the sidecar.
 ALGORITHMS = ("entropy", "minmax", "percentile", "mse", "ema", "auto", "unknown")
 

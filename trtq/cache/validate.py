@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from trtq.cache.table import CalibrationTable, Provenance
 from trtq.errors import CacheError
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 # Tensor names quoted in a message before "... (N more)".
 _SHOWN = 5
@@ -69,8 +69,8 @@ def validate_table(table: CalibrationTable, *, fingerprint: ModelFingerprint, te
 
     Args:
         table: the cache read back (with provenance from its sidecar, if any).
-        fingerprint: trtq.model.fingerprint() of the model.
-        tensor_names: the model's calibrated tensors (trtq.tensors.activation_tensors).
+        fingerprint: trtq.onnx_model.model.fingerprint() of the model.
+        tensor_names: the model's calibrated tensors (trtq.onnx_model.tensors.activation_tensors).
         force: report mismatches as warnings instead of raising.
         source: how to name the table in messages (e.g. its path).
 

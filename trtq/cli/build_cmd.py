@@ -27,8 +27,8 @@ def build_command(ctx: click.Context, model: str, **params) -> None:
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
-    from trtq.build import build
-    from trtq.compare import raise_on_failures
+    from trtq.accuracy import raise_on_failures
+    from trtq.pipeline.build import build
 
     outcome = build(model, config, show_progress=not ctx.obj.get("quiet"))
     report = outcome.report
@@ -37,7 +37,7 @@ def build_command(ctx: click.Context, model: str, **params) -> None:
     for skipped in report.skipped:
         click.echo(f"skipped {skipped['step']}: {skipped['reason']}")
     if outcome.comparison is not None:
-        from trtq.compare.report import render_summary
+        from trtq.report.report import render_summary
 
         click.echo(render_summary(outcome.comparison, outcome.failures))
     for kind, path in report.artifacts.items():

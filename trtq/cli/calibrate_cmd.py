@@ -35,18 +35,18 @@ def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     progress = not ctx.obj.get("quiet")
     comparison = None
     if config.calibration.compare_methods:
-        from trtq.method_compare import compare_methods
+        from trtq.pipeline.method_compare import compare_methods
 
         comparison = compare_methods(model, config, show_progress=progress)
         outcome = comparison.calibration
     else:
-        from trtq.calibrate import calibrate
+        from trtq.pipeline.calibrate import calibrate
 
         outcome = calibrate(model, config, show_progress=progress)
     for warning in outcome.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     if comparison is not None:
-        from trtq.method_compare import format_comparison
+        from trtq.pipeline.method_compare import format_comparison
 
         click.echo(format_comparison(comparison))
     if outcome.not_reused:

@@ -8,15 +8,16 @@ from typing import Any
 
 import click
 
+from trtq.accuracy import Gates, check_gates, compare_models, raise_on_failures
+from trtq.accuracy.labels import resolve_labels
 from trtq.cli import main
 from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
-from trtq.compare import Gates, Report, check_gates, compare_models, raise_on_failures, write_report
-from trtq.compare.labels import resolve_labels
-from trtq.compare.report import render_summary
 from trtq.config import Config
 from trtq.data import make_readers
 from trtq.data.reader import FeedDicts
-from trtq.model import graph_inputs, load_model
+from trtq.onnx_model.model import graph_inputs, load_model
+from trtq.report import Report, write_report
+from trtq.report.report import render_summary
 
 
 def _open_data(data: str, reference: str, config: Config) -> tuple[FeedDicts, list[str]]:

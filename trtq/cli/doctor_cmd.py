@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from trtq.cli import main
-from trtq.doctor import render_checks, run_checks
+from trtq.pipeline.doctor import render_checks, run_checks
 
 
 @main.command("doctor")

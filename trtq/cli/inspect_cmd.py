@@ -7,7 +7,7 @@ import json
 import click
 
 from trtq.cli import main
-from trtq.inspect import inspect_model, render_summary
+from trtq.pipeline.inspect import inspect_model, render_summary
 
 
 @main.command("inspect")

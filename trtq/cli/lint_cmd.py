@@ -6,7 +6,7 @@ import click
 
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.model import load_model
+from trtq.onnx_model.model import load_model
 from trtq.qdq.linter import lint_model
 
 

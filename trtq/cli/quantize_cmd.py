@@ -33,7 +33,7 @@ def quantize_command(ctx: click.Context, model: str, output: str | None, **param
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
-    from trtq.quantize import quantize_file
+    from trtq.pipeline.quantize import quantize_file
 
     cache = config.calibration.cache or str(Path(model).with_suffix(".cache"))
     outcome = quantize_file(model, cache, output, config.quantize, force=config.calibration.force)

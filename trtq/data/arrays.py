@@ -16,7 +16,7 @@ import numpy as np
 from trtq.data.npyfile import ArrayCache, Member, npy_member, npz_members
 from trtq.data.source import UnreadableFile, check_shape, file_key
 from trtq.errors import DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 log = logging.getLogger(__name__)
 

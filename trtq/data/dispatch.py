@@ -19,7 +19,7 @@ from trtq.data.source import (
 )
 from trtq.data.video import VideoSource
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 NO_DATA_HINT = ("give --calib an image folder or file, .npy/.npz files or a video; only if you accept "
                 "meaningless ranges, --allow-random-data calibrates on random inputs")

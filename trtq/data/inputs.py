@@ -9,7 +9,7 @@ import numpy as np
 from trtq.config import DataConfig, PreprocessConfig
 from trtq.data.source import is_fixed
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 # Axis of (channels, height, width) in the model input, batch axis included.
 _AXES = {"NCHW": (1, 2, 3), "NHWC": (3, 1, 2)}

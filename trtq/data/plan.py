@@ -12,7 +12,7 @@ from trtq.data.source import Source, is_fixed
 from trtq.data.split import split_indices
 from trtq.data.synthetic import random_source
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Order of operations, matching torchvision / PaddleOCR style pipelines:
 1. EXIF orientation applied; any mode made 8-bit RGB (or L for 1-channel inputs):
    16-bit pixels are scaled by 255/65535, transparent pixels composited over white.
-2. Resize ('shorter' then centre crop, 'exact', 'letterbox', or 'none').
+2. Resize ('shorter' then centre crop, 'exact', 'letterbox', 'pad-right', or 'none').
 3. p in 0..255 -> (p * scale - mean) / std per channel, after the RGB->BGR swap, so
    mean/std are given in the model's channel order.
 4. Layout NCHW / NHWC (or HW for rank-3 inputs), dtype.
@@ -11,6 +11,7 @@ Order of operations, matching torchvision / PaddleOCR style pipelines:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,23 @@ def _letterbox(image: Image.Image, height: int, width: int, pad_value: float,
     return canvas
 
 
+def _pad_right(image: Image.Image, height: int, width: int, pad_value: float,
+               resample: Image.Resampling) -> np.ndarray:
+    """PaddleOCR's text-line resize: height becomes `height`, the width follows the aspect ratio
+    (rounded up) but at most `width`, and the rest of the width is padded on the right.
+
+    rapidocr_onnxruntime 1.4.4 ch_ppocr_rec/text_recognize.py and ch_ppocr_cls/text_cls.py
+    (`resize_norm_img`): resized_w = min(W, ceil(H * w / h)), then a zero canvas after normalisation
+    (with mean = std = 0.5 that is pixel 127.5) gets the resized image at columns [0, resized_w).
+    """
+    w, h = image.size
+    resized_w = min(width, math.ceil(height * w / h))
+    resized = _as_array(image.resize((resized_w, height), resample))
+    canvas = np.full((height, width, resized.shape[2]), pad_value, dtype=np.float32)
+    canvas[:, :resized_w] = resized
+    return canvas
+
+
 def _shorter_size(w: int, h: int, size: int) -> tuple[int, int]:
     """(width, height) with the shorter side = size; the longer side truncated as torchvision does."""
     if w <= h:
@@ -122,7 +140,7 @@ class ImagePipeline:
         """
         mode, spec = config.resize, target.spec
         size_known = target.height is not None and target.width is not None
-        needs_size = mode in ("exact", "letterbox") or (mode == "shorter" and
+        needs_size = mode in ("exact", "letterbox", "pad-right") or (mode == "shorter" and
                                                          (config.center_crop or config.resize_size is None))
         if needs_size and not size_known:
             raise ConfigError(f"input '{spec.name}' has a dynamic height/width ({spec.shape_str()}), "
@@ -147,6 +165,8 @@ class ImagePipeline:
         size = f"{t.height}x{t.width}"
         steps = {"shorter": f"resize shorter side to {self.resize_size}" + (f", crop {size}" if c.center_crop else ""),
                  "exact": f"resize to {size}", "letterbox": f"letterbox {size} pad {c.pad_value:g}",
+                 "pad-right": f"resize to height {t.height} keeping the aspect ratio, pad right to {size} "
+                              f"with {c.pad_value:g}",
                  "none": "no resize"}[c.resize]
         colours = "gray" if t.channels == 1 else c.channel_order
         return f"{steps}, {t.layout} {colours} {t.dtype}"
@@ -157,6 +177,8 @@ class ImagePipeline:
         resample = _FILTERS[c.interpolation]
         if c.resize == "exact":
             return _as_array(image.resize((t.width, t.height), resample))  # type: ignore[arg-type]
+        if c.resize == "pad-right":
+            return _pad_right(image, t.height, t.width, c.pad_value, resample)  # type: ignore[arg-type]
         if c.resize == "letterbox":
             return _letterbox(image, t.height, t.width, c.pad_value, resample)  # type: ignore[arg-type]
         if c.resize == "shorter":

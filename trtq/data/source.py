@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from trtq.errors import DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ARRAY_SUFFIXES = (".npy", ".npz")

@@ -22,7 +22,7 @@ from trtq.data.inputs import ImageTarget, image_target
 from trtq.data.preprocess import ImagePipeline
 from trtq.data.source import is_fixed
 from trtq.errors import ConfigError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 log = logging.getLogger(__name__)
 

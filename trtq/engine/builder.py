@@ -29,7 +29,7 @@ from trtq.engine.sidecar import EngineInfo, write_sidecar
 from trtq.engine.trt_log import explain, make_trt_logger
 from trtq.engine.version import has_implicit_quantization, parse_version
 from trtq.errors import ConfigError, MissingDependencyError, ModelError, TrtqError
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 log = logging.getLogger(__name__)
 

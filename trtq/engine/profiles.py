@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trtq.errors import ConfigError, DataError
-from trtq.model import TensorSpec
+from trtq.onnx_model.model import TensorSpec
 
 Shape = tuple[int, ...]
 KINDS = ("min", "opt", "max")
@@ -162,7 +162,7 @@ def derive_profiles(inputs: Sequence[TensorSpec], observed: Mapping[str, Sequenc
     """One optimization profile: a ShapeRange for every dynamic input of the model.
 
     Args:
-        inputs: the model's inputs (trtq.model.graph_inputs); fixed inputs need no range.
+        inputs: the model's inputs (trtq.onnx_model.model.graph_inputs); fixed inputs need no range.
         observed: input name -> shapes of the arrays fed to it (e.g. from record_shapes).
         min_shapes, opt_shapes, max_shapes: user overrides like "x:1x3x224x224,y:1x10";
             each given shape replaces the derived one for that input.

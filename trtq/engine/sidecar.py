@@ -16,7 +16,7 @@ from trtq import atomic
 from trtq._version import __version__
 from trtq.engine.device import DeviceInfo
 from trtq.engine.profiles import ShapeRange
-from trtq.model import ModelFingerprint
+from trtq.onnx_model.model import ModelFingerprint
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Explicit quantization: Q/DQ placement, the quantizer and the Q/DQ linter.
+"""Explicit quantization as pure graph transforms: Q/DQ placement, the quantizer, FP16, the Q/DQ linter.
+
+Nothing here runs a model (trtq.runtime does) or measures accuracy (trtq.accuracy does).
 
     from trtq.qdq import quantize_model, lint_model
     result = quantize_model(model, {"x": 2.64, ...}, QuantizeConfig(precision="int8"))

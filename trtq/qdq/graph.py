@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from trtq.tensors import constant_tensors
+from trtq.onnx_model.tensors import constant_tensors
 
 # (node index, input index): one place where a tensor is read.
 Use = tuple[int, int]

@@ -42,11 +42,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from trtq.model import opset_version
+from trtq.onnx_model.model import opset_version
+from trtq.onnx_model.tensors import QUANTIZABLE_OPS
 from trtq.qdq.graph import GraphIndex
+from trtq.qdq.opset import FP8_TYPES
 from trtq.qdq.placement import WEIGHTED_OPS
-from trtq.qdq.runtime import FP8_TYPES
-from trtq.tensors import QUANTIZABLE_OPS
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _UNSIGNED = frozenset({TensorProto.UINT8, TensorProto.UINT4, TensorProto.UINT16})

@@ -20,7 +20,7 @@ import onnx
 from onnx import version_converter
 
 from trtq.errors import ModelError
-from trtq.model import MAX_IR_VERSION, opset_version
+from trtq.onnx_model.model import MAX_IR_VERSION, opset_version
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,11 @@ PER_CHANNEL_OPSET = 13
 FP8_OPSET = 19
 FP16_SCALE_OPSET = 19
 INT4_OPSET = 21
+# The FP8 element types a Q/DQ node may carry (zero points, pre-quantized weights).
+FP8_TYPES = frozenset({
+    onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E4M3FNUZ,
+    onnx.TensorProto.FLOAT8E5M2, onnx.TensorProto.FLOAT8E5M2FNUZ,
+})
 
 
 def ensure_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:

@@ -22,7 +22,7 @@ import onnx
 
 from trtq.config import QuantizeConfig
 from trtq.errors import CacheError, ConfigError, ModelError
-from trtq.model import opset_version
+from trtq.onnx_model.model import opset_version
 from trtq.qdq.graph import GraphIndex, name_nodes
 from trtq.qdq.insert import InsertOptions, insert_qdq
 from trtq.qdq.opset import FP8_OPSET, FP16_SCALE_OPSET, PER_CHANNEL_OPSET, ensure_opset, set_ir_version

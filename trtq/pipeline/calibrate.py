@@ -1,0 +1,294 @@
+"""`trtq.pipeline.calibrate`: FP32 model + real data -> calibration table and TensorRT cache.
+
+Steps: load the model, reuse a valid cache if one exists, else stream the data
+through ONNX Runtime into observers (or merge observers saved earlier with
+--save-stats, without data or a model run), turn each tensor's statistics into
+an amax with the chosen algorithm, and write the cache with its provenance sidecar.
+
+A cache of this model made with other settings (method, its parameters, histogram
+bins, tensor scope, as its sidecar records them) is not reused: the ranges are
+made again, from the statistics the cache's run saved (--save-stats) when that file
+still matches, else by running the model; the outcome says why (`not_reused`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import onnxruntime
+
+from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, validate_table, write_cache
+from trtq.cache.table import json_params
+from trtq.calibration.collect import collect_statistics
+from trtq.calibration.ranges import HISTOGRAM_METHODS, check_settings, ranges_and_counts, recorded_params
+from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
+from trtq.calibrators import TensorStats
+from trtq.config import CalibrationConfig, Config
+from trtq.data import DataPlan, make_readers
+from trtq.errors import CacheError, ConfigError, DataError
+from trtq.onnx_model import model as model_io
+from trtq.onnx_model.tensors import activation_tensors
+from trtq.runtime.session import providers_for
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class CalibrationOutcome:
+    """The table, where it was written, and whether an existing cache was reused.
+
+    Attributes:
+        stats: tensor -> observers when the model ran or statistics were loaded (None when a
+            cache was reused); every range algorithm can be evaluated on them without running
+            the model again.
+        stats_files: the statistics files the ranges were computed from (--load-stats, or the file an
+            outdated cache's run saved), if any.
+        saved_stats: where the statistics were saved (--save-stats), if anywhere.
+        not_reused: why an existing cache of this model was not reused (it was made with other
+            settings), or None.
+    """
+
+    table: CalibrationTable
+    cache_path: Path
+    reused: bool
+    warnings: list[str] = field(default_factory=list)
+    stats: dict[str, TensorStats] | None = None
+    seconds: float = 0.0
+    stats_files: tuple[str, ...] = ()
+    saved_stats: Path | None = None
+    not_reused: str | None = None
+
+
+def default_cache_path(model_path: Path, config: Config) -> Path:
+    """`--cache`, else `<out_dir or model folder>/<model stem>.cache`."""
+    if config.calibration.cache:
+        return Path(config.calibration.cache)
+    folder = Path(config.out_dir) if config.out_dir else model_path.parent
+    return folder / f"{model_path.stem}.cache"
+
+
+def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, names: list[str],
+                     fp: model_io.ModelFingerprint, plan: DataPlan | None = None) -> list[str]:
+    """How the settings a cache of this model was made with differ from `cal` (and, when `plan` is
+    given, whether it was made from other calibration files).
+
+    Empty when they are the same, or when the cache has no provenance or belongs to another
+    model (validate_table decides about those).
+    """
+    same_model = provenance is not None and (provenance.model_graph_sha256 == fp.graph
+                                             and provenance.model_weights_sha256 == fp.weights)
+    if not same_model:
+        return []
+    changes = []
+    if provenance.algorithm != cal.method:
+        changes.append(f"it was made with --method {provenance.algorithm}, now {cal.method}")
+    elif provenance.algorithm_params != (params := json_params(recorded_params(cal))):
+        changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
+    if cal.method in HISTOGRAM_METHODS and provenance.num_bins != cal.num_bins:
+        changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
+    if provenance.tensor_names_sha256 != names_sha256(names):
+        changes.append(f"it covers other tensors than --tensors {cal.tensors} selects")
+    # Other data is named only when nothing else changed (other settings already say the run differs).
+    if not changes and plan is not None and provenance.data_sha256 not in (None, _data_hash(plan.calib.keys)):
+        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now")
+    return changes
+
+
+def _param_changes(old: Mapping[str, object], new: Mapping[str, object]) -> str:
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k} {old.get(k, 'unset')} -> {new.get(k, 'unset')}"
+                     for k in keys if old.get(k) != new.get(k))
+
+
+def calibrate(model_path: str | Path, config: Config, show_progress: bool = True,
+              plan: DataPlan | None = None) -> CalibrationOutcome:
+    """Calibrate `model_path` as `config` says, or reuse a cache that matches the model.
+
+    The statistics come from running the model on the calibration data, or, with
+    `calibration.load_stats`, from statistics files (then no data and no model run are
+    needed). With `calibration.save_stats` they are also written to a file. A cache is
+    reused only when no statistics are loaded, saved or compared (`compare_methods`), and,
+    if its sidecar says it was made for this model, only when it was made with the same
+    settings (settings_changes); otherwise `not_reused` of the outcome says why.
+
+    Args:
+        model_path: the FP32 ONNX model.
+        config: the resolved config (data, preprocess and calibration sections are used).
+        show_progress: draw a progress bar on stderr.
+        plan: data readers already made (by `trtq build`); made from the config if None.
+
+    Raises:
+        DataError: no or bad data (also when a cache made with other settings must be made again
+            and no data is given), or a NaN/Inf activation with nan_policy 'error'.
+        CacheError: an existing cache or a statistics file does not match the model, or is corrupt.
+    """
+    model_path = Path(model_path)
+    model = model_io.load_model(model_path)
+    fp = model_io.fingerprint(model)
+    cal = config.calibration
+    check_settings(cal)
+    names = activation_tensors(model, cal.tensors)
+    cache_path = default_cache_path(model_path, config)
+    not_reused, old = None, None
+    if cache_path.exists() and not (cal.load_stats or cal.save_stats or cal.compare_methods):
+        table = read_cache(cache_path)
+        if plan is None and config.data.calib:  # made here once; recalibrating would need it anyway
+            plan = make_readers(config, model_io.graph_inputs(model))
+        changes = settings_changes(table.provenance, cal, names, fp, plan)
+        if not changes:
+            warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
+                                      source=str(cache_path))
+            log.info("reusing calibration cache %s (it matches the model)", cache_path)
+            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings)
+        not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
+
+    gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
+    if cal.save_stats:
+        save_stats(cal.save_stats, gathered.stats, gathered.record)
+    table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
+                       stats_file=_stats_file(cal, gathered.files))
+    write_cache(table, cache_path, cal.trt_version)
+    return CalibrationOutcome(
+        table, cache_path, reused=False, warnings=gathered.warnings, stats=gathered.stats, seconds=gathered.seconds,
+        stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
+        not_reused=gathered.note,
+    )
+
+
+def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
+               cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None) -> CalibrationTable:
+    """The calibration table of `stats` with the configured method, and its provenance.
+
+    Args:
+        num_bins: histogram bins of `stats` (default: the config's).
+        stats_file: the one file holding `stats`, if any (recorded so that other settings can reuse it).
+    """
+    amax, counts = ranges_and_counts(stats, cal)
+    provenance = Provenance(
+        model_graph_sha256=fp.graph, model_weights_sha256=fp.weights, tensor_names_sha256=names_sha256(names),
+        algorithm=cal.method, num_samples=record.num_samples or 0, data_sha256=record.data_sha256,
+        algorithm_params=recorded_params(cal), num_bins=num_bins if num_bins is not None else cal.num_bins,
+        onnxruntime_version=record.onnxruntime_version, random_data=record.random_data, method_counts=counts,
+        stats_file=stats_file,
+    )
+    return CalibrationTable(amax=amax, algorithm=cal.method, provenance=provenance)
+
+
+def _stats_file(cal: CalibrationConfig, loaded: tuple[str, ...]) -> str | None:
+    """The one file holding the statistics (--save-stats, or the only file they were loaded from), absolute."""
+    if cal.save_stats:
+        return str(Path(cal.save_stats).resolve())
+    return str(Path(loaded[0]).resolve()) if len(loaded) == 1 else None
+
+
+@dataclass
+class _Gathered:
+    """Statistics from a model run or from files, with what the provenance needs."""
+
+    stats: dict[str, TensorStats]
+    record: StatsRecord
+    num_bins: int
+    warnings: list[str]
+    seconds: float = 0.0
+    files: tuple[str, ...] = ()
+    note: str | None = None
+
+
+def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
+            config: Config, plan: DataPlan | None, show_progress: bool, old: Provenance | None,
+            not_reused: str | None) -> _Gathered:
+    """The statistics: from --load-stats, from the file an outdated cache's run saved, or from the model.
+
+    Args:
+        old, not_reused: provenance of an existing cache made with other settings, and why it is not
+            reused (None when there is no such cache).
+    """
+    cal = config.calibration
+    if cal.load_stats:
+        gathered = _load(names, fp, config)
+        gathered.files = tuple(cal.load_stats)
+        return gathered
+    saved = _saved_stats(old, names, fp, config, plan)
+    if saved is not None:
+        saved.note = f"{not_reused}; ranges made again from the statistics saved in {old.stats_file} (no model run)"
+        return saved
+    if not_reused and plan is None and not config.data.calib and not config.data.allow_random_data:
+        raise DataError(f"{not_reused}, and making it again needs calibration data",
+                        hint="give --calib DATA, or the settings the cache was made with to reuse it")
+    gathered = _collect(model, model_path, names, fp, config, plan, show_progress)
+    if not_reused:
+        gathered.note = f"{not_reused}; recalibrated"
+    return gathered
+
+
+def _saved_stats(old: Provenance | None, names: list[str], fp: model_io.ModelFingerprint, config: Config,
+                 plan: DataPlan | None) -> _Gathered | None:
+    """The statistics an outdated cache's run saved (--save-stats), if they serve the new settings.
+
+    They do when the file still loads for this model, the histogram bins and tensors are unchanged,
+    the method is not ema (it needs an observer saved only with --method ema) and, when calibration
+    data is given, it is the data they were collected on.
+    """
+    cal = config.calibration
+    if (old is None or not old.stats_file or not Path(old.stats_file).is_file() or cal.method == "ema"
+            or old.num_bins != cal.num_bins or old.tensor_names_sha256 != names_sha256(names)):
+        return None
+    try:
+        loaded = load_stats([old.stats_file], names, fingerprint=fp)
+    except CacheError as exc:
+        log.info("not using the saved statistics %s: %s", old.stats_file, exc.message)
+        return None
+    # calibrate() made `plan` whenever --calib was given
+    if plan is not None and loaded.record.data_sha256 != _data_hash(plan.calib.keys):
+        log.info("not using the saved statistics %s: they come from other calibration data", old.stats_file)
+        return None
+    return _Gathered(loaded.stats, loaded.record, loaded.num_bins, list(loaded.warnings), files=(old.stats_file,))
+
+
+def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: model_io.ModelFingerprint,
+             config: Config, plan: DataPlan | None, show_progress: bool) -> _Gathered:
+    """Run the model over the calibration data into fresh observers."""
+    plan = plan or make_readers(config, model_io.graph_inputs(model))
+    cal = config.calibration
+    result = collect_statistics(
+        model, model_path.parent, names, plan.calib,
+        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if cal.method == "ema" else None),
+        providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
+        total_samples=plan.calib.num_samples, show_progress=show_progress,
+    )
+    record = StatsRecord(
+        num_samples=result.num_samples, data_sha256=_data_hash(plan.calib.keys), model_graph_sha256=fp.graph,
+        model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
+        random_data=bool(config.data.allow_random_data and not config.data.calib),
+    )
+    warnings = list(plan.warnings) + [f"{n}: {c} NaN/Inf values ignored" for n, c in result.nonfinite.items()]
+    return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds)
+
+
+def _load(names: list[str], fp: model_io.ModelFingerprint, config: Config) -> _Gathered:
+    """Merge the statistics files of `calibration.load_stats` (no data, no model run)."""
+    cal = config.calibration
+    start = time.perf_counter()
+    loaded = load_stats(cal.load_stats, names, fingerprint=fp, force=cal.force)
+    if cal.method == "ema" and any(s.ema is None for s in loaded.stats.values()):
+        raise ConfigError("--method ema needs the moving-average observer, which the statistics files lack "
+                          "(they were saved with another --method)",
+                          hint="save the statistics with --method ema, or choose another --method")
+    warnings = list(loaded.warnings)
+    if config.data.calib and not cal.compare_methods:
+        warnings.append(f"--calib {config.data.calib} is not read: the statistics come from --load-stats")
+    if loaded.num_bins != cal.num_bins:
+        warnings.append(f"the statistics have {loaded.num_bins} histogram bins; --num-bins {cal.num_bins} "
+                        "does not apply to loaded statistics")
+    log.info("merged %d statistics file(s): %s samples", len(cal.load_stats),
+             loaded.record.num_samples if loaded.record.num_samples is not None else "unknown")
+    return _Gathered(loaded.stats, loaded.record, loaded.num_bins, warnings, time.perf_counter() - start)
+
+
+def _data_hash(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()

@@ -1,0 +1,133 @@
+"""The quantize step of `trtq build`: ranges -> the Q/DQ model that is checked and shipped.
+
+    plain:     quantize with the configured exclusions
+    --fallback (needs a gate and held-out data): quantize, then leave the most sensitive
+               layers in float one at a time until the gates pass (trtq.accuracy.fallback)
+    --bias-correction always|auto: shift Conv/Gemm biases on the calibration data; auto keeps
+               the shift only if the held-out SQNR rises (trtq.accuracy.bias_correction)
+    --per-layer: also rank the layers by their effect on the outputs alone (trtq.accuracy.sensitivity)
+
+Bias correction runs once, on the model the fallback settled on: running it inside every
+fallback step would cost a pass per layer level per step. The accuracy check after this
+stage measures the final model, so the gates judge exactly what is shipped.
+
+All measurements share one FP32 reference on the held-out data (trtq.accuracy.evaluation.Reference),
+computed on first use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from trtq.accuracy import Gates
+from trtq.accuracy.bias_correction import BiasCorrectionReport, apply_bias_correction
+from trtq.accuracy.evaluation import Reference
+from trtq.accuracy.fallback import FallbackResult, check_gate_set, check_max_excluded, fallback
+from trtq.accuracy.sensitivity import LayerSensitivity, layer_sensitivity, ranking_table
+from trtq.config import Config
+from trtq.data import DataReader
+from trtq.errors import ConfigError
+from trtq.qdq import QuantizeResult, quantize_model
+
+log = logging.getLogger(__name__)
+
+# Calibration samples bias correction measures on: the shifts are means, which settle long before
+# the data runs out, and the sequential method makes one pass per layer level.
+BIAS_CORRECTION_SAMPLES = 128
+
+
+@dataclass
+class QdqOutcome:
+    """The Q/DQ model the build ships (FP32 interface, checked on ONNX Runtime) and how it came about.
+
+    Attributes:
+        model: the final Q/DQ model.
+        result: the quantizer's result for the final settings (its report lists what was quantized).
+        fallback: what the fallback did, or None if it did not run.
+        bias_correction: what bias correction did, or None if it was off.
+        sensitivity: layers ranked most sensitive first (with --per-layer or after a fallback), else empty.
+    """
+
+    model: onnx.ModelProto
+    result: QuantizeResult
+    fallback: FallbackResult | None = None
+    bias_correction: BiasCorrectionReport | None = None
+    sensitivity: list[LayerSensitivity] = field(default_factory=list)
+
+    def summaries(self) -> list[str]:
+        """One line per accuracy mechanism that ran, for the log and report.md."""
+        lines = [self.fallback.summary()] if self.fallback else []
+        return lines + ([self.bias_correction.summary()] if self.bias_correction else [])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's `accuracy` section."""
+        return {
+            "fallback": self.fallback.to_dict() if self.fallback else None,
+            "bias_correction": self.bias_correction.to_dict() if self.bias_correction else None,
+            "sensitivity": ranking_table(self.sensitivity) if self.sensitivity else None,
+        }
+
+
+def check_qdq_options(config: Config, has_eval: bool) -> None:
+    """Refuse combinations that cannot work, before any long step runs.
+
+    Raises:
+        ConfigError: --fallback without a gate or without held-out samples.
+    """
+    check_max_excluded(config.check.max_excluded)
+    if not config.check.fallback:
+        return
+    check_gate_set(Gates.from_config(config.check))
+    if not has_eval:
+        raise ConfigError("--fallback needs held-out samples to measure on",
+                          hint="give --eval DATA or an --eval-fraction above 0")
+
+
+def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
+                   evaluation: DataReader | None, show_progress: bool = False) -> QdqOutcome:
+    """Quantize `model` with `amax` as the config asks (see the module docstring).
+
+    The FP16 option is ignored here: the returned model is the FP32 variant ONNX Runtime checks;
+    trtq.qdq.to_fp16_twin makes the TensorRT 11 variant from it.
+    """
+    options = dataclasses.replace(config.quantize, fp16=False)
+    reference = _LazyReference(model, evaluation)
+    if config.check.fallback:
+        found = fallback(model, amax, None, options, Gates.from_config(config.check), config.check.max_excluded,
+                         reference=reference.get(), show_progress=show_progress)
+        log.info("%s", found.summary())
+        outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
+        options = found.options
+    else:
+        result = quantize_model(model, amax, options)
+        outcome = QdqOutcome(result.model, result)
+    if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
+        outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
+                                                show_progress=show_progress)
+    mode = config.quantize.bias_correction
+    if mode != "none":
+        judge = reference.get() if mode == "auto" and evaluation is not None else None
+        outcome.model, outcome.bias_correction = apply_bias_correction(
+            model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES)
+    return outcome
+
+
+@dataclass
+class _LazyReference:
+    """FP32 outputs on the held-out data, computed the first time a mechanism needs them."""
+
+    model: onnx.ModelProto
+    evaluation: DataReader | None
+    _reference: Reference | None = None
+
+    def get(self) -> Reference:
+        if self._reference is None:
+            if self.evaluation is None:
+                raise ConfigError("this step needs held-out samples", hint="give --eval DATA or --eval-fraction")
+            self._reference = Reference(self.model, self.evaluation.feed_dicts())
+        return self._reference

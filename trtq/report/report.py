@@ -1,0 +1,324 @@
+"""The build/compare report: report.json (schema: report.schema.json next to this file) and report.md.
+
+    report = Report(command="build")
+    report.set_config(config)
+    with report.stage("calibrate"):
+        ...
+    report.set_comparison(result)
+    report.set_gates(gates, check_gates(result, gates))
+    write_report(report, out_dir)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import json
+import math
+import platform
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtq import _lazy
+from trtq._version import __version__
+from trtq.accuracy.compare import ComparisonResult
+from trtq.accuracy.gates import GateFailure, Gates
+from trtq.accuracy.metrics import json_float
+from trtq.atomic import write_text
+from trtq.config import Config, to_dict
+from trtq.report import plots
+
+SCHEMA_VERSION = 2
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+
+
+def _package_version(module: str) -> str | None:
+    """Version of an importable package (from its metadata when the import would be heavy)."""
+    if module == "tensorrt":
+        if not _lazy.is_available("tensorrt"):
+            return None
+        try:  # TensorRT has several distribution names (tensorrt, tensorrt-cu12, ...); ask the module
+            import tensorrt
+
+            return str(tensorrt.__version__)
+        except Exception:
+            return None
+    try:
+        return str(__import__(module).__version__)
+    except Exception:
+        try:
+            return importlib.metadata.version(module)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+
+def collect_versions() -> dict[str, str | None]:
+    """trtq, Python and the packages that produced the results (None when not installed)."""
+    versions: dict[str, str | None] = {"trtq": __version__, "python": platform.python_version()}
+    for module in ("numpy", "onnx", "onnxruntime", "polygraphy", "tensorrt"):
+        versions[module] = _package_version(module)
+    return versions
+
+
+@dataclass
+class StageTiming:
+    name: str
+    seconds: float
+    status: str  # "ok" or "failed"
+
+
+@dataclass
+class Report:
+    """Everything one run produced and measured; fill it step by step, then write_report().
+
+    Attributes:
+        command: the trtq command that ran (build, compare, ...).
+        config: the resolved config (trtq.config.to_dict), or None.
+        provenance: where the inputs came from (model fingerprint, data fingerprint, sample counts ...).
+        versions: package versions, collected when the report is created.
+        stages: wall-clock seconds per named stage, in order.
+        comparison: ComparisonResult.to_dict() of the accuracy check, or None if it did not run.
+        gates: thresholds and failures, or None if no gate was evaluated.
+        ranges: tensor -> (chosen amax, observed max |x|), for the range plot.
+        skipped: steps that did not run, with the reason.
+        warnings: things the user should look at.
+        info: notes that need no action (e.g. plots not written without matplotlib).
+        artifacts: kind -> path of every file produced.
+        accuracy: what the accuracy mechanisms did (trtq.pipeline.quantize_stage.QdqOutcome.to_dict: fallback,
+            bias_correction, sensitivity), or None when the command does not quantize.
+    """
+
+    command: str = "build"
+    config: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=collect_versions)
+    stages: list[StageTiming] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
+    gates: dict[str, Any] | None = None
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the enclosed block as stage `name` (recorded as failed if it raises)."""
+        start = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.stages.append(StageTiming(name, time.perf_counter() - start, "failed"))
+            raise
+        self.stages.append(StageTiming(name, time.perf_counter() - start, "ok"))
+
+    def set_config(self, config: Config) -> None:
+        self.config = to_dict(config)
+
+    def set_comparison(self, result: ComparisonResult) -> None:
+        self.comparison = result.to_dict()
+        self.warnings.extend(w for w in result.warnings if w not in self.warnings)
+
+    def set_gates(self, gates: Gates, failures: Sequence[GateFailure]) -> None:
+        self.gates = {"thresholds": gates.to_dict(), "passed": not failures,
+                      "failures": [f.to_dict() for f in failures]}
+
+    def skip(self, step: str, reason: str) -> None:
+        self.skipped.append({"step": step, "reason": reason})
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def add_artifact(self, kind: str, path: str | Path) -> None:
+        self.artifacts[kind] = str(path)
+
+    @property
+    def status(self) -> str:
+        """"passed" or "failed" when gates were evaluated, else "unchecked"."""
+        if self.gates is None:
+            return "unchecked"
+        return "passed" if self.gates["passed"] else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "created": self.created, "command": self.command,
+            "status": self.status, "versions": self.versions, "config": self.config,
+            "provenance": _plain(self.provenance),
+            "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "status": s.status} for s in self.stages],
+            "comparison": self.comparison, "gates": self.gates,
+            "ranges": {k: {"amax": json_float(a), "observed_max": json_float(o)} for k, (a, o) in self.ranges.items()},
+            "skipped": list(self.skipped), "warnings": list(self.warnings), "info": list(self.info),
+            "artifacts": dict(self.artifacts), "accuracy": _plain(self.accuracy),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON data: floats made safe, paths and other objects as strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return json_float(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def add_plots(report: Report, out_dir: Path) -> list[Path]:
+    """Draw the plots the report has data for, recording them as artifacts; without matplotlib one info line."""
+    if not plots.plots_available():
+        report.info.append("plots not written: matplotlib is not installed (pip install 'trtq[plot]')")
+        return []
+    comparison = report.comparison or {}
+    drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
+                              out_dir)
+    for kind, path in drawn:
+        report.add_artifact(kind, path)
+    return [path for _, path in drawn]
+
+
+def write_report(report: Report, out_dir: str | Path) -> list[Path]:
+    """Write plots (when matplotlib is installed), report.json and report.md into `out_dir`, atomically.
+
+    Returns:
+        The paths written, report.json and report.md last.
+    """
+    out_dir = Path(out_dir)
+    written = add_plots(report, out_dir)
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    report.add_artifact("report_json", json_path)
+    report.add_artifact("report_md", md_path)
+    data = report.to_dict()
+    write_text(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_text(md_path, render_markdown(data))
+    return [*written, json_path, md_path]
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows)
+    return lines
+
+
+def _comparison_md(comparison: Mapping[str, Any]) -> list[str]:
+    lines = ["## Accuracy vs ONNX Runtime FP32", "",
+             f"Reference `{comparison['reference']}`, candidate `{comparison['candidate']}` "
+             f"({comparison['candidate_kind']}), {comparison['samples']} samples in {comparison['batches']} "
+             f"batches, {comparison['seconds']} s.", ""]
+    header = ["output", "SQNR dB", "cosine", "max abs", "p99 abs", "mean abs", "max rel", "p99 rel",
+              "top-1 agr.", "top-5 agr.", "top-1 acc. FP32 / cand."]
+    rows = []
+    for name, m in comparison["outputs"].items():
+        accuracy = "–" if m["reference_top1_accuracy"] is None else \
+            f"{_num(m['reference_top1_accuracy'])} / {_num(m['candidate_top1_accuracy'])} ({m['labeled_samples']})"
+        rows.append([f"`{name}`", _num(m["sqnr_db"], 3), _num(m["cosine"], 5), _num(m["max_abs_error"]),
+                     _num(m["p99_abs_error"]), _num(m["mean_abs_error"]), _num(m["max_rel_error"]),
+                     _num(m["p99_rel_error"]), _num(m["top1_agreement"]), _num(m["top5_agreement"]), accuracy])
+    lines += _table(header, rows)
+    layers = comparison["per_layer"]
+    if layers:
+        lines += ["", f"### Per-layer SQNR, worst {min(10, len(layers))} of {len(layers)}", ""]
+        lines += _table(["tensor", "op", "SQNR dB", "cosine"],
+                        [[f"`{la['tensor']}`", la["op_type"], _num(la["sqnr_db"], 3), _num(la["cosine"], 5)]
+                         for la in layers[:10]])
+    return lines
+
+
+def _gates_md(gates: Mapping[str, Any] | None) -> list[str]:
+    if gates is None:
+        return ["## Gates", "", "No accuracy gate was set."]
+    lines = ["## Gates", "", f"**{'PASSED' if gates['passed'] else 'FAILED'}**", ""]
+    lines += [f"- `{name}` = {value:g}" for name, value in gates["thresholds"].items() if value is not None]
+    lines += [f"- FAILED: {f['message']}" for f in gates["failures"]]
+    return lines
+
+
+def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    fallback, bias, ranking = accuracy.get("fallback"), accuracy.get("bias_correction"), accuracy.get("sensitivity")
+    if fallback:
+        verdict = "the gates pass" if fallback["passed"] else "the gates still fail"
+        lines += ["## Fallback", "", f"{len(fallback['excluded'])} layers left in float; {verdict}.", ""]
+        lines += _table(["step", "excluded layer", "op", "worst SQNR dB", "top-1 agr.", "gates"],
+                        [[str(i), f"`{s['node']}`" if s["node"] else "(none)", s["op_type"] or "–",
+                          _num(s["sqnr_db"], 3), _num(s["top1_agreement"]), "pass" if s["passed"] else "fail"]
+                         for i, s in enumerate(fallback["steps"])])
+        lines.append("")
+    if bias:
+        verdict = "kept" if bias["applied"] else "discarded (it did not raise the held-out SQNR)"
+        lines += ["## Bias correction", "", f"{len(bias['layers'])} layers corrected ({bias['method']}, "
+                  f"{bias['samples']} samples, {bias['passes']} passes); {verdict}."]
+        if bias["sqnr_before"] is not None:
+            lines.append(f"Held-out worst SQNR {_num(bias['sqnr_before'], 3)} -> {_num(bias['sqnr_after'], 3)} dB.")
+        lines.append("")
+    if ranking:
+        lines += [f"## Layer sensitivity, most sensitive {min(10, len(ranking))} of {len(ranking)}", "",
+                  "SQNR of the layer's own output (local) and of the model outputs with only that layer "
+                  "quantized (alone).", ""]
+        lines += _table(["rank", "layer", "op", "alone SQNR dB", "local SQNR dB"],
+                        [[str(r["rank"]), f"`{r['node']}`", r["op_type"], _num(r.get("alone_sqnr_db"), 3),
+                          _num(r.get("local_sqnr_db"), 3)] for r in ranking[:10]])
+    return lines
+
+
+def render_markdown(data: Mapping[str, Any]) -> str:
+    """report.md from the report's JSON data."""
+    lines = ["# trtq report", "",
+             f"`trtq {data['command']}` on {data['created']}, trtq {data['versions']['trtq']}; "
+             f"status: **{data['status']}**.", ""]
+    if data["artifacts"]:
+        rows = [[kind, f"`{path}`"] for kind, path in data["artifacts"].items()]
+        lines += ["## Produced", "", *_table(["artifact", "path"], rows), ""]
+    if data["comparison"]:
+        lines += [*_comparison_md(data["comparison"]), ""]
+    lines += [*_gates_md(data["gates"]), ""]
+    if data["accuracy"]:
+        lines += [*_accuracy_md(data["accuracy"]), ""]
+    if data["stages"]:
+        rows = [[s["name"], f"{s['seconds']:.2f}", s["status"]] for s in data["stages"]]
+        lines += ["## Stages", "", *_table(["stage", "seconds", "status"], rows), ""]
+    for title, items in (("Skipped steps", [f"{s['step']}: {s['reason']}" for s in data["skipped"]]),
+                         ("Warnings", data["warnings"]), ("Notes", data["info"])):
+        if items:
+            lines += [f"## {title}", "", *(f"- {item}" for item in items), ""]
+    lines += ["## Versions", "", ", ".join(f"{k} {v}" for k, v in data["versions"].items() if v), ""]
+    return "\n".join(lines)
+
+
+def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (), layers: int = 10) -> str:
+    """A terminal summary: one table row per output, the worst layers, gate failures and warnings."""
+    header = f"{'output':<24} {'SQNR dB':>8} {'cosine':>9} {'max abs':>10} {'p99 abs':>10} {'top-1 agr':>9}"
+    lines = [f"{result.candidate} vs {result.reference}: {result.samples} samples, {result.batches} batches", header]
+    for name, m in result.outputs.items():
+        lines.append(f"{name[:24]:<24} {_num(m.sqnr_db, 4):>8} {_num(m.cosine, 6):>9} {_num(m.max_abs_error):>10} "
+                     f"{_num(m.p99_abs_error):>10} {_num(m.top1_agreement):>9}")
+        if m.reference_top1_accuracy is not None:
+            lines.append(f"  top-1 accuracy on {m.labeled_samples} labeled samples: FP32 "
+                         f"{m.reference_top1_accuracy:.4f}, candidate {m.candidate_top1_accuracy:.4f}")
+        if m.tolerance is not None:
+            t = m.tolerance
+            lines.append(f"  atol {t.atol:g} / rtol {t.rtol:g}: {t.batches - t.failed_batches} of {t.batches} "
+                         f"batches pass")
+    if result.per_layer:
+        lines.append(f"worst layers (SQNR dB), {min(layers, len(result.per_layer))} of {len(result.per_layer)}:")
+        lines += [f"  {la.sqnr_db:8.2f}  {la.op_type:<18} {la.tensor}" for la in result.worst_layers(layers)]
+    lines += [f"gate failed: {f.message}" for f in failures]
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines)

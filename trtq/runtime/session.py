@@ -1,0 +1,166 @@
+"""ONNX Runtime sessions: providers, the IR version clamp, the 2 GiB check and the load error, in one place.
+
+Models under 2 GiB go to ONNX Runtime as bytes: no temporary files at all.
+Larger models (external data) are written, without their weights, into a
+temporary directory in which their external data files are linked, so that
+nothing is copied and nothing lands in the working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from trtq import _lazy
+from trtq.errors import MissingDependencyError, ModelError, first_line
+from trtq.onnx_model.model import MAX_IR_VERSION, PROTOBUF_LIMIT, external_data_files
+from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
+
+LOAD_HINT = "check the model with 'trtq inspect' and onnx.checker"
+
+
+def clamp_ir_version(model: onnx.ModelProto) -> None:
+    """Lower the model's IR version, in place, to the newest ONNX Runtime reads (onnx may write a newer one)."""
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+
+
+def check_size(model: onnx.ModelProto, message: str, hint: str) -> None:
+    """Raise ModelError(message, hint) when `model` is over the 2 GiB protobuf can serialise into bytes."""
+    if model.ByteSize() > PROTOBUF_LIMIT:
+        raise ModelError(message, hint=hint)
+
+
+def load_error(exc: Exception, name: str | None = None) -> ModelError:
+    """The one error for a model ONNX Runtime cannot load (`name`: which side, e.g. "candidate")."""
+    which = f"the {name} model" if name else "the model"
+    return ModelError(f"ONNX Runtime cannot load {which}: {first_line(exc)}", hint=LOAD_HINT)
+
+
+def providers_for(choice: str) -> list[str]:
+    """ONNX Runtime providers for 'auto', 'cpu' or 'cuda'.
+
+    'auto' uses CUDA only when ONNX Runtime lists it *and* a device answers, since
+    onnxruntime-gpu lists the CUDA provider even on machines without a GPU.
+    """
+    ort = _lazy.require("onnxruntime")
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return ["CPUExecutionProvider"]
+    has_cuda = "CUDAExecutionProvider" in available and _cuda_device_present()
+    if choice == "cuda" and not has_cuda:
+        raise MissingDependencyError(
+            "the CUDA provider of ONNX Runtime is not usable here (no GPU or no CUDA libraries)",
+            hint="use --provider cpu, or install onnxruntime-gpu on a machine with an NVIDIA GPU",
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if has_cuda else ["CPUExecutionProvider"]
+
+
+def _cuda_device_present() -> bool:
+    return any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl"))
+
+
+@contextlib.contextmanager
+def create_session(model: onnx.ModelProto, model_dir: str | Path | None, providers: list[str],
+                   config_entries: Mapping[str, str] | None = None) -> Iterator:
+    """Yield an onnxruntime.InferenceSession for `model`, cleaning up temporary files after.
+
+    Args:
+        model: the model; with external data it may be loaded without weights.
+        model_dir: folder of the original model file (where external data lives).
+        providers: ONNX Runtime execution providers.
+        config_entries: extra session config entries (SessionOptions.add_session_config_entry).
+
+    Raises:
+        ModelError: ONNX Runtime rejects the model.
+    """
+    clamp_ir_version(model)
+    external = external_data_files(model)
+    if not external and model.ByteSize() < PROTOBUF_LIMIT:
+        yield _new_session(model.SerializeToString(), providers, config_entries)
+        return
+    with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
+        for name in external:
+            _link(Path(model_dir or ".") / name, Path(tmp) / name)
+        path = Path(tmp) / "model.onnx"
+        onnx.save_model(model, str(path))
+        yield _new_session(str(path), providers, config_entries)
+
+
+def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None):
+    ort = _lazy.require("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
+    for key, value in (config_entries or {}).items():
+        options.add_session_config_entry(key, value)
+    try:
+        return ort.InferenceSession(model, options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for every load failure
+        raise load_error(exc) from None
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:  # file systems without symlinks
+        shutil.copyfile(src, dst)
+
+
+def with_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` whose graph outputs are exactly `outputs` (existing entries keep their type info)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    known = {o.name: o for o in model.graph.output}
+    del copy.graph.output[:]
+    for name in outputs:
+        info = onnx.ValueInfoProto()
+        if name in known:
+            info.CopyFrom(known[name])
+        else:
+            info.name = name  # ONNX Runtime infers the type of an untyped output
+        copy.graph.output.append(info)
+    return copy
+
+
+def cpu_session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session of `model` (returning `outputs`, default the graph outputs).
+
+    The graph optimization level follows trtq.runtime.qdq_options (basic for FP8 / FP16-scale Q/DQ).
+
+    Raises:
+        ModelError: the model is over 2 GiB or ONNX Runtime cannot load it.
+    """
+    ort = _lazy.require("onnxruntime")
+    work = with_outputs(model, outputs) if outputs is not None else model
+    check_size(work, f"model '{model.graph.name}' is over 2 GiB, which in-memory evaluation cannot load",
+               hint="leave out --fallback / --bias-correction for this model")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    if ort_optimization_level(work) == "basic":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    for key, value in QDQ_SESSION_ENTRIES.items():
+        options.add_session_config_entry(key, value)
+    data = ort_bytes(work)
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ONNX Runtime raises its own types for every load failure
+        raise load_error(exc) from None
+
+
+def ort_bytes(model: onnx.ModelProto) -> bytes:
+    """The serialized model with an IR version ONNX Runtime reads (`model` itself is left as it is)."""
+    if model.ir_version > MAX_IR_VERSION:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        clamp_ir_version(copy)
+        model = copy
+    data: bytes = model.SerializeToString()
+    return data
