@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy_data as data
 
-from trtq.model import graph_inputs, load_model
+from trtq.onnx_model.model import graph_inputs, load_model
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
