@@ -58,7 +58,7 @@ class Measured:
     error: str
 
 
-def measured(cmd: list[str], log: Path) -> Measured:
+def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
     """Run `cmd` under /usr/bin/time -v (niced: the machine is shared); its output goes to `log`.
 
     Wall time, CPU time (user + system of the process tree: less disturbed than the wall time by the
@@ -70,7 +70,8 @@ def measured(cmd: list[str], log: Path) -> Measured:
         return Measured(**json.loads(record.read_text()))
     start = time.perf_counter()
     with log.open("w") as out:
-        proc = subprocess.run(["nice", "-n", "10", "/usr/bin/time", "-v", *cmd], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(["nice", "-n", "10", "/usr/bin/time", "-v", *cmd], stdout=out, stderr=subprocess.STDOUT,
+                              env=env)
     seconds = time.perf_counter() - start
     text = log.read_text(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
@@ -94,13 +95,21 @@ def save_samples(folder: Path, calib: np.ndarray) -> tuple[Path, Path]:
     return calib_path, tune_path
 
 
-def trtq_build(model_path: Path, calib: Path, tune: Path, folder: Path, method: str, flags: list[str]) -> Contender:
+def trtq_build(model_path: Path, calib: Path, tune: Path, folder: Path, method: str, flags: list[str],
+               code: Path | None = None) -> Contender:
     """`trtq build` with `flags` in a measured process; the row carries its Q/DQ model and the layers
-    its fallback left in float (from report.json)."""
+    its fallback left in float (from report.json). `code`: a source tree of another trtq revision
+    (e.g. `git archive` of a branch, with trtq/calibrators and trtq/configs linked to the mapped
+    folders) run instead of the installed one, with this environment's dependencies."""
     out = folder / f"trtq-{re.sub(r'[^A-Za-z0-9]+', '_', method)}"
-    cmd = [str(Path(sys.executable).parent / "trtq"), "-q", "build", str(model_path), "--calib", str(calib),
-           "--eval", str(tune), "-o", str(out), *flags]
-    run = measured(cmd, folder / f"{out.name}.log")
+    args = ["-q", "build", str(model_path), "--calib", str(calib), "--eval", str(tune), "-o", str(out), *flags]
+    env = None
+    if code is None:
+        cmd = [str(Path(sys.executable).parent / "trtq"), *args]
+    else:
+        cmd = [sys.executable, "-c", "import sys; from trtq.cli import main; sys.exit(main())", *args]
+        env = {**os.environ, "PYTHONPATH": str(code)}
+    run = measured(cmd, folder / f"{out.name}.log", env)
     extra: dict[str, object] = {"rss_mib": run.rss_mib, "cpu_s": run.cpu_seconds, "flags": " ".join(flags)}
     if run.returncode not in (0, 1):  # 1: a gate failed, the model is still written
         return Contender("trtq", method, None, run.seconds, note=f"failed: {run.error}"[:160], extra=extra)

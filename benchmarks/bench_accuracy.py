@@ -269,14 +269,16 @@ def isolated_contenders(case: Case, path: Path, spec_name: str, samples: data.Sa
     --peer-models, the peers: each a measured process of its own (benchmarks/accuracy_isolated.py)."""
     work = folder / f"{case.key}-isolated"
     calib, tune = isolated.save_samples(work, samples.calib)
-    runs = [("default", [])]
+    new_code = Path(args.trtq_new_code) if args.trtq_new_code else None
+    runs = [("default", [], None)]
     if args.trtq_new:
-        runs.append(("new", args.trtq_new.split()))
+        runs.append(("new", args.trtq_new.split(), new_code))
     if case.key in args.fallback_models.split(","):
-        runs.append(("fb25", ["--fallback", "--min-sqnr", "25", *args.trtq_new.split()]))
+        runs.append(("new+fb25" if args.trtq_new else "fb25", ["--fallback", "--min-sqnr", "25",
+                                                               *args.trtq_new.split()], new_code))
     made = []
-    for method, flags in runs:
-        made.append(isolated.trtq_build(path, calib, tune, work, method, flags))
+    for method, flags, code in runs:
+        made.append(isolated.trtq_build(path, calib, tune, work, method, flags, code))
         print(f"  trtq {method}: {made[-1].seconds:.0f} s {made[-1].note}", flush=True)
     if case.key in args.peer_models.split(","):
         for peer in isolated.PEER_RUNS:
@@ -378,6 +380,8 @@ def main() -> None:
     parser.add_argument("--trtq-new", default="", metavar="FLAGS",
                         help="trtq build flags of the 'new' row (and added to the fallback row), e.g. the "
                              "learned-rounding and equalization options")
+    parser.add_argument("--trtq-new-code", metavar="DIR",
+                        help="source tree of the trtq revision the 'new' and fallback rows run (default: this one)")
     parser.add_argument("--keep", help="keep the isolated runs' files (samples, models, logs) in this folder")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args()
