@@ -50,6 +50,7 @@ from trtq.accuracy.metrics import ErrorSums
 from trtq.calibration.collect import expose_tensors
 from trtq.onnx_model.model import graph_inputs, load_model
 from trtq.qdq.opset import ensure_opset
+from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES
 
 Task = Callable[[np.ndarray, np.ndarray], float]
 
@@ -142,6 +143,11 @@ def session(model: onnx.ModelProto, threads: int, logit: str | None = None) -> o
     """A CPU session; the logit tensor, when given and present, becomes a second output."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        # every contender's Q/DQ model as written: ORT's integer QDQ fusions saturate int16 pair sums on
+        # AVX2-only CPUs (trtq.runtime.qdq_options), which simulates no TensorRT kernel
+        for key, value in QDQ_SESSION_ENTRIES.items():
+            options.add_session_config_entry(key, value)
     options.inter_op_num_threads = 1
     if logit and any(logit in n.output for n in model.graph.node):
         model = expose_tensors(model, [logit])
