@@ -27,6 +27,8 @@ from accuracy_contenders import Contender
 
 PEERS = Path(__file__).resolve().parent / "peers"
 VENVS = Path(os.environ.get("TRTQ_BENCH_VENVS", "/work/venvs"))
+# --reuse-only: score the runs recorded in the --keep folder, start none
+REUSE_ONLY = False
 
 
 @dataclass
@@ -68,6 +70,8 @@ def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: 
     record = log.with_suffix(".measured.json")
     if record.exists():
         return Measured(**json.loads(record.read_text()))
+    if REUSE_ONLY:
+        return Measured(-1, 0.0, None, None, "not run (--reuse-only and no finished run recorded)")
     start = time.perf_counter()
     with log.open("w") as out:
         nice = ["nice", "-n", str(max(0, 10 - os.nice(0)))]  # niceness 10 in all, not 10 on top of the caller's

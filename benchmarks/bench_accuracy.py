@@ -389,10 +389,13 @@ def main() -> None:
     parser.add_argument("--trtq-new-code", metavar="DIR",
                         help="source tree of the trtq revision the 'new' and fallback rows run (default: this one)")
     parser.add_argument("--keep", help="keep the isolated runs' files (samples, models, logs) in this folder")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="score only the isolated runs already recorded in --keep, start none")
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # ORT quantize_static warns per unfolded bias on the root logger
     cases = [CASES[k.strip()] for k in args.models.split(",") if k.strip()]
+    isolated.REUSE_ONLY = args.reuse_only
     print(f"onnxruntime {ort.__version__}; ModelOpt: {contenders.modelopt_status() or 'available'}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
