@@ -46,8 +46,8 @@ PEER_RUNS = (
     Peer("quark", "CLE+AdaRound", "cnn-bench-quark", "quark_int8.py", ("adaround",)),
     Peer("quark", "CLE+biascorr", "cnn-bench-quark", "quark_int8.py", ("biascorr",)),
     Peer("aimet", "CLE+AdaRound", "cnn-bench-aimet", "aimet_int8.py"),
-    Peer("ort", "MinMax", "", "ort_int8.py", ("MinMax", "--strided", "8")),
-    Peer("ort", "Percentile", "", "ort_int8.py", ("Percentile", "--strided", "8")),
+    Peer("ort", "MinMax", "", "ort_int8.py", ("MinMax", "--strided", "2")),
+    Peer("ort", "Percentile", "", "ort_int8.py", ("Percentile", "--strided", "2")),
 )
 
 
