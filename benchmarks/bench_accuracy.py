@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy_contenders as contenders
 import accuracy_data as data
+import accuracy_isolated as isolated
+import cnn_models
 
 from tests import assets
 from trtq.accuracy import compare_models
@@ -48,6 +50,7 @@ from trtq.accuracy.metrics import ErrorSums
 from trtq.calibration.collect import expose_tensors
 from trtq.onnx_model.model import graph_inputs, load_model
 from trtq.qdq.opset import ensure_opset
+from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES
 
 Task = Callable[[np.ndarray, np.ndarray], float]
 
@@ -97,6 +100,14 @@ CASES = {
                 ctc_agreement),
     "cls": Case("cls", "open_nsfw", data.opennsfw_model,
                 lambda spec, c, e, a: data.classifier_samples(spec, c, e), "top-1 agree", top1_agreement),
+    "mnv2": Case("mnv2", "MobileNetV2", lambda: cnn_models.model_path("mobilenet_v2"),
+                 lambda spec, c, e, a: data.imagenet_samples(spec, c, e, data.imagenet_preprocess(256),
+                                                             cnn_models.DESCRIPTIONS["mobilenet_v2"]),
+                 "top-1 agree", top1_agreement),
+    "effl0": Case("effl0", "EffNet-Lite0", lambda: cnn_models.model_path("efficientnet_lite0"),
+                  lambda spec, c, e, a: data.imagenet_samples(spec, c, e, data.imagenet_preprocess(224),
+                                                              cnn_models.DESCRIPTIONS["efficientnet_lite0"]),
+                  "top-1 agree", top1_agreement),
 }
 
 
@@ -132,6 +143,11 @@ def session(model: onnx.ModelProto, threads: int, logit: str | None = None) -> o
     """A CPU session; the logit tensor, when given and present, becomes a second output."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        # every contender's Q/DQ model as written: ORT's integer QDQ fusions saturate int16 pair sums on
+        # AVX2-only CPUs (trtq.runtime.qdq_options), which simulates no TensorRT kernel
+        for key, value in QDQ_SESSION_ENTRIES.items():
+            options.add_session_config_entry(key, value)
     options.inter_op_num_threads = 1
     if logit and any(logit in n.output for n in model.graph.node):
         model = expose_tensors(model, [logit])
@@ -178,13 +194,18 @@ class Row:
     ratio: float | None = None
     seconds: float | None = None
     note: str = ""
+    rss_mib: float | None = None
+    cpu_s: float | None = None
+    layers_float: int | None = None
 
 
 def score(case: Case, c: contenders.Contender, ref: list[np.ndarray], samples: data.SampleSet, fp32_ms: float,
           logit: str | None, args: argparse.Namespace) -> Row:
-    row = Row(case.label, c.tool, c.method, seconds=c.seconds if c.model is not None else None, note=c.note)
+    row = Row(case.label, c.tool, c.method, seconds=c.seconds if c.model is not None else None, note=c.note,
+              rss_mib=c.extra.get("rss_mib"), cpu_s=c.extra.get("cpu_s"))
     if c.model is None:
         return row
+    row.layers_float = layers_in_float(c.model)
     sess = session(c.model, args.threads, logit)
     out = evaluate(sess, samples.input_name, samples.eval)
     row.sqnr, row.cosine = sqnr_cosine(ref[0], out[0])
@@ -208,6 +229,11 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> list[Row]:
     ref = evaluate(fp32, spec.name, samples.eval)
     fp32_ms = latency_ms(fp32, spec.name, samples.eval, args.runs)
     rows = [Row(case.label, "fp32", "-", latency=fp32_ms, ratio=1.0)]
+    if case.key in args.isolated_models.split(","):
+        for c in isolated_contenders(case, path, spec.name, samples, args, folder):
+            rows.append(score(case, c, ref, samples, fp32_ms, logit, args))
+            c.model = None
+        return rows
     made = contenders.trtq_contenders(model, path.parent, spec.name, samples.calib,
                                       None if args.gate_sqnr <= 0 else args.gate_sqnr, args.max_excluded)
     print(f"  trtq: one statistics pass {made[0].extra['collect_seconds']:.1f} s serves all "
@@ -224,6 +250,47 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> list[Row]:
         best = max((r for r in rows if r.tool == "trtq"), key=_rank)
         worst_layers(model, kept[best.method], best, samples, args.per_layer)
     return rows
+
+
+def layers_in_float(qdq: onnx.ModelProto) -> int:
+    """Weighted layers (Conv, ConvTranspose, Gemm, MatMul with a constant weight) whose data or weight
+    input does not come from a DequantizeLinear: counted the same way for every tool."""
+    producers = {o: n for n in qdq.graph.node for o in n.output}
+    constants = {i.name for i in qdq.graph.initializer}
+    count = 0
+    for node in qdq.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or len(node.input) < 2:
+            continue
+        weight = producers.get(node.input[1])
+        if weight is None and node.input[1] not in constants:
+            continue  # MatMul of two activations: no weight to count
+        dq = [producers.get(t) for t in node.input[:2]]
+        count += not all(n is not None and n.op_type == "DequantizeLinear" for n in dq)
+    return count
+
+
+def isolated_contenders(case: Case, path: Path, spec_name: str, samples: data.SampleSet, args: argparse.Namespace,
+                        folder: Path) -> list[contenders.Contender]:
+    """trtq build as users type it (default, --trtq-new flags, --fallback --min-sqnr 25) and, for the
+    --peer-models, the peers: each a measured process of its own (benchmarks/accuracy_isolated.py)."""
+    work = folder / f"{case.key}-isolated"
+    calib, tune = isolated.save_samples(work, samples.calib)
+    new_code = Path(args.trtq_new_code) if args.trtq_new_code else None
+    runs = [("default", [], None)]
+    if args.trtq_new:
+        runs.append(("new", args.trtq_new.split(), new_code))
+    if case.key in args.fallback_models.split(","):
+        runs.append(("new+fb25" if args.trtq_new else "fb25", ["--fallback", "--min-sqnr", "25",
+                                                               *args.trtq_new.split()], new_code))
+    made = []
+    for method, flags, code in runs:
+        made.append(isolated.trtq_build(path, calib, tune, work, method, flags, code))
+        print(f"  trtq {method}: {made[-1].seconds:.0f} s {made[-1].note}", flush=True)
+    if case.key in args.peer_models.split(","):
+        for peer in isolated.PEER_RUNS:
+            made.append(isolated.peer_run(peer, path, calib, work, spec_name))
+            print(f"  {peer.tool} {peer.method}: {made[-1].seconds:.0f} s {made[-1].note}", flush=True)
+    return made
 
 
 def _rank(row: Row) -> tuple[float, float]:
@@ -261,6 +328,22 @@ def print_table(rows: list[Row], cases: list[Case]) -> None:
               f"{_fmt(r.seconds, '7.1f')}  {r.note}")
 
 
+def print_isolated(rows: list[Row], cases: list[Case]) -> None:
+    """The measured-process rows as a markdown table (README-ready)."""
+    measured = [r for r in rows if r.rss_mib is not None or (r.note and r.tool not in ("fp32",) and r.task is None)]
+    measured = [r for r in measured if any(r.model == c.label and c.key for c in cases)]
+    if not measured:
+        return
+    print("\n| model | tool, configuration | layers in float | task metric | output SQNR dB | logit dB | wall s "
+          "| CPU s | peak RSS MiB | note |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    names = {c.label: c.task_name for c in cases}
+    for r in measured:
+        task = "-" if r.task is None else f"{names[r.model]} {r.task:.3f}"
+        print(f"| {r.model} | {r.tool} {r.method} | {_fmt(r.layers_float and float(r.layers_float), '1.0f')} "
+              f"| {task} | {_fmt(r.sqnr, '5.2f')} | {_fmt(r.logit_sqnr, '5.2f')} | {_fmt(r.seconds, '5.0f')} "
+              f"| {_fmt(r.cpu_s, '5.0f')} | {_fmt(r.rss_mib, '5.0f')} | {r.note} |")
+
+
 def verdicts(rows: list[Row], cases: list[Case]) -> None:
     print()
     for case in cases:
@@ -282,7 +365,7 @@ def _db(row: Row) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="det,rec,cls", help="comma-separated: det, rec, cls")
+    parser.add_argument("--models", default="det,rec,cls", help="comma-separated: det, rec, cls, mnv2, effl0")
     parser.add_argument("--calib", type=int, default=64, help="calibration samples per model")
     parser.add_argument("--eval", type=int, default=32, help="held-out samples per model")
     parser.add_argument("--det-size", type=int, default=320, help="detector input height and width")
@@ -294,6 +377,20 @@ def main() -> None:
     parser.add_argument("--gate-sqnr", type=float, default=25.0, metavar="DB",
                         help="gate (output SQNR) for the 'auto+fb' row, trtq build's fallback; 0 leaves the row out")
     parser.add_argument("--max-excluded", type=int, default=10, help="layer budget of that fallback")
+    parser.add_argument("--isolated-models", default="mnv2,effl0",
+                        help="models whose contenders run as measured processes (trtq build, peers) instead of "
+                             "the in-process rows")
+    parser.add_argument("--peer-models", default="mnv2,effl0", help="isolated models the peers run on")
+    parser.add_argument("--fallback-models", default="mnv2,effl0",
+                        help="isolated models with a `--fallback --min-sqnr 25` trtq row")
+    parser.add_argument("--trtq-new", default="", metavar="FLAGS",
+                        help="trtq build flags of the 'new' row (and added to the fallback row), e.g. the "
+                             "learned-rounding and equalization options")
+    parser.add_argument("--trtq-new-code", metavar="DIR",
+                        help="source tree of the trtq revision the 'new' and fallback rows run (default: this one)")
+    parser.add_argument("--keep", help="keep the isolated runs' files (samples, models, logs) in this folder")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="score only the isolated runs already recorded in --keep, start none")
     parser.add_argument("--json", help="write the rows to this JSON file")
     parser.add_argument("--lm", action="store_true",
                         help="run the sentence-encoder benchmark instead (benchmarks/bench_lm.py, its defaults)")
@@ -305,12 +402,16 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.ERROR)  # ORT quantize_static warns per unfolded bias on the root logger
     cases = [CASES[k.strip()] for k in args.models.split(",") if k.strip()]
+    isolated.REUSE_ONLY = args.reuse_only
     print(f"onnxruntime {ort.__version__}; ModelOpt: {contenders.modelopt_status() or 'available'}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
+        folder = Path(args.keep) if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for case in cases:
-            rows += run_case(case, args, Path(tmp))
+            rows += run_case(case, args, folder)
     print_table(rows, cases)
+    print_isolated(rows, cases)
     verdicts(rows, cases)
     if args.json:
         Path(args.json).write_text(json.dumps([r.__dict__ for r in rows], indent=1))
