@@ -64,8 +64,11 @@ def data_fingerprint(reader: DataReader, preprocess: PreprocessConfig | None) ->
         reader: the calibration reader (its source and selected indices).
         preprocess: the resolved preprocessing settings (ignored for NumPy data, which is fed as is).
     """
-    source = reader.source
+    source = getattr(reader, "source", None)
     digest = hashlib.sha256(_VERSION)
+    if source is None:  # a feed-dict stream (trtq.data.streams): no files or keys to hash, only what it is
+        digest.update(f"stream {reader.description}\n".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
     if preprocess is not None and _uses_pixels(source):
         settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True, default=str)
         digest.update(f"preprocess {settings}\n".encode())

@@ -139,6 +139,9 @@ def _reuse_reason(provenance: Provenance | None, plan: DataPlan | None) -> str:
         return "it has no provenance sidecar, so only its tensor names were checked against the model"
     if plan is None:
         return "it matches the model and the settings; the calibration data was not checked (no --calib given)"
+    if getattr(plan.calib, "source", None) is None:
+        return ("it matches the model and the settings; data from a stream cannot be checked (give --cache a "
+                "new name when the loader yields other data)")
     if provenance.data_sha256 is None:
         return "it matches the model and the settings; it records no data fingerprint to check the data against"
     return (f"it matches the model, the settings and the calibration data ({plan.calib.num_samples} samples: "
