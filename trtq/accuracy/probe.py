@@ -24,6 +24,7 @@ import onnx
 
 from trtq.accuracy.metrics import sqnr_from_sums
 from trtq.qdq.graph import NameScope
+from trtq.qdq.insert import names_read
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
@@ -157,14 +158,3 @@ def _drop_dead_qdq(model: onnx.ModelProto) -> None:
         inits = [t for t in graph.initializer if t.name not in unused]
         del graph.initializer[:]
         graph.initializer.extend(inits)
-
-
-def names_read(graph: onnx.GraphProto) -> set[str]:
-    """Every tensor name a node of `graph` or of its subgraphs (If/Loop/Scan bodies) reads."""
-    names: set[str] = set()
-    for node in graph.node:
-        names.update(t for t in node.input if t)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                names |= names_read(sub)
-    return names

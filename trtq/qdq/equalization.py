@@ -33,6 +33,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from trtq.qdq.graph import GraphIndex, NameScope
+from trtq.qdq.insert import names_read
 
 ACTIVATIONS = ("Relu", "Clip", "Identity")
 ROUNDS = 20
@@ -275,17 +276,6 @@ def _write_bound(model: onnx.ModelProto, c: _Chain, names: NameScope) -> None:
             nodes.extend([relu, minimum] if node.output[0] == clip.output[0] else [node])
         del graph.node[:]
         graph.node.extend(nodes)
-
-
-def names_read(graph: onnx.GraphProto) -> set[str]:
-    """Every tensor name a node of `graph` or of its subgraphs reads."""
-    names: set[str] = set()
-    for node in graph.node:
-        names.update(t for t in node.input if t)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                names |= names_read(sub)
-    return names
 
 
 def drop_unread(model: onnx.ModelProto) -> None:

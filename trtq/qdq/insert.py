@@ -149,21 +149,21 @@ def _node(op: str, inputs: list[str], output: str, name: str, axis: int | None) 
     return node
 
 
-def _names_read(graph: onnx.GraphProto) -> set[str]:
+def names_read(graph: onnx.GraphProto) -> set[str]:
     """Every tensor name a node of `graph` or of any subgraph (If/Loop/Scan bodies) reads."""
     names: set[str] = set()
     for node in graph.node:
-        names.update(node.input)
+        names.update(t for t in node.input if t)  # "" is an omitted optional input
         for attr in node.attribute:
             for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                names |= _names_read(sub)
+                names |= names_read(sub)
     return names
 
 
 def _drop_unused_constants(model: onnx.ModelProto, candidates: set[str]) -> None:
     """Remove the float weights in `candidates` that nobody reads after being replaced by quantized ones."""
     graph = model.graph
-    used = _names_read(graph) | {o.name for o in graph.output}
+    used = names_read(graph) | {o.name for o in graph.output}
     unused = candidates - used
     keep_nodes = [n for n in graph.node if not (n.op_type == "Constant" and n.output[0] in unused)]
     if len(keep_nodes) != len(graph.node):
