@@ -132,8 +132,17 @@ def _forward(index: GraphIndex, tensor: str, depth: int = 0) -> int | None:
             return c
     for c, pos in index.consumers.get(tensor, []):
         node = index.node(c)
-        if node.op_type in _QDQ | _PASS and pos == 0:
+        if (node.op_type in _QDQ | _PASS and pos == 0) or _nan_guard(index, node, pos):
             found = _forward(index, node.output[0], depth + 1)
             if found is not None:
                 return found
     return None
+
+
+def _nan_guard(index: GraphIndex, node: onnx.NodeProto, pos: int) -> bool:
+    """True for `Where(cond, const, probs)` / `Where(cond, probs, const)` reading the probabilities at
+    `pos`: torch's scaled_dot_product_attention export zeroes fully masked rows this way
+    (`where(isnan(softmax), 0, softmax)`, seen in Hugging Face encoders exported with opset 17);
+    it is elementwise and TensorRT's fused attention needs no Q/DQ around it."""
+    return (node.op_type == "Where" and pos in (1, 2) and len(node.input) == 3
+            and index.is_constant(node.input[3 - pos]))
