@@ -51,12 +51,11 @@ class TensorStats:
         """Number of values seen."""
         return self.hist.count
 
-    def update(self, x: np.ndarray, *, batch_end: bool = True) -> None:
+    def update(self, x: np.ndarray) -> None:
         """Update every observer with one batch. Raises ValueError on NaN/Inf (filter first).
 
-        A batch may come in parts (micro-batches, `batch_end` False for all but the last): neither
-        observer depends on the split, the histogram by construction and the moving average because
-        it takes one step per sample, not per batch.
+        A batch may come in parts (micro-batches): no observer depends on the split, the histogram
+        by construction and the moving average because it takes one step per sample, not per batch.
         """
         self.hist.update_with_range(x)  # validates x before the EMA observer changes
         if self.ema is not None:

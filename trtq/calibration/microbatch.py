@@ -9,8 +9,7 @@ is one sample, and every later part updates the estimate (inputs of varying
 resolution only ever make it larger).
 
 The split changes no result: the histograms do not depend on how the values are
-batched, and TensorStats gives its moving average each batch's whole min and max
-once at the batch's end (`batch_end`).
+batched, and the moving average takes one step per sample (calibrators.observers).
 """
 
 from __future__ import annotations
