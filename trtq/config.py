@@ -161,7 +161,14 @@ class QuantizeConfig:
                 "(exact in FP32; the equalized model is written to the output folder).",
         ("none", "cle"),
     )
-    fast: bool = _opt(False, "Quick path: nearest weight rounding and no equalization, whatever else is set.")
+    activation_ranges: str = _opt(
+        "histogram", "Per-tensor activation ranges of the Q/DQ model: from the histograms (--method), or re-chosen "
+                     "level by level to minimise the output error of the layers reading them, with the earlier "
+                     "layers quantized (trtq.accuracy.input_ranges; the cache keeps the histogram ranges).",
+        ("histogram", "layer-output"),
+    )
+    fast: bool = _opt(False, "Quick path: nearest weight rounding, histogram ranges and no equalization, whatever "
+                             "else is set.")
 
 
 @dataclass(frozen=True)

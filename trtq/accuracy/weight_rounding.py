@@ -42,17 +42,18 @@ import onnx
 from onnx import numpy_helper
 
 from trtq.accuracy.evaluation import Batches, batch_samples, limit_samples, run_batches
+from trtq.accuracy.input_ranges import InputScale, RangeChoice, choose_scale, fake_quant, input_scale, write_scale
 from trtq.accuracy.metrics import json_float
 from trtq.errors import ConfigError, DataError
 from trtq.qdq.equalization import drop_unread
 from trtq.qdq.graph import GraphIndex, NameScope
 from trtq.qdq.layer_rows import SUPPORTED_OPS, LayerShape, layer_shape
-from trtq.qdq.rounding_solvers import adaround, gptq_round, least_squares_weight, nearest, target_errors
+from trtq.qdq.rounding_solvers import adaround, anchored_weight, gptq_round, nearest, target_errors
 
 log = logging.getLogger(__name__)
 
 MODES = ("nearest", "learned")
-METHODS = ("gptq", "adaround")
+METHODS = ("gptq", "adaround", "nearest")  # nearest: integers kept (with `ranges`, only the ranges change)
 TARGETS = ("fp32", "self")
 DEFAULT_SAMPLES = 32
 DEFAULT_ROWS_PER_SAMPLE = 256
@@ -94,6 +95,7 @@ class WeightRoundingReport:
     target: str
     layers: tuple[LayerRounding, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()
+    ranges: tuple[RangeChoice, ...] = ()
     passes: int = 0
     samples: int = 0
     seconds: float = 0.0
@@ -102,12 +104,19 @@ class WeightRoundingReport:
         gain = [r.sqnr_learned - r.sqnr_nearest for r in self.layers
                 if math.isfinite(r.sqnr_learned) and math.isfinite(r.sqnr_nearest)]
         mean = f", layer output SQNR +{np.mean(gain):.2f} dB on average" if gain else ""
+        ranges = f", {sum(r.amax_after != r.amax_before for r in self.ranges)} of {len(self.ranges)} input ranges " \
+            "re-chosen" if self.ranges else ""
+        if self.method == "nearest":
+            return f"activation ranges by layer output error: {ranges[2:]} in {self.passes} passes over " \
+                   f"{self.samples} samples, {self.seconds:.1f} s"
         return (f"weight rounding ({self.method}, target {self.target}): {len(self.layers)} layers in {self.passes} "
-                f"passes over {self.samples} samples{mean}, {len(self.skipped)} skipped, {self.seconds:.1f} s")
+                f"passes over {self.samples} samples{mean}{ranges}, {len(self.skipped)} skipped, "
+                f"{self.seconds:.1f} s")
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "target": self.target, "layers": [r.to_dict() for r in self.layers],
-                "skipped": [list(s) for s in self.skipped], "passes": self.passes, "samples": self.samples,
+                "skipped": [list(s) for s in self.skipped], "ranges": [r.to_dict() for r in self.ranges],
+                "passes": self.passes, "samples": self.samples,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -153,25 +162,30 @@ class _Options:
     rows_per_sample: int
     seed: int
     adaround_iterations: int = 1000
+    ranges: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    chosen: list[RangeChoice] = field(default_factory=list)
 
 
 def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto, batches: Batches, *,
                   method: str = "gptq", target: str = "fp32", max_samples: int | None = DEFAULT_SAMPLES,
                   rows_per_sample: int = DEFAULT_ROWS_PER_SAMPLE, seed: int = 0,
-                  layers: Collection[str] | None = None) -> tuple[onnx.ModelProto, WeightRoundingReport]:
+                  layers: Collection[str] | None = None, ranges: bool = False
+                  ) -> tuple[onnx.ModelProto, WeightRoundingReport]:
     """Re-round the INT8 weights of `qdq_model`'s quantized layers (module docstring).
 
     Args:
         fp32_model: the FP32 model `qdq_model` was made from (same tensor names); needed for target "fp32".
         qdq_model: the Q/DQ model (left unchanged).
         batches: calibration feed dicts.
-        method: "gptq" or "adaround".
+        method: "gptq", "adaround", or "nearest" (integers kept: with `ranges`, only the ranges change).
         target: "fp32" (asymmetric: match the FP32 layer on FP32 inputs) or "self".
         max_samples: samples per pass (None: all).
         rows_per_sample: random output positions per sample entering the moments.
         seed: seed of the position sampling (the result is deterministic for given inputs).
         layers: names of the layers to re-round (default: every quantized weighted layer).
+        ranges: first re-choose, level by level, the per-tensor input scales of these layers by
+            their output error against the FP32 layer (trtq.accuracy.input_ranges; needs `fp32_model`).
 
     Returns:
         The re-rounded copy and the report.
@@ -182,14 +196,14 @@ def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto
     """
     if method not in METHODS:
         raise ConfigError(f"weight rounding method {method!r} is not supported", hint=f"use {' or '.join(METHODS)}")
-    if target not in TARGETS or (target == "fp32" and fp32_model is None):
+    if target not in TARGETS or ((target == "fp32" or ranges) and fp32_model is None):
         raise ConfigError(f"weight rounding target {target!r} is not supported here",
                           hint="use fp32 (with the FP32 model) or self")
     start = time.perf_counter()
     batches = limit_samples(batches, max_samples)
     work = onnx.ModelProto()
     work.CopyFrom(qdq_model)
-    options = _Options(method, target, rows_per_sample, seed)
+    options = _Options(method, target, rows_per_sample, seed, ranges=ranges)
     targets = [t for t in _targets(work, options) if layers is None or t.node.name in layers]
     names = NameScope(work)
     done: list[tuple[int, LayerRounding]] = []
@@ -197,13 +211,19 @@ def round_weights(fp32_model: onnx.ModelProto | None, qdq_model: onnx.ModelProto
     samples = 0
     for level in levels:
         group = [t for t in targets if t.level == level]
-        moments, samples = _collect(work, fp32_model if target == "fp32" else None, group, batches, options)
+        if options.ranges:
+            assert fp32_model is not None  # checked above
+            moments, samples = _collect_with_ranges(work, fp32_model, group, batches, options)
+        else:
+            moments, samples = _collect(work, fp32_model if target == "fp32" else None, group, batches, options)
         for t in group:
-            done.append((t.index, _round_layer(work, t, moments[t.index], options, names)))
+            if method != "nearest":
+                done.append((t.index, _round_layer(work, t, moments[t.index], options, names)))
         log.debug("weight rounding: level %d, %d layers", level, len(group))
     drop_unread(work)
     rounded = tuple(r for _, r in sorted(done, key=lambda item: item[0]))
-    report = WeightRoundingReport(method, target, rounded, tuple(options.skipped), passes=len(levels),
+    report = WeightRoundingReport(method, target, rounded, tuple(options.skipped), tuple(options.chosen),
+                                  passes=len(levels),
                                   samples=samples, seconds=time.perf_counter() - start)
     return work, report
 
@@ -294,6 +314,69 @@ def _collect(work: onnx.ModelProto, fp32_model: onnx.ModelProto | None, group: l
     return moments, samples
 
 
+def _collect_with_ranges(work: onnx.ModelProto, fp32_model: onnx.ModelProto, group: list[_Target],
+                         batches: Batches, options: _Options) -> tuple[dict[int, _Moments], int]:
+    """One pass that keeps the sampled input rows of `group`, re-chooses the refinable input scales
+    (trtq.accuracy.input_ranges) and then sums the moments of the inputs quantized with them."""
+    index = GraphIndex.build(work, infer=False)
+    weighted = frozenset(t.node.name for t in group)
+    scales: list[InputScale | None] = [input_scale(index, t.node.input[0], weighted) for t in group]
+    # the float tensor a refinable Q reads, else what the layer reads (its DQ output or a float input)
+    sources = [_float_source(work, t.node.input[0]) if found is not None else t.node.input[0]
+               for t, found in zip(group, scales, strict=True)]
+    references = [_float_source(work, t.node.input[0]) for t in group]
+    rows: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {t.index: ([], []) for t in group}
+    rngs = {t.index: np.random.default_rng([options.seed, t.index]) for t in group}
+    names, fp32_names = sorted(set(sources)), sorted(set(references))
+    fp32_runs = run_batches(_prune(fp32_model, fp32_names), batches, fp32_names)
+    samples = 0
+    for feed, values in run_batches(_prune(work, names), batches, names):
+        reference = next(fp32_runs)[1]
+        n = batch_samples(feed)
+        samples += n
+        for t, source, fp32_source in zip(group, sources, references, strict=True):
+            state = rngs[t.index].bit_generator.state
+            rows[t.index][0].append(t.shape.rows(values[source], options.rows_per_sample * n, rngs[t.index]))
+            rngs[t.index].bit_generator.state = state  # the same positions in the FP32 input
+            rows[t.index][1].append(t.shape.rows(reference[fp32_source], options.rows_per_sample * n,
+                                                 rngs[t.index]))
+    if samples == 0:
+        raise DataError("there is no calibration data for weight rounding: the batches were empty",
+                        hint="check the data path")
+    joined = {i: (np.concatenate(a, axis=1), np.concatenate(b, axis=1)) for i, (a, b) in rows.items()}
+    chosen: dict[str, float] = {}
+    by_tensor: dict[str, list[int]] = {}
+    for k, found in enumerate(scales):
+        if found is not None and found.refinable:
+            by_tensor.setdefault(found.tensor, []).append(k)
+    for tensor, members in by_tensor.items():
+        found = scales[members[0]]
+        assert found is not None
+        readers = [(*joined[group[k].index], _nearest_matrix(group[k]), group[k].shape.matrix(group[k].weight))
+                   for k in members]
+        best, ratio = choose_scale(found.scale, readers)
+        if best != found.scale:
+            write_scale(work, found, best)
+        chosen[tensor] = best
+        options.chosen.append(RangeChoice(tensor, tuple(group[k].node.name for k in members), found.scale * 127,
+                                          best * 127, ratio))
+    moments = {t.index: _Moments() for t in group}
+    for t, found in zip(group, scales, strict=True):
+        if options.method == "nearest":
+            break  # nothing to round: the moments are not needed
+        xs, xf = joined[t.index]
+        if found is not None:  # the refinable and fixed per-tensor scales, as the model now has them
+            xs = fake_quant(xs, chosen.get(found.tensor, found.scale))
+        moments[t.index].update(xs, xf if options.target == "fp32" else None)
+    return moments, samples
+
+
+def _nearest_matrix(t: _Target) -> np.ndarray:
+    """The layer's weight (G, O, K) as its Q/DQ pair gives it before rounding: nearest integers times the scale."""
+    matrix: np.ndarray = nearest(t.shape.matrix(t.weight), np.maximum(t.scale, 1e-30)) * t.scale[..., None]
+    return matrix
+
+
 def _float_source(model: onnx.ModelProto, tensor: str) -> str:
     """The float tensor a DQ output came from (its Q's input), else the tensor itself."""
     producers = {o: n for n in model.graph.node for o in n.output}
@@ -316,14 +399,16 @@ def _round_layer(work: onnx.ModelProto, t: _Target, m: _Moments, options: _Optio
     w = t.shape.matrix(t.weight)
     s = np.maximum(t.scale, 1e-30)
     hq = m.quantized if m.quantized is not None else np.zeros((w.shape[0], w.shape[2], w.shape[2]))
-    b = np.einsum("gok,glk->gol", w, m.cross) if m.cross is not None else np.einsum("gok,gkl->gol", w, hq)
-    goal = least_squares_weight(b, hq) if m.cross is not None else w
-    q = adaround(goal, s, hq, iterations=options.adaround_iterations) if options.method == "adaround" \
-        else gptq_round(goal, s, hq)
+    b = np.matmul(w, np.swapaxes(m.cross, 1, 2)) if m.cross is not None else np.matmul(w, hq)
+    if options.method == "adaround":
+        q = adaround(w, s, hq, iterations=options.adaround_iterations, b=b if m.cross is not None else None)
+    else:
+        goal, moments = anchored_weight(b, hq, w) if m.cross is not None else (w, hq)
+        q = gptq_round(goal, s, moments)
     base = nearest(w, s)
     learned, plain = target_errors(b, s, q, hq), target_errors(b, s, base, hq)
     q = np.where((learned <= plain)[..., None], q, base)  # never worse than nearest on the objective
-    signal = np.einsum("gok,gkl,gol->go", w, m.fp32 if m.fp32 is not None else hq, w).sum()
+    signal = (np.matmul(w, m.fp32 if m.fp32 is not None else hq) * w).sum()
     err_learned, err_plain = np.minimum(learned, plain).sum() + signal, plain.sum() + signal
     _write(work, t, q, names)
     return LayerRounding(t.node.name, t.node.op_type, t.level, int(q.size), int(np.count_nonzero(q != base)),

@@ -117,9 +117,14 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
                                                 show_progress=show_progress)
-    if learned_rounding(config, outcome.result):
-        outcome.model, outcome.weight_rounding = round_weights(model, outcome.model, calib.feed_dicts(),
-                                                               max_samples=WEIGHT_ROUNDING_SAMPLES)
+    learned, ranges = learned_rounding(config, outcome.result), range_search(config, outcome.result)
+    if learned or ranges:
+        log.info("%s%s on %d calibration samples, layer by layer", "learned weight rounding" if learned else "",
+                 (" and " if learned else "") + "activation ranges by layer output error" if ranges else "",
+                 WEIGHT_ROUNDING_SAMPLES)
+        outcome.model, outcome.weight_rounding = round_weights(
+            model, outcome.model, calib.feed_dicts(), method="gptq" if learned else "nearest",
+            target="self" if ranges else "fp32", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
         log.info("%s", outcome.weight_rounding.summary())
     mode = config.quantize.bias_correction
     if mode != "none":
@@ -136,6 +141,12 @@ def learned_rounding(config: Config, result: QuantizeResult) -> bool:
     """Whether learned weight rounding runs: asked for, not --fast, INT8, and weights to round."""
     q = config.quantize
     return q.weight_rounding == "learned" and not q.fast and q.precision == "int8" and result.report.weights > 0
+
+
+def range_search(config: Config, result: QuantizeResult) -> bool:
+    """Whether activation ranges are re-chosen by layer output error: asked for, not --fast, INT8."""
+    q = config.quantize
+    return q.activation_ranges == "layer-output" and not q.fast and q.precision == "int8" and result.report.weights > 0
 
 
 @dataclass

@@ -29,7 +29,7 @@ import numpy as np
 
 QMAX = 127
 DAMPING = 0.01
-LS_DAMPING = 1e-6
+ANCHOR = 0.1
 ZETA, GAMMA = 1.1, -0.1
 
 
@@ -42,7 +42,7 @@ def nearest(w: np.ndarray, s: np.ndarray) -> np.ndarray:
 def row_errors(w: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """E per row (G, O): d H d^T with d = W - s Q."""
     d = w.astype(np.float64) - s[..., None] * q
-    e: np.ndarray = np.einsum("gok,gkl,gol->go", d, h, d)
+    e: np.ndarray = (np.matmul(d, h) * d).sum(-1)  # matmul: BLAS, where a plain einsum loops
     return e
 
 
@@ -50,7 +50,7 @@ def target_errors(b: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) ->
     """Per row (G, O), the error up to a constant when the target is not W X but given by B = W M^T:
     v H v^T - 2 v . b with v = s Q (see trtq.accuracy.weight_rounding's asymmetric objective)."""
     v = s[..., None] * q
-    e: np.ndarray = np.einsum("gok,gkl,gol->go", v, h, v) - 2 * np.einsum("gok,gok->go", v, b)
+    e: np.ndarray = (np.matmul(v, h) * v).sum(-1) - 2 * (v * b).sum(-1)
     return e
 
 
@@ -60,18 +60,23 @@ def keep_better(w: np.ndarray, s: np.ndarray, h: np.ndarray, q: np.ndarray, fall
     return np.where(better[..., None], q, fallback)
 
 
-def least_squares_weight(b: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """W* = B (H + damping)^-1 per group: the float weight minimising the asymmetric objective.
+def anchored_weight(b: np.ndarray, h: np.ndarray, w: np.ndarray, strength: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The asymmetric objective's least-squares weight, held near W: (W', H') minimising
+    v H v^T - 2 v . b + strength * (v - W) D (v - W)^T, D = diag(H), per group.
 
-    The damping is far smaller than GPTQ's (1e-6 of the mean diagonal): it only keeps the solve
-    defined; a larger one shrinks W* along the weak input directions and costs more than it saves.
+    Along input directions the calibration rows barely excite, the plain least-squares weight
+    (strength 0) can move far from W at no cost on those rows and at a large one on other data
+    (and beyond the INT8 range); the ridge toward W, scaled by each input's own second moment,
+    keeps the compensation where the data supports it. GPTQ then rounds W' against H'.
     """
+    strength = ANCHOR if strength is None else strength
     h = h.astype(np.float64)
     diag = np.einsum("gkk->gk", h)
-    damp = LS_DAMPING * np.maximum(diag.mean(-1), 1e-12)
-    eye = np.eye(h.shape[-1])
-    regular = h + eye * damp[:, None, None] + (diag <= 0)[:, :, None] * eye
-    return np.swapaxes(np.linalg.solve(regular, np.swapaxes(b, 1, 2)), 1, 2)
+    diag = np.where(diag > 0, diag, np.maximum(diag.mean(-1, keepdims=True), 1e-12))
+    regular = h + strength * diag[:, :, None] * np.eye(h.shape[-1])
+    rhs = b.astype(np.float64) + strength * w.astype(np.float64) * diag[:, None, :]
+    return np.swapaxes(np.linalg.solve(regular, np.swapaxes(rhs, 1, 2)), 1, 2), regular
 
 
 def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
@@ -123,20 +128,31 @@ def _rectified_sigmoid(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def adaround(w: np.ndarray, s: np.ndarray, h: np.ndarray, iterations: int = 2000, lr: float = 0.01,
-             weight: float = 3.0, warmup: float = 0.2) -> np.ndarray:
-    """AdaRound of W (G, O, K) on the grid s (G, O) for second moments H (module docstring)."""
+             weight: float = 3.0, warmup: float = 0.2, b: np.ndarray | None = None) -> np.ndarray:
+    """AdaRound of W (G, O, K) on the grid s (G, O) for second moments H (module docstring).
+
+    Every weight goes to floor(W / s) or one step above, so no weight moves by more than one
+    step from W. With `b` (G, O, K), the objective is the asymmetric one of
+    trtq.accuracy.weight_rounding, v H v^T - 2 v . b with v = s Q, whose optimum is the
+    least-squares weight b H^-1; without it b = W H (plain reconstruction of W X). Bounding
+    the choice by W's own floor and ceiling, not by the least-squares weight's, keeps the
+    compensation of upstream errors from moving weights far on ill-conditioned moments.
+    """
     scale = s[..., None].astype(np.float64)
-    ratio = w.astype(np.float64) / scale
+    h = h.astype(np.float64)
+    w = w.astype(np.float64)
+    target = np.matmul(w, h) if b is None else b.astype(np.float64)
+    ratio = w / scale
     floor = np.clip(np.floor(ratio), -QMAX, QMAX - 1)
     rest = np.clip(ratio - floor, 0.0, 1.0)
     v = -np.log((ZETA - GAMMA) / (np.clip(rest, 1e-4, 1 - 1e-4) - GAMMA) - 1)  # h(V) = rest at the start
-    norm = max(float(row_errors(w, s, nearest(w, s), h).sum()), 1e-30)
+    norm = max(float(row_errors(w, s, nearest(w, s), h).sum()), float((w * target).sum()) * 1e-8,
+               1e-30)
     m1, m2 = np.zeros_like(v), np.zeros_like(v)
     b1, b2 = 0.9, 0.999
     for t in range(1, iterations + 1):
         hv, dh = _rectified_sigmoid(v)
-        d = w - scale * (floor + hv)
-        grad = -2.0 * np.einsum("gok,gkl->gol", d, h) * scale / norm
+        grad = 2.0 * (np.matmul(scale * (floor + hv), h) - target) * scale / norm
         if t > warmup * iterations:
             beta = 2 + (20 - 2) * (1 - (t - warmup * iterations) / ((1 - warmup) * iterations))
             c = 2 * hv - 1
@@ -147,4 +163,7 @@ def adaround(w: np.ndarray, s: np.ndarray, h: np.ndarray, iterations: int = 2000
         v -= lr * (m1 / (1 - b1**t)) / (np.sqrt(m2 / (1 - b2**t)) + 1e-8)
     hv, _ = _rectified_sigmoid(v)
     q = floor + (hv >= 0.5)
+    if b is not None:
+        better = target_errors(target, s, q, h) <= target_errors(target, s, nearest(w, s), h)
+        return np.where(better[..., None], q, nearest(w, s))
     return keep_better(w, s, h, q, nearest(w, s))
