@@ -15,8 +15,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.reliability.models import npy_folder
 from trtq.cli import main
+from trtq.errors import ModelError
 from trtq.onnx_model import large_models
-from trtq.onnx_model.model import load_model
+from trtq.onnx_model.model import fingerprint, load_model, load_model_by_reference, save_model
+from trtq.qdq import quantize_model
 
 
 def _wide_model(width: int, height: int, seed: int = 0) -> onnx.ModelProto:
@@ -60,12 +62,51 @@ def _pipeline(tmp_path, height: int) -> None:
 
 def test_the_large_model_path_runs_end_to_end(tmp_path, monkeypatch):
     model = _wide_model(width=256, height=64)
-    limit = large_models.inline_bytes(model) // 2  # this model now counts as over the limit
-    monkeypatch.setattr(large_models, "LIMIT", limit)
-    monkeypatch.setattr(large_models, "_MARGIN", 0)
+    _over_limit(monkeypatch, model)  # this model now counts as over the limit
     assert large_models.exceeds_protobuf_limit(model)
     _save(model, tmp_path / "wide.onnx")
     _pipeline(tmp_path, height=64)
+
+
+def _over_limit(monkeypatch, model: onnx.ModelProto) -> None:
+    """Lower trtq's limit so that `model` counts as over 2 GiB."""
+    monkeypatch.setattr(large_models, "LIMIT", large_models.inline_bytes(model) // 2)
+    monkeypatch.setattr(large_models, "_MARGIN", 0)
+
+
+def test_a_model_over_the_limit_is_quantized_by_reference_to_the_same_model(tmp_path, monkeypatch):
+    model = _wide_model(width=256, height=64)
+    _save(model, tmp_path / "wide.onnx")
+    amax = {"x": 3.0, "r": 1.5}
+    whole = quantize_model(load_model(tmp_path / "wide.onnx"), amax).model
+    _over_limit(monkeypatch, model)
+    light, folder = load_model_by_reference(tmp_path / "wide.onnx")
+    assert folder == tmp_path and all(t.data_location == TensorProto.EXTERNAL for t in light.graph.initializer)
+    assert fingerprint(light, folder) == fingerprint(load_model(tmp_path / "wide.onnx"))
+    result = quantize_model(light, amax, weights_dir=folder)
+    assert all(not t.raw_data for t in result.model.graph.initializer if t.name in ("w", "v"))  # never loaded
+    (tmp_path / "out").mkdir()
+    save_model(result.model, tmp_path / "out" / "q.onnx", weights_dir=folder)
+    written = load_model(tmp_path / "out" / "q.onnx")
+    assert [(n.op_type, list(n.input), list(n.output)) for n in written.graph.node] == \
+        [(n.op_type, list(n.input), list(n.output)) for n in whole.graph.node]
+    expected = {t.name: numpy_helper.to_array(t) for t in whole.graph.initializer}
+    assert sorted(expected) == sorted(t.name for t in written.graph.initializer)
+    for tensor in written.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), expected[tensor.name])
+
+
+def test_a_short_data_file_is_refused_when_loading_by_reference(tmp_path, monkeypatch):
+    model = _wide_model(width=256, height=64)
+    _save(model, tmp_path / "wide.onnx")
+    _over_limit(monkeypatch, model)
+    with open(tmp_path / "wide.data", "r+b") as data:
+        data.truncate(1000)
+    with pytest.raises(ModelError, match="external data"):
+        load_model_by_reference(tmp_path / "wide.onnx")
+    (tmp_path / "wide.data").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        load_model_by_reference(tmp_path / "wide.onnx")
 
 
 def test_skeleton_leaves_the_model_unchanged_and_loads_back(tmp_path):
