@@ -59,6 +59,14 @@ def data_file(tensor: onnx.TensorProto, base_dir: Path) -> Path:
     return path
 
 
+def tensor_values(tensor: onnx.TensorProto, weights_dir: Path | None) -> np.ndarray:
+    """The values of `tensor`: from its file under `weights_dir` if it is external there, else from the proto."""
+    if weights_dir is not None and is_external(tensor):
+        return read_tensor(tensor, weights_dir)
+    array: np.ndarray = numpy_helper.to_array(tensor)
+    return array
+
+
 def read_tensor(tensor: onnx.TensorProto, base_dir: Path) -> np.ndarray:
     """The values of an external tensor, read from its file (the tensor itself is not changed)."""
     if tensor.data_type in _PLAIN_TYPES:

@@ -93,10 +93,7 @@ class GraphIndex:
     def constant_value(self, tensor: str) -> np.ndarray | None:
         """Value of an initializer or a Constant node output; None for anything computed."""
         if tensor in self.initializers:
-            stored = self.initializers[tensor]
-            if self.weights_dir is not None and external_data.is_external(stored):
-                return external_data.read_tensor(stored, self.weights_dir)  # read now, one tensor at a time
-            return numpy_helper.to_array(stored)
+            return external_data.tensor_values(self.initializers[tensor], self.weights_dir)  # external: read now
         node = self.constant_nodes.get(tensor)
         if node is None:
             return None
