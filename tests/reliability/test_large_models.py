@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -146,12 +147,12 @@ def test_skeleton_leaves_the_model_unchanged_and_loads_back(tmp_path):
         np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
 
 
-@pytest.mark.slow
-def test_a_model_over_2_gib(tmp_path):
-    # w: 1024 x 540000 float32 = 2.2 GB, written to the data file in rows (never whole in memory here).
+def write_model_over_2_gib(folder: Path) -> Path:
+    """`folder`/wide.onnx with w: 1024 x 540000 float32 = 2.2 GB in wide.data, written in rows (never whole
+    in memory here); the model of the slow test and of the README's peak-RSS table."""
     height, width = 1024, 540_000
     small = _wide_model(width=4, height=4)
-    with open(tmp_path / "wide.data", "wb") as data:
+    with open(folder / "wide.data", "wb") as data:
         rows = np.random.default_rng(0).standard_normal((64, width), dtype=np.float32) * 0.05
         for _ in range(height // 64):
             rows.tofile(data)
@@ -167,6 +168,12 @@ def test_a_model_over_2_gib(tmp_path):
     del small.graph.initializer[:]
     small.graph.initializer.extend([w, v])
     small.graph.input[0].type.tensor_type.shape.dim[1].dim_value = height
-    onnx.save_model(small, str(tmp_path / "wide.onnx"))
-    assert large_models.exceeds_protobuf_limit(load_model(tmp_path / "wide.onnx"))
-    _pipeline(tmp_path, height=height, weight_bytes=(tmp_path / "wide.data").stat().st_size)
+    onnx.save_model(small, str(folder / "wide.onnx"))
+    return folder / "wide.onnx"
+
+
+@pytest.mark.slow
+def test_a_model_over_2_gib(tmp_path):
+    path = write_model_over_2_gib(tmp_path)
+    assert large_models.exceeds_protobuf_limit(load_model(path))
+    _pipeline(tmp_path, height=1024, weight_bytes=(tmp_path / "wide.data").stat().st_size)
