@@ -7,6 +7,10 @@ model of about 2.2 GB in a temp folder (deselected by default: python -m pytest 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -15,8 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.reliability.models import npy_folder
 from trtq.cli import main
+from trtq.errors import ModelError
 from trtq.onnx_model import large_models
-from trtq.onnx_model.model import load_model
+from trtq.onnx_model.model import fingerprint, load_model, load_model_by_reference, save_model
+from trtq.qdq import quantize_model
 
 
 def _wide_model(width: int, height: int, seed: int = 0) -> onnx.ModelProto:
@@ -38,7 +44,25 @@ def _save(model: onnx.ModelProto, path) -> None:
                     location="wide.data", size_threshold=1024)
 
 
-def _pipeline(tmp_path, height: int) -> None:
+# Run in a child of a child, so that RUSAGE_CHILDREN holds that one command's peak RSS (KiB on Linux) alone.
+_MEASURED = """
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-c", "from trtq._entry import run; run()", *sys.argv[1:]])
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""
+
+
+def _peak_rss(args: list[str]) -> int:
+    """Run `trtq ARGS` in a fresh process; its peak resident set size in bytes (asserting exit 0)."""
+    done = subprocess.run([sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True, check=False)
+    code, peak = done.stdout.split()[-2:]
+    assert code == "0", done.stderr
+    return int(peak)
+
+
+def _pipeline(tmp_path, height: int, weight_bytes: int | None = None) -> None:
+    """calibrate, quantize and compare through the CLI; with `weight_bytes`, quantize runs in its own
+    process and its peak RSS must stay near one copy of the weights."""
     path = tmp_path / "wide.onnx"
     rng = np.random.default_rng(1)
     data = npy_folder(tmp_path / "data", [rng.standard_normal(height) for _ in range(4)])
@@ -47,9 +71,13 @@ def _pipeline(tmp_path, height: int) -> None:
                                       "--workers", "0"])
     assert calibrated.exit_code == 0, calibrated.output
     qdq = tmp_path / "wide.qdq.onnx"
-    quantized = runner.invoke(main, ["-q", "quantize", str(path), "--cache", str(tmp_path / "wide.cache"),
-                                     "-o", str(qdq)])
-    assert quantized.exit_code == 0, quantized.output
+    args = ["-q", "quantize", str(path), "--cache", str(tmp_path / "wide.cache"), "-o", str(qdq)]
+    if weight_bytes is None:
+        quantized = runner.invoke(main, args)
+        assert quantized.exit_code == 0, quantized.output
+    else:
+        # Measured 1.01x on a 2.2 GB model (the largest weight, read once for its scales); 6.9x with deep copies.
+        assert _peak_rss(args) < 1.5 * weight_bytes
     assert (tmp_path / "wide.qdq.onnx.data").is_file()
     assert [op for op in (n.op_type for n in load_model(qdq, load_weights=False).graph.node)
             ].count("QuantizeLinear") >= 2
@@ -60,12 +88,51 @@ def _pipeline(tmp_path, height: int) -> None:
 
 def test_the_large_model_path_runs_end_to_end(tmp_path, monkeypatch):
     model = _wide_model(width=256, height=64)
-    limit = large_models.inline_bytes(model) // 2  # this model now counts as over the limit
-    monkeypatch.setattr(large_models, "LIMIT", limit)
-    monkeypatch.setattr(large_models, "_MARGIN", 0)
+    _over_limit(monkeypatch, model)  # this model now counts as over the limit
     assert large_models.exceeds_protobuf_limit(model)
     _save(model, tmp_path / "wide.onnx")
     _pipeline(tmp_path, height=64)
+
+
+def _over_limit(monkeypatch, model: onnx.ModelProto) -> None:
+    """Lower trtq's limit so that `model` counts as over 2 GiB."""
+    monkeypatch.setattr(large_models, "LIMIT", large_models.inline_bytes(model) // 2)
+    monkeypatch.setattr(large_models, "_MARGIN", 0)
+
+
+def test_a_model_over_the_limit_is_quantized_by_reference_to_the_same_model(tmp_path, monkeypatch):
+    model = _wide_model(width=256, height=64)
+    _save(model, tmp_path / "wide.onnx")
+    amax = {"x": 3.0, "r": 1.5}
+    whole = quantize_model(load_model(tmp_path / "wide.onnx"), amax).model
+    _over_limit(monkeypatch, model)
+    light, folder = load_model_by_reference(tmp_path / "wide.onnx")
+    assert folder == tmp_path and all(t.data_location == TensorProto.EXTERNAL for t in light.graph.initializer)
+    assert fingerprint(light, folder) == fingerprint(load_model(tmp_path / "wide.onnx"))
+    result = quantize_model(light, amax, weights_dir=folder)
+    assert all(not t.raw_data for t in result.model.graph.initializer if t.name in ("w", "v"))  # never loaded
+    (tmp_path / "out").mkdir()
+    save_model(result.model, tmp_path / "out" / "q.onnx", weights_dir=folder)
+    written = load_model(tmp_path / "out" / "q.onnx")
+    assert [(n.op_type, list(n.input), list(n.output)) for n in written.graph.node] == \
+        [(n.op_type, list(n.input), list(n.output)) for n in whole.graph.node]
+    expected = {t.name: numpy_helper.to_array(t) for t in whole.graph.initializer}
+    assert sorted(expected) == sorted(t.name for t in written.graph.initializer)
+    for tensor in written.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), expected[tensor.name])
+
+
+def test_a_short_data_file_is_refused_when_loading_by_reference(tmp_path, monkeypatch):
+    model = _wide_model(width=256, height=64)
+    _save(model, tmp_path / "wide.onnx")
+    _over_limit(monkeypatch, model)
+    with open(tmp_path / "wide.data", "r+b") as data:
+        data.truncate(1000)
+    with pytest.raises(ModelError, match="external data"):
+        load_model_by_reference(tmp_path / "wide.onnx")
+    (tmp_path / "wide.data").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        load_model_by_reference(tmp_path / "wide.onnx")
 
 
 def test_skeleton_leaves_the_model_unchanged_and_loads_back(tmp_path):
@@ -80,12 +147,12 @@ def test_skeleton_leaves_the_model_unchanged_and_loads_back(tmp_path):
         np.testing.assert_array_equal(numpy_helper.to_array(a), numpy_helper.to_array(b))
 
 
-@pytest.mark.slow
-def test_a_model_over_2_gib(tmp_path):
-    # w: 1024 x 540000 float32 = 2.2 GB, written to the data file in rows (never whole in memory here).
+def write_model_over_2_gib(folder: Path) -> Path:
+    """`folder`/wide.onnx with w: 1024 x 540000 float32 = 2.2 GB in wide.data, written in rows (never whole
+    in memory here); the model of the slow test and of the README's peak-RSS table."""
     height, width = 1024, 540_000
     small = _wide_model(width=4, height=4)
-    with open(tmp_path / "wide.data", "wb") as data:
+    with open(folder / "wide.data", "wb") as data:
         rows = np.random.default_rng(0).standard_normal((64, width), dtype=np.float32) * 0.05
         for _ in range(height // 64):
             rows.tofile(data)
@@ -101,6 +168,12 @@ def test_a_model_over_2_gib(tmp_path):
     del small.graph.initializer[:]
     small.graph.initializer.extend([w, v])
     small.graph.input[0].type.tensor_type.shape.dim[1].dim_value = height
-    onnx.save_model(small, str(tmp_path / "wide.onnx"))
-    assert large_models.exceeds_protobuf_limit(load_model(tmp_path / "wide.onnx"))
-    _pipeline(tmp_path, height=height)
+    onnx.save_model(small, str(folder / "wide.onnx"))
+    return folder / "wide.onnx"
+
+
+@pytest.mark.slow
+def test_a_model_over_2_gib(tmp_path):
+    path = write_model_over_2_gib(tmp_path)
+    assert large_models.exceeds_protobuf_limit(load_model(path))
+    _pipeline(tmp_path, height=1024, weight_bytes=(tmp_path / "wide.data").stat().st_size)

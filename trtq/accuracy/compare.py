@@ -122,23 +122,25 @@ class _Plan:
     warnings: list[str]
 
 
-def _plan(reference: onnx.ModelProto, candidate: str | Path | onnx.ModelProto, per_layer: bool) -> _Plan:
+def _plan(reference: onnx.ModelProto, candidate: str | Path | onnx.ModelProto, per_layer: bool,
+          ref_dir: Path | None = None) -> _Plan:
     outputs = [o.name for o in graph_outputs(reference)]
     warnings: list[str] = []
     if runners.is_engine(candidate):
         if per_layer:
             warnings.append("per-layer comparison skipped: it needs an ONNX candidate, not a TensorRT engine")
         engine = runners.engine_runner(candidate)  # first: a missing TensorRT fails before any session is made
-        ref_runner = runners.onnx_runner(reference, "reference", outputs, runners.reference_providers())
+        ref_runner = runners.onnx_runner(reference, "reference", outputs, runners.reference_providers(),
+                                         weights_dir=ref_dir)
         return _Plan(engine, ref_runner, str(candidate), "engine", [], warnings)
-    cand_model, cand_label = runners.load(candidate)
+    cand_model, cand_label, cand_dir = runners.load(candidate)
     check_candidate_outputs(cand_model, outputs)
     layers = layer_tensors(reference, cand_model) if per_layer else []
     if per_layer and not layers:
         warnings.append("per-layer comparison found no layer output shared by both models")
     marked = [*outputs, *(t for t, _ in layers if t not in outputs)]
-    cand_runner = runners.candidate_runner(cand_model, marked)
-    ref_runner = runners.onnx_runner(reference, "reference", marked, runners.reference_providers())
+    cand_runner = runners.candidate_runner(cand_model, marked, cand_dir)
+    ref_runner = runners.onnx_runner(reference, "reference", marked, runners.reference_providers(), weights_dir=ref_dir)
     return _Plan(cand_runner, ref_runner, cand_label, "onnx", layers, warnings)
 
 
@@ -251,12 +253,12 @@ def compare_models(
         MissingDependencyError: an engine is given but TensorRT or a GPU is not available.
     """
     start = time.perf_counter()
-    ref_model, ref_label = runners.load(reference)
+    ref_model, ref_label, ref_dir = runners.load(reference)  # over 2 GiB: weights read by ONNX Runtime from their files
     outputs = [o.name for o in graph_outputs(ref_model)]
     feeds = CheckedFeeds(batches, graph_inputs(ref_model), keys, labels)
     total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
     with G_LOGGER.verbosity(_polygraphy_severity()):
-        plan = _plan(ref_model, candidate, per_layer)
+        plan = _plan(ref_model, candidate, per_layer, ref_dir)
         acc = _Accumulators(outputs, plan.layers)
         with progress_bar(total, "compare", "batch", progress) as bar:
             stream = Comparator.run([plan.candidate_runner, plan.reference_runner], data_loader=feeds,

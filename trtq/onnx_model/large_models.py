@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import onnx
 from onnx import numpy_helper
+
+from trtq.onnx_model import external_data
 
 # protobuf cannot serialise a message over 2 GiB (trtq.onnx_model.model.PROTOBUF_LIMIT has the same value).
 LIMIT = 2**31 - 1
@@ -53,6 +56,12 @@ def exceeds_protobuf_limit(model: onnx.ModelProto) -> bool:
         return True
 
 
+def exceeds_limit_when_loaded(model: onnx.ModelProto) -> bool:
+    """True when `model`, read without its external data, would pass the limit with that data loaded."""
+    referenced = external_data.referenced_bytes(model)
+    return bool(referenced) and inline_bytes(model) + referenced > LIMIT - _MARGIN
+
+
 def _external(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:
     ref = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims,
                            data_location=onnx.TensorProto.EXTERNAL, doc_string=tensor.doc_string)
@@ -62,9 +71,14 @@ def _external(tensor: onnx.TensorProto, location: str, offset: int, length: int)
     return ref
 
 
-def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = None) -> onnx.ModelProto:
+def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = None,
+             weights_dir: Path | None = None) -> onnx.ModelProto:
     """A copy of `model` without its large initializers, which are written to `data_path` (any existing
     file is replaced) and referenced as `location` (default: its file name); `model` is not changed.
+
+    With `weights_dir` (the folder a model loaded by reference came from), initializers that still
+    point into external files there are copied, in chunks, into `data_path` too; without it such
+    references are kept as they are.
 
     Raises:
         OSError: the data file cannot be written.
@@ -76,19 +90,30 @@ def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = Non
     offset = 0
     with open(data_path, "wb") as data:
         for tensor in model.graph.initializer:
+            if weights_dir is not None and external_data.is_external(tensor):
+                offset += _pad(data, offset)
+                length = external_data.copy_tensor(tensor, weights_dir, data)
+                light.graph.initializer.append(_external(tensor, location, offset, length))
+                offset += length
+                continue
             if _tensor_bytes(tensor) < _EXTERNAL_THRESHOLD:
                 light.graph.initializer.add().CopyFrom(tensor)
                 continue
             payload = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
-            padding = -offset % 4096  # aligned, so ONNX Runtime can map the file
-            data.write(b"\0" * padding)
-            offset += padding
+            offset += _pad(data, offset)
             data.write(payload)
             light.graph.initializer.append(_external(tensor, location, offset, len(payload)))
             offset += len(payload)
         data.flush()
         os.fsync(data.fileno())
     return light
+
+
+def _pad(data: BinaryIO, offset: int) -> int:
+    """Write zeros up to the next 4 KiB boundary (so ONNX Runtime can map the file); returns how many."""
+    padding = -offset % 4096
+    data.write(b"\0" * padding)
+    return padding
 
 
 def _copy_fields(source: object, target: object, skip: str) -> None:

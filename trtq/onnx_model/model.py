@@ -15,6 +15,7 @@ from onnx import numpy_helper
 
 from trtq.atomic import atomic_path
 from trtq.errors import ModelError, first_line
+from trtq.onnx_model import external_data, large_models
 from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
 
 # ONNX Runtime 1.31 reads IR version <= 13 while onnx 1.23 writes 14 by default,
@@ -73,6 +74,33 @@ def load_model(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
 
 
 _EXTERNAL_MISSING = "should be stored in"
+
+
+def load_model_by_reference(path: str | Path) -> tuple[onnx.ModelProto, Path | None]:
+    """Load a model; if its weights would take it over protobuf's 2 GiB, leave them in their files.
+
+    Returns:
+        (model, None) for a model loaded whole, exactly as load_model does; or (model, folder) for a
+        model over the limit whose external initializers stay references to files in `folder`: pass
+        the folder to fingerprint, trtq.qdq.quantize_model and save_model, which read the weights
+        from there one tensor at a time.
+
+    Raises:
+        ModelError: the file is missing or unreadable, or an external data file is missing or short.
+    """
+    path = Path(path)
+    light = load_model(path, load_weights=False)
+    if not large_models.exceeds_limit_when_loaded(light):
+        return load_model(path), None
+    try:
+        external_data.check_references(light, path.parent)
+    except FileNotFoundError as exc:
+        raise _missing_data(path, exc.filename) from None
+    except ValueError as exc:
+        raise ModelError(f"{path} has unusable external data: {first_line(exc)}",
+                         hint="keep the model's external data files next to it, under the names the model gives"
+                         ) from None
+    return light, path.parent
 
 
 def _missing_data(path: Path, data_file: str | None) -> ModelError:
@@ -144,17 +172,21 @@ def _hash_graph(model: onnx.ModelProto) -> str:
     return h.hexdigest()
 
 
-def _hash_weights(model: onnx.ModelProto) -> str:
+def _hash_weights(model: onnx.ModelProto, weights_dir: Path | None = None) -> str:
     """Hash of every initializer's (and Constant node tensor's) name, dtype, shape and values.
 
     Exported models (e.g. PaddlePaddle's) often keep their weights in Constant nodes;
-    changing those is a weights change, not a graph change.
+    changing those is a weights change, not a graph change. Weights left in external files
+    under `weights_dir` are hashed from there in chunks, to the same digest.
     """
     h = hashlib.sha256()
     tensors = [(t.name, t) for t in model.graph.initializer]
     tensors += [(node.output[0], attr.t) for node in model.graph.node if node.op_type == "Constant"
                 for attr in node.attribute if attr.type == onnx.AttributeProto.TENSOR]
     for name, tensor in sorted(tensors, key=lambda item: item[0]):
+        if weights_dir is not None and external_data.is_external(tensor):
+            external_data.hash_tensor(h, tensor, weights_dir)
+            continue
         array = numpy_helper.to_array(tensor)
         h.update(f"{name}|{array.dtype}|{array.shape}\n".encode())
         h.update(np.ascontiguousarray(array).tobytes())
@@ -173,19 +205,25 @@ class ModelFingerprint:
         return f"{self.graph[:12]}/{self.weights[:12]}"
 
 
-def fingerprint(model: onnx.ModelProto) -> ModelFingerprint:
-    """Fingerprint a loaded model (weights must be loaded)."""
-    return ModelFingerprint(graph=_hash_graph(model), weights=_hash_weights(model))
+def fingerprint(model: onnx.ModelProto, weights_dir: Path | None = None) -> ModelFingerprint:
+    """Fingerprint a model: weights loaded, or left in files under `weights_dir` (load_model_by_reference)."""
+    return ModelFingerprint(graph=_hash_graph(model), weights=_hash_weights(model, weights_dir))
 
 
-def save_model(model: onnx.ModelProto, path: str | Path) -> None:
+def save_model(model: onnx.ModelProto, path: str | Path, weights_dir: Path | None = None) -> None:
     """Write `model` atomically with an IR version ONNX Runtime can read.
 
     Models over 2 GiB are written with their weights in one external data file
-    next to them (`<name>.data`).
+    next to them (`<name>.data`); so are models whose weights were left in files
+    under `weights_dir` (load_model_by_reference), copied from there in chunks.
     """
     path = Path(path)
     model.ir_version = min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION)
+    if weights_dir is not None and external_data_files(model):
+        with atomic_path(path.with_name(f"{path.name}.data")) as data_tmp, atomic_path(path) as tmp:
+            onnx.save_model(skeleton(model, data_tmp, location=f"{path.name}.data", weights_dir=weights_dir),
+                            str(tmp))
+        return
     if _has_inline_weights(model) and exceeds_protobuf_limit(model):
         # Streamed from `model` into the data file: no second copy of the weights, `model` unchanged.
         with atomic_path(path.with_name(f"{path.name}.data")) as data_tmp, atomic_path(path) as tmp:

@@ -27,7 +27,7 @@ from trtq.onnx_model import model as model_io
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
-from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
+from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import equalize
 from trtq.qdq.smoothquant import parse_setting, smoothquant
@@ -81,8 +81,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
                                      hint="run on a machine with TensorRT and a CUDA GPU, or drop --require-engine")
     report = Report(command="build")
     report.set_config(config)
-    model = model_io.load_model(model_path)
-    inputs, fp = model_io.graph_inputs(model), model_io.fingerprint(model)
+    model, weights_dir = _load(model_path, config)
+    inputs, fp = model_io.graph_inputs(model), model_io.fingerprint(model, weights_dir)
     report.provenance.update(model=str(model_path), model_graph_sha256=fp.graph, model_weights_sha256=fp.weights)
 
     _announce("data", "opening calibration and evaluation data")
@@ -107,13 +107,15 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     _announce("quantize", f"{config.quantize.precision} Q/DQ model")
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
-                                       source=str(calibration.cache_path), options=config.quantize)
-        smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant)
+                                       source=str(calibration.cache_path), options=config.quantize,
+                                       weights_dir=weights_dir)
+        smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant, weights_dir)
         log.info("%s", smoothed.note)
         report.info.append(smoothed.note)
-        qdq = make_qdq_model(smoothed.model, smoothed.amax, config, plan.calib, plan.eval, show_progress)
+        qdq = make_qdq_model(smoothed.model, smoothed.amax, config, plan.calib, plan.eval, show_progress,
+                             weights_dir=weights_dir)
         qdq_path = default_qdq_path(model_path, out_dir)
-        save_qdq_model(qdq.model, qdq_path)
+        save_qdq_model(qdq.model, qdq_path, weights_dir)
         engine_source = qdq_path
         if config.quantize.fp16:  # TensorRT 11 takes precision from the model; ORT checks the FP32 twin
             engine_source = default_qdq_path(model_path, out_dir, fp16=True)
@@ -148,6 +150,15 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     _check_accuracy(config, model_path, outcome, plan, show_progress)
     outcome.report_paths = write_report(report, out_dir)
     return outcome
+
+
+def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | None]:
+    """The model, with the weights of one over 2 GiB left in their files (model_io.load_model_by_reference)
+    unless a step that rewrites or evaluates weights in memory is on; that step then needs them loaded."""
+    model, weights_dir = model_io.load_model_by_reference(model_path)
+    if weights_dir is not None and needs_loaded_weights(config):
+        return model_io.load_model(model_path), None
+    return model, weights_dir
 
 
 def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,

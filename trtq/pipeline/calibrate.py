@@ -179,8 +179,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         CacheError: an existing cache or a statistics file does not match the model, or is corrupt.
     """
     model_path = Path(model_path)
-    model = model_io.load_model(model_path)
-    fp = model_io.fingerprint(model)
+    # Over 2 GiB the weights stay in their files: ONNX Runtime reads them from there (collect_statistics).
+    model, weights_dir = model_io.load_model_by_reference(model_path)
+    fp = model_io.fingerprint(model, weights_dir)
     cal = config.calibration
     check_settings(cal)
     names = calibration_tensors(model, config)

@@ -45,10 +45,11 @@ def default_qdq_path(model_path: Path, folder: Path | None = None, fp16: bool = 
 
 
 def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: bool = False,
-                  source: str = "the calibration cache",
-                  options: QuantizeConfig | None = None) -> tuple[dict[str, float], list[str]]:
+                  source: str = "the calibration cache", options: QuantizeConfig | None = None,
+                  weights_dir: Path | None = None) -> tuple[dict[str, float], list[str]]:
     """The table's amax values for tensors of `model`, and warnings (about tensors the Q/DQ model
-    made with `options` needs and the table lacks, among others).
+    made with `options` needs and the table lacks, among others). `weights_dir`: the folder of a
+    model loaded by reference (model_io.load_model_by_reference), for its fingerprint.
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
@@ -65,8 +66,8 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
     coverage = check_coverage(table, needed, force=force, source=source)
     # Names are checked on the shared subset: missing inputs only leave their layer in float.
     subset = dataclasses.replace(table, amax={n: table.amax[n] for n in shared})
-    warnings = coverage + validate_table(subset, fingerprint=model_io.fingerprint(model), tensor_names=shared,
-                                         force=force, source=source)
+    fp = model_io.fingerprint(model, weights_dir)
+    warnings = coverage + validate_table(subset, fingerprint=fp, tensor_names=shared, force=force, source=source)
     ignored = len(table.amax) - len(shared)
     if ignored:
         warnings.append(f"{ignored} of {source}'s {len(table.amax)} entries name tensors that are not in the "
@@ -80,19 +81,21 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
 
 
 def write_qdq_model(model: onnx.ModelProto, amax: dict[str, float], options: QuantizeConfig,
-                    out_path: Path) -> QuantizeResult:
-    """Quantize `model` and write it atomically; lint findings (our bugs, if any) are logged."""
-    result = quantize_model(model, amax, options)
-    save_qdq_model(result.model, out_path)
+                    out_path: Path, weights_dir: Path | None = None) -> QuantizeResult:
+    """Quantize `model` and write it atomically; lint findings (our bugs, if any) are logged.
+    `weights_dir`: the folder of a model loaded by reference (model_io.load_model_by_reference)."""
+    result = quantize_model(model, amax, options, weights_dir)
+    save_qdq_model(result.model, out_path, weights_dir)
     return result
 
 
-def save_qdq_model(qdq_model: onnx.ModelProto, out_path: Path) -> None:
-    """Write a Q/DQ model atomically after linting it (findings are trtq bugs, so logged, not raised)."""
+def save_qdq_model(qdq_model: onnx.ModelProto, out_path: Path, weights_dir: Path | None = None) -> None:
+    """Write a Q/DQ model atomically after linting it (findings are trtq bugs, so logged, not raised);
+    weights still in files under `weights_dir` are copied into its data file."""
     for finding in lint_model(qdq_model):
         if finding.severity == "error":
             log.warning("the Q/DQ model breaks a TensorRT rule: %s", finding.line())
-    model_io.save_model(qdq_model, out_path)
+    model_io.save_model(qdq_model, out_path, weights_dir)
 
 
 def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str | Path | None,
@@ -101,8 +104,9 @@ def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str 
     model_path, cache_path = Path(model_path), Path(cache_path)
     out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
     check_writable(out.parent, out)
-    model = model_io.load_model(model_path)
+    model, weights_dir = model_io.load_model_by_reference(model_path)  # over 2 GiB: weights stay in their files
     table = read_cache(cache_path)
-    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path), options=options)
-    result = write_qdq_model(model, amax, options, out)
+    amax, warnings = usable_ranges(table, model, force=force, source=str(cache_path), options=options,
+                                   weights_dir=weights_dir)
+    result = write_qdq_model(model, amax, options, out, weights_dir)
     return QuantizeOutcome(result, out, warnings + result.report.warnings)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -96,12 +97,23 @@ def check_qdq_options(config: Config, has_eval: bool) -> None:
                           hint="give --eval DATA or an --eval-fraction above 0")
 
 
+def needs_loaded_weights(config: Config) -> bool:
+    """Whether a step the config turns on rewrites or evaluates the weights in memory (equalization,
+    learned rounding, bias correction, the fallback, per-layer sensitivity, the FP16 twin), so that a
+    model over 2 GiB cannot keep its weights in their files (trtq.onnx_model.model.load_model_by_reference)."""
+    q, check = config.quantize, config.check
+    return bool((not q.fast and (q.equalization != "none" or q.weight_rounding == "learned"))
+                or q.bias_correction != "none" or q.fp16 or check.fallback or check.per_layer)
+
+
 def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
-                   evaluation: DataReader | None, show_progress: bool = False) -> QdqOutcome:
+                   evaluation: DataReader | None, show_progress: bool = False,
+                   weights_dir: Path | None = None) -> QdqOutcome:
     """Quantize `model` with `amax` as the config asks (see the module docstring).
 
     The FP16 option is ignored here: the returned model is the FP32 variant ONNX Runtime checks;
-    trtq.qdq.to_fp16_twin makes the TensorRT 11 variant from it.
+    trtq.qdq.to_fp16_twin makes the TensorRT 11 variant from it. `weights_dir`: the folder of a model
+    loaded by reference, for the plain quantization (needs_loaded_weights says when that is all that runs).
     """
     options = dataclasses.replace(config.quantize, fp16=False)
     reference = _LazyReference(model, evaluation)
@@ -112,7 +124,7 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
         outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
         options = found.options
     else:
-        result = quantize_model(model, amax, options)
+        result = quantize_model(model, amax, options, weights_dir)
         outcome = QdqOutcome(result.model, result)
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from trtq.onnx_model import external_data
 from trtq.onnx_model.tensors import constant_tensors
 
 # (node index, input index): one place where a tensor is read.
@@ -33,9 +35,12 @@ class GraphIndex:
         graph_outputs: names of the graph outputs.
         types: ONNX element type of every tensor shape inference could type.
         shapes: static shape (ints, or None for unknown dims) where shape inference knows it.
+        weights_dir: folder of the external data files of a model loaded by reference
+            (trtq.onnx_model.model.load_model_by_reference), or None when the weights are loaded.
     """
 
     model: onnx.ModelProto
+    weights_dir: Path | None = None
     producer: dict[str, int] = field(default_factory=dict)
     consumers: dict[str, list[Use]] = field(default_factory=lambda: defaultdict(list))
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
@@ -47,9 +52,9 @@ class GraphIndex:
     shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, model: onnx.ModelProto, infer: bool = True) -> GraphIndex:
-        """Index `model`; `infer` runs ONNX shape inference for types and shapes."""
-        index = cls(model)
+    def build(cls, model: onnx.ModelProto, infer: bool = True, weights_dir: Path | None = None) -> GraphIndex:
+        """Index `model`; `infer` runs ONNX shape inference for types and shapes; `weights_dir`: see the class."""
+        index = cls(model, weights_dir)
         graph = model.graph
         index.initializers = {t.name: t for t in graph.initializer}
         for i, node in enumerate(graph.node):
@@ -88,7 +93,7 @@ class GraphIndex:
     def constant_value(self, tensor: str) -> np.ndarray | None:
         """Value of an initializer or a Constant node output; None for anything computed."""
         if tensor in self.initializers:
-            return numpy_helper.to_array(self.initializers[tensor])
+            return external_data.tensor_values(self.initializers[tensor], self.weights_dir)  # external: read now
         node = self.constant_nodes.get(tensor)
         if node is None:
             return None
@@ -97,6 +102,22 @@ class GraphIndex:
                 return numpy_helper.to_array(attr.t)
             if attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
                 return np.asarray(onnx.helper.get_attribute_value(attr))
+        return None
+
+    def constant_rank(self, tensor: str) -> int | None:
+        """Rank of `constant_value(tensor)` without reading the values (None where that gives None)."""
+        if tensor in self.initializers:
+            return len(self.initializers[tensor].dims)
+        node = self.constant_nodes.get(tensor)
+        if node is None:
+            return None
+        for attr in node.attribute:
+            if attr.name == "value":
+                return len(attr.t.dims)
+            if attr.name in ("value_float", "value_int"):
+                return 0
+            if attr.name in ("value_floats", "value_ints"):
+                return 1
         return None
 
 

@@ -268,11 +268,11 @@ class _Planner:
             if problem:
                 return self._skip(node, problem, warning=True)
             if self.index.is_constant(tensor):
-                value = self.index.constant_value(tensor)
-                if value is None:
+                rank = self.index.constant_rank(tensor)  # the values are read only when the Q/DQ nodes are written
+                if rank is None:
                     return self._skip(node, f"weight '{tensor}' is computed from constants, not stored; fold "
                                             "constants first (polygraphy surgeon sanitize --fold-constants)", True)
-                weights.append((WeightKey(tensor, _weight_axis(node, pos, value.ndim)), (i, pos)))
+                weights.append((WeightKey(tensor, _weight_axis(node, pos, rank)), (i, pos)))
             elif tensor not in self.amax:
                 return self._skip(node, f"no amax for input '{tensor}'", warning=True)
             else:

@@ -17,6 +17,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import onnx
 
@@ -82,7 +83,7 @@ class QuantizeResult:
 
 
 def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
-                   options: QuantizeConfig | None = None) -> QuantizeResult:
+                   options: QuantizeConfig | None = None, weights_dir: Path | None = None) -> QuantizeResult:
     """Insert Q/DQ nodes into a copy of `model` following TensorRT's placement rules.
 
     Args:
@@ -90,6 +91,9 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
         amax: activation tensor name -> symmetric amax (largest |x| the scale must cover),
             e.g. from a calibration table. Tensors not in the model are ignored.
         options: precision, exclusions, weight storage and FP16 settings.
+        weights_dir: for a model loaded by reference (trtq.onnx_model.model.load_model_by_reference),
+            the folder its external data is read from, one weight at a time; the result keeps
+            referring to those files (save it with the same folder).
 
     Returns:
         The quantized model (ONNX-checked, IR version readable by ONNX Runtime) and a report.
@@ -106,12 +110,12 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
     name_nodes(work)
     exclusions = Exclusions(options.exclude_op_types, options.exclude_nodes, options.exclude_regex, work)
     opset_before = opset_version(work)
-    index = GraphIndex.build(work)
+    index = GraphIndex.build(work, weights_dir=weights_dir)
     placement = place(index, amax, exclusions)
     needed = _required_opset(placement, qtype, options.fp16)
     if opset_before < needed:
         work = ensure_opset(work, needed)
-        index = GraphIndex.build(work)
+        index = GraphIndex.build(work, weights_dir=weights_dir)
         placement = place(index, amax, exclusions)
     scales = insert_qdq(index, placement, InsertOptions(qtype, options.weights, options.fp16, options.weight_clipping))
     if options.fp16:

@@ -61,13 +61,37 @@ def scale_from_amax(amax: float | np.ndarray, qtype: QType, fp16: bool = False) 
     return scale
 
 
+# Elements of a weight converted to float64 at a time by weight_amax (8 MiB of float64).
+_AMAX_BLOCK = 1 << 20
+
+
 def weight_amax(weight: np.ndarray, axis: int | None) -> np.ndarray:
-    """max|w| over everything except `axis` (per-channel, 1-D), or over all of `weight` (scalar)."""
-    absw = np.abs(weight.astype(np.float64))
+    """max|w| over everything except `axis` (per-channel, 1-D), or over all of `weight` (scalar).
+
+    Taken over blocks of the first reduced dimension: the float64 |w| of a whole 2 GB weight would
+    cost 4 GB more; the maximum of the block maxima is the same number (NaN included).
+    """
     if axis is None or weight.ndim == 0:
-        return np.asarray(absw.max() if absw.size else 0.0)
+        flat = weight.reshape(-1)
+        if not flat.size:
+            return np.asarray(0.0)
+        parts = [np.abs(flat[i:i + _AMAX_BLOCK].astype(np.float64)).max() for i in range(0, flat.size, _AMAX_BLOCK)]
+        return np.asarray(np.max(parts))
     other = tuple(d for d in range(weight.ndim) if d != axis)
-    return absw.max(axis=other) if other else absw
+    if not other:
+        return np.abs(weight.astype(np.float64))
+    first = other[0]
+    step = max(1, _AMAX_BLOCK * weight.shape[first] // max(weight.size, 1))
+
+    def block_amax(start: int) -> np.ndarray:
+        block = weight[(slice(None),) * first + (slice(start, start + step),)]
+        part: np.ndarray = np.abs(block.astype(np.float64)).max(axis=other)
+        return part
+
+    result = block_amax(0)
+    for start in range(step, weight.shape[first], step):
+        np.maximum(result, block_amax(start), out=result)
+    return result
 
 
 def broadcast_scale(scale: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -40,6 +41,7 @@ from onnx import helper, numpy_helper
 
 from trtq.calibrators.stats import TensorStats
 from trtq.errors import ConfigError
+from trtq.onnx_model.external_data import tensor_values
 from trtq.qdq.graph import GraphIndex, NameScope
 from trtq.qdq.smoothquant_search import ALPHAS, SmoothingChoice, choose_smoothing, outlier_ratio
 
@@ -127,11 +129,13 @@ def _layer(index: GraphIndex, i: int, node: onnx.NodeProto) -> Layer | None:
 
 
 def smoothquant(model: onnx.ModelProto, amax: Mapping[str, float], stats: Mapping[str, TensorStats] | None,
-                setting: str) -> SmoothQuantResult:
+                setting: str, weights_dir: Path | None = None) -> SmoothQuantResult:
     """Smooth `model` as `setting` (auto, off, ALPHA) says, from the calibration statistics.
 
     The input model is not modified. Activations without per-channel statistics, or without an
-    amax (left in float), are not smoothed.
+    amax (left in float), are not smoothed. `weights_dir`: the folder of a model loaded by reference
+    (trtq.onnx_model.model.load_model_by_reference); the weights smoothed are then read from there
+    and stored in the result, the others stay references.
     """
     choice = parse_setting(setting)
     plain = SmoothQuantResult(model, dict(amax))
@@ -150,10 +154,10 @@ def smoothquant(model: onnx.ModelProto, amax: Mapping[str, float], stats: Mappin
         return plain
     alphas = ALPHAS if choice == "auto" else (float(choice),)
     weights = {w.name: w for w in model.graph.initializer}
-    choices = {x: choose_smoothing(channels[x], _stacked_weights(weights, ls), amax[x], alphas)
+    choices = {x: choose_smoothing(channels[x], _stacked_weights(weights, ls, weights_dir), amax[x], alphas)
                for x, ls in layers.items()}
     chosen = {x: c for x, c in choices.items() if c.scales is not None}
-    result = apply_smoothing(model, layers, chosen, amax) if chosen else plain
+    result = apply_smoothing(model, layers, chosen, amax, weights_dir) if chosen else plain
     result.considered = len(layers)
     result.note = _note(setting, ratio, chosen, choices)
     return result
@@ -169,14 +173,16 @@ def _note(setting: str, ratio: float, chosen: dict[str, SmoothingChoice], choice
             "that without smoothing)")
 
 
-def _stacked_weights(weights: Mapping[str, onnx.TensorProto], layers: list[Layer]) -> np.ndarray:
+def _stacked_weights(weights: Mapping[str, onnx.TensorProto], layers: list[Layer],
+                     weights_dir: Path | None = None) -> np.ndarray:
     """Every layer's weight as [C, N_layer], stacked along the output axis."""
-    arrays = [numpy_helper.to_array(weights[layer.weight]) for layer in layers]
+    arrays = [tensor_values(weights[layer.weight], weights_dir) for layer in layers]
     return np.concatenate([a.T if layer.transposed else a for a, layer in zip(arrays, layers, strict=True)], axis=1)
 
 
 def apply_smoothing(model: onnx.ModelProto, layers: Mapping[str, list[Layer]],
-                    chosen: Mapping[str, SmoothingChoice], amax: Mapping[str, float]) -> SmoothQuantResult:
+                    chosen: Mapping[str, SmoothingChoice], amax: Mapping[str, float],
+                    weights_dir: Path | None = None) -> SmoothQuantResult:
     """A copy of `model` with each chosen activation divided by its scales and the weights multiplied.
 
     Returns the new model and ranges: a folded activation keeps its name with the new range, an
@@ -184,7 +190,7 @@ def apply_smoothing(model: onnx.ModelProto, layers: Mapping[str, list[Layer]],
     """
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    index = GraphIndex.build(work, infer=False)
+    index = GraphIndex.build(work, infer=False, weights_dir=weights_dir)
     inits = {t.name: t for t in work.graph.initializer}
     scope = NameScope(work)
     new_amax = dict(amax)
@@ -193,7 +199,7 @@ def apply_smoothing(model: onnx.ModelProto, layers: Mapping[str, list[Layer]],
         s = choice.scales
         assert s is not None  # chosen holds only choices with scales
         for layer in layers[x]:
-            w = numpy_helper.to_array(inits[layer.weight]).astype(np.float64)
+            w = tensor_values(inits[layer.weight], weights_dir).astype(np.float64)
             w = w * (s[None, :] if layer.transposed else s[:, None])
             inits[layer.weight].CopyFrom(numpy_helper.from_array(w.astype(np.float32), layer.weight))
         if _fold_into_layernorm(index, inits, x, layers[x], s):
@@ -229,9 +235,9 @@ def _fold_into_layernorm(index: GraphIndex, inits: dict[str, onnx.TensorProto], 
     if any(name not in inits or len(index.consumers[name]) != 1 for name in params):
         return False
     axis = next((helper.get_attribute_value(a) for a in producer.attribute if a.name == "axis"), -1)
-    if axis != -1 or any(numpy_helper.to_array(inits[name]).shape != s.shape for name in params):
+    if axis != -1 or any(tuple(inits[name].dims) != s.shape for name in params):
         return False
     for name in params:
-        value = numpy_helper.to_array(inits[name]).astype(np.float64) / s
+        value = tensor_values(inits[name], index.weights_dir).astype(np.float64) / s
         inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
     return True

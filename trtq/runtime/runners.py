@@ -9,7 +9,7 @@ engine is given, so everything else works without TensorRT).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,9 @@ from polygraphy.backend.onnxrt import OnnxrtRunner
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError
 from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
-from trtq.onnx_model.model import MAX_IR_VERSION, load_model
+from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files, load_model_by_reference
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
-from trtq.runtime.session import clamp_ir_version, load_error, providers_for
+from trtq.runtime.session import clamp_ir_version, external_folder_entry, load_error, providers_for
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 # protobuf cannot serialise more than 2 GiB into the bytes ONNX Runtime is given.
@@ -38,21 +38,23 @@ def is_engine(candidate: str | Path | onnx.ModelProto) -> bool:
     return isinstance(candidate, (str, Path)) and Path(candidate).suffix.lower() in ENGINE_SUFFIXES
 
 
-def load(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """(a private copy of the model with an IR version ONNX Runtime reads, a label for reports)."""
+def load(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, str, Path | None]:
+    """(a private copy of the model with an IR version ONNX Runtime reads, a label for reports, the folder
+    its weights are read from when a file over 2 GiB leaves them there (load_model_by_reference), else None)."""
+    weights_dir = None
     if isinstance(model, onnx.ModelProto):
         copy, label = onnx.ModelProto(), f"<in-memory model {model.graph.name or 'graph'}>"
         copy.CopyFrom(model)
     else:
-        copy, label = load_model(model), str(model)
+        (copy, weights_dir), label = load_model_by_reference(model), str(model)
     if not copy.ir_version:
         copy.ir_version = MAX_IR_VERSION
     clamp_ir_version(copy)
-    return copy, label
+    return copy, label, weights_dir
 
 
 def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str],
-                level: str = "all") -> OnnxrtRunner:
+                level: str = "all", weights_dir: Path | None = None) -> OnnxrtRunner:
     """An ONNX Runtime runner whose session (created now, so load errors surface here) returns `outputs`.
 
     Args:
@@ -61,14 +63,18 @@ def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], provi
         outputs: tensors to return, in order: the graph outputs first, then marked intermediates.
         providers: ONNX Runtime execution providers.
         level: ONNX Runtime graph optimization level, "basic" or "all" (see trtq.runtime.qdq_options).
+        weights_dir: the folder of the external data of a model loaded by reference (see `load`).
 
     Raises:
         ModelError: the model is too large to pass as bytes, or ONNX Runtime cannot load it.
     """
-    return OnnxrtRunner(_session(model, name, outputs, providers, level), name=name)
+    return OnnxrtRunner(_session(model, name, outputs, providers, level, weights_dir), name=name)
 
 
-def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str) -> Any:
+def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str,
+             weights_dir: Path | None = None) -> Any:
+    if weights_dir is not None and external_data_files(model):  # weights left in their files: ORT reads them there
+        return _session_from(model, name, outputs, providers, level, None, external_folder_entry(weights_dir))
     if exceeds_protobuf_limit(model):  # weights to a data file first: the proto ORT reads is then small
         with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
             light = skeleton(model, Path(tmp) / "weights.data")
@@ -77,8 +83,9 @@ def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], provider
 
 
 def _session_from(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str,
-                  path: Path | None) -> Any:
-    """The session of `model` with `outputs`, from bytes, or saved to `path` (next to its external data)."""
+                  path: Path | None, entries: Mapping[str, str] | None = None) -> Any:
+    """The session of `model` with `outputs`, from bytes, or saved to `path` (next to its external data);
+    `entries`: more session config entries."""
     ort = _lazy.require("onnxruntime")
     modified = ModifyOutputs(model, outputs=[exact_pattern(o) for o in outputs], copy=True)
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
@@ -86,7 +93,7 @@ def _session_from(model: onnx.ModelProto, name: str, outputs: Sequence[str], pro
     # Q/DQ models must run with ORT's integer fusions off (trtq.runtime.qdq_options).
     options = ort.SessionOptions()
     options.graph_optimization_level = levels[level]
-    for key, value in QDQ_SESSION_ENTRIES.items():
+    for key, value in {**QDQ_SESSION_ENTRIES, **(entries or {})}.items():
         options.add_session_config_entry(key, value)
     try:
         if path is None:
@@ -128,17 +135,17 @@ def reference_providers() -> list[str]:
     return providers_for("auto")
 
 
-def candidate_runner(model: onnx.ModelProto, outputs: Sequence[str]) -> OnnxrtRunner:
+def candidate_runner(model: onnx.ModelProto, outputs: Sequence[str], weights_dir: Path | None = None) -> OnnxrtRunner:
     """The Q/DQ candidate on ONNX Runtime CPU, at the optimization level its Q/DQ types allow.
 
-    `outputs` beyond the graph outputs come from a second session (see _OutputsApart).
+    `outputs` beyond the graph outputs come from a second session (see _OutputsApart); `weights_dir`: see `load`.
     """
     level, cpu = ort_optimization_level(model), ["CPUExecutionProvider"]
     graph = [o.name for o in model.graph.output]
     if list(outputs) == graph:
-        return onnx_runner(model, "candidate", outputs, cpu, level)
-    plain = _session(model, "candidate", graph, cpu, level)
-    marked = _session(model, "candidate", outputs, cpu, level)
+        return onnx_runner(model, "candidate", outputs, cpu, level, weights_dir)
+    plain = _session(model, "candidate", graph, cpu, level, weights_dir)
+    marked = _session(model, "candidate", outputs, cpu, level, weights_dir)
     return OnnxrtRunner(_OutputsApart(plain, marked, graph), name="candidate")
 
 

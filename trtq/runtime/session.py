@@ -1,16 +1,16 @@
 """ONNX Runtime sessions: providers, the IR version clamp, the 2 GiB check and the load error, in one place.
 
-Models under 2 GiB go to ONNX Runtime as bytes: no temporary files at all.
-Larger models (external data) are written, without their weights, into a
-temporary directory in which their external data files are linked, so that
-nothing is copied and nothing lands in the working directory.
+Models under 2 GiB go to ONNX Runtime as bytes: no temporary files at all. A
+model whose weights stay in external files (loaded without them) goes as bytes
+too, with ONNX Runtime told the folder to read those files from (it refuses
+links to them from elsewhere: "External data path escapes model directory").
+Only a model over 2 GiB held in memory is written, its weights streamed to a
+data file in a temporary directory, so nothing lands in the working directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +25,8 @@ from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
 
 LOAD_HINT = "check the model with 'trtq inspect' and onnx.checker"
+# ONNX Runtime (>= 1.18) reads the external data of a model given as bytes from this folder.
+EXTERNAL_FOLDER_ENTRY = "session.model_external_initializers_file_folder_path"
 
 
 def clamp_ir_version(model: onnx.ModelProto) -> None:
@@ -83,18 +85,22 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
         ModelError: ONNX Runtime rejects the model.
     """
     clamp_ir_version(model)
-    external = external_data_files(model)
-    large = exceeds_protobuf_limit(model)
-    if not external and not large:
-        yield _new_session(model.SerializeToString(), providers, config_entries)
+    folder = Path(model_dir or ".") if external_data_files(model) else None
+    if not exceeds_protobuf_limit(model):
+        entries = {**(config_entries or {}), **external_folder_entry(folder)}
+        yield _new_session(model.SerializeToString(), providers, entries)
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
-        for name in external:
-            _link(Path(model_dir or ".") / name, Path(tmp) / name)
         path = Path(tmp) / "model.onnx"
-        # Over 2 GiB: the weights go to a data file next to it, streamed from `model` (not copied).
-        onnx.save_model(skeleton(model, Path(tmp) / "trtq-weights.data") if large else model, str(path))
+        # Over 2 GiB: the weights go to a data file next to it, streamed from `model` (and from its files).
+        onnx.save_model(skeleton(model, Path(tmp) / "trtq-weights.data", weights_dir=folder), str(path))
         yield _new_session(str(path), providers, config_entries)
+
+
+def external_folder_entry(folder: Path | None) -> dict[str, str]:
+    """The session config entry that makes ONNX Runtime read a model's external data from `folder`
+    when the model is given as bytes (none when `folder` is None)."""
+    return {EXTERNAL_FOLDER_ENTRY: str(folder.resolve())} if folder is not None else {}
 
 
 def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None) -> Any:
@@ -107,14 +113,6 @@ def _new_session(model: bytes | str, providers: list[str], config_entries: Mappi
         return ort.InferenceSession(model, options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for every load failure
         raise load_error(exc) from None
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:  # file systems without symlinks
-        shutil.copyfile(src, dst)
 
 
 def with_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
