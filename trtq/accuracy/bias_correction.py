@@ -290,7 +290,6 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
     after = worst_sqnr(reference.measure(corrected))
     applied = after > before
     report = replace(report, applied=applied, sqnr_before=before, sqnr_after=after)
-    log.info("%s", report.summary())
     return (corrected if applied else qdq_model), report
 
 
