@@ -106,7 +106,8 @@ def _configure_logging(level: int) -> None:
                                               "show_default": True})
 @click.version_option(__version__, prog_name="trtq")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (also after the command).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars (also after the command).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only warnings and errors; no progress bars (also after the command).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """trtq: calibrate an FP32 ONNX model on real data and produce a TensorRT

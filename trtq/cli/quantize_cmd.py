@@ -8,8 +8,14 @@ import click
 
 from trtq.cli import main
 from trtq.cli.command import section_option
-from trtq.cli.options import BUILD_ONLY, OUTPUT_SECTION, config_options, field_options, print_config_and_exit, \
-    resolve_config
+from trtq.cli.options import (
+    BUILD_ONLY,
+    OUTPUT_SECTION,
+    config_options,
+    field_options,
+    print_config_and_exit,
+    resolve_config,
+)
 
 EXAMPLES = """
 trtq quantize model.onnx --cache model.cache -o model.qdq.onnx
