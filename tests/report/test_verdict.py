@@ -12,7 +12,7 @@ from tests.compare import models
 from trtq.accuracy import Gates, check_gates, compare_models
 from trtq.config import load_config
 from trtq.report import Report, write_report
-from trtq.report.verdict import shown_rel, verdict_lines
+from trtq.report.verdict import console_verdict, shown_rel, verdict_lines
 
 CALIB, HELD_OUT = models.batches(0, (8,)), models.batches(1, (8, 8))
 
@@ -125,7 +125,13 @@ def test_no_gate_judges_by_the_rules_of_thumb(fp32, far, fine, tmp_path):
     assert "probably not" in verdict
     assert "--min-sqnr 20 --fallback --bias-correction auto`" in verdict
 
-    md, _ = _report(tmp_path / "fine", fine[1], None)
+    assert console_verdict(data).splitlines() == [
+        f"verdict: far from FP32 (SQNR {bad_sqnr:.2f} dB); no gate set, probably not good enough",
+        "  to improve it: trtq build branchy.onnx --calib photos/ ... --min-sqnr 20 --fallback --bias-correction auto"]
+
+    md, data = _report(tmp_path / "fine", fine[1], None)
+    assert console_verdict(data) == f"verdict: very close to FP32 (SQNR {good_sqnr:.2f} dB); no gate set, probably " \
+                                    "good enough"
     verdict = _verdict(md)
     assert f"very close to FP32: output `prob`, SQNR {good_sqnr:.2f} dB" in verdict
     assert "probably yes" in verdict and "To improve it" not in verdict

@@ -61,4 +61,7 @@ def build_command(ctx: click.Context, model: str, **params) -> None:
         click.echo(render_summary(outcome.comparison, outcome.failures))
     for kind, path in report.artifacts.items():
         click.echo(f"{kind:<18} {path}")
+    from trtq.report.verdict import console_verdict
+
+    click.echo(console_verdict(report.to_dict()))
     raise_on_failures(outcome.failures)

@@ -134,8 +134,9 @@ def _gate_flags(thresholds: Mapping[str, Any]) -> list[str]:
     return [f"{GATE_FLAGS[k]} {v:g}" for k, v in thresholds.items() if v is not None and k in GATE_FLAGS]
 
 
-def _improve(data: Mapping[str, Any], worst: Judgement | None) -> str:
-    """The one command most likely to improve a poor result (the fallback with a gate, or more room for it)."""
+def improve_command(data: Mapping[str, Any], worst: Judgement | None) -> str:
+    """The one command most likely to improve a poor result (the fallback with a gate, or more room for it);
+    `...` stands for the run's other options."""
     config = data.get("config") or {}
     check, quantize = config.get("check") or {}, config.get("quantize") or {}
     gates = data.get("gates")
@@ -152,7 +153,7 @@ def _improve(data: Mapping[str, Any], worst: Judgement | None) -> str:
         flags.append("--bias-correction auto")
     model = data.get("provenance", {}).get("model") or (data.get("comparison") or {}).get("reference") or "MODEL"
     calib = (config.get("data") or {}).get("calib") or "DATA"
-    return f"`trtq build {model} --calib {calib} ... {' '.join(flags)}` (your other options where the `...` is)"
+    return f"trtq build {model} --calib {calib} ... {' '.join(flags)}"
 
 
 def verdict_lines(data: Mapping[str, Any]) -> list[str]:
@@ -179,8 +180,8 @@ def verdict_lines(data: Mapping[str, Any]) -> list[str]:
         lines.append(f"- **Good enough?** {answer}: {worst.rating} by the rules of thumb (legend); confirm on your "
                      f"task's own metric. status: **{status}**: {STATUS_MEANING[status]}.")
     if poor:
-        lines.append(f"- **To improve it:** {_improve(data, worst)}: leaves the most sensitive layers in float, one "
-                     "at a time, until the gate holds.")
+        lines.append(f"- **To improve it:** `{improve_command(data, worst)}` (your other options where the `...` "
+                     "is): leaves the most sensitive layers in float, one at a time, until the gate holds.")
     elif gates is None:
         flag, bound = SUGGESTED_GATES[worst.metric]
         lines.append(f"- **To keep it so:** add a gate (e.g. `{flag} {bound:g}`) and every build checks it "
@@ -220,3 +221,21 @@ LEGEND = [
     "different, below far.",
     "- **status**: `passed` / `failed` when gates were set (exit code 0 / 1), `unchecked` when none was.",
 ]
+
+
+def console_verdict(data: Mapping[str, Any]) -> str:
+    """The verdict in one or two lines for the end of the console output (report.md has the full one)."""
+    comparison, gates = data.get("comparison"), data.get("gates")
+    found = judgements(comparison["outputs"]) if comparison else []
+    if not found:
+        return f"verdict: accuracy not measured (status {data['status']}); see report.md"
+    worst = found[0]
+    closeness = f"{worst.rating} ({_number(worst).split(',')[0]})"
+    if gates is not None:
+        poor = not gates["passed"]
+        judged = "gates passed" if gates["passed"] else "a gate failed"
+    else:
+        poor = worst.rating not in GOOD_ENOUGH
+        judged = f"no gate set, probably {'not ' if poor else ''}good enough"
+    line = f"verdict: {closeness}; {judged}"
+    return line + (f"\n  to improve it: {improve_command(data, worst)}" if poor else "")
