@@ -15,6 +15,7 @@ import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
+import logging
 import math
 import platform
 import time
@@ -30,8 +31,11 @@ from trtq.accuracy.gates import GateFailure, Gates
 from trtq.accuracy.metrics import json_float
 from trtq.atomic import write_text
 from trtq.config import Config, to_dict
+from trtq.progress import timed_step
 from trtq.report import plots
 from trtq.report.verdict import LEGEND, format_db, shown_rel, verdict_lines
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
@@ -178,8 +182,9 @@ def add_plots(report: Report, out_dir: Path) -> list[Path]:
         report.info.append("plots not written: matplotlib is not installed (pip install 'trtq[plot]')")
         return []
     comparison = report.comparison or {}
-    drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
-                              out_dir)
+    with timed_step(log, "drawing the report's plots"):
+        drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
+                                  out_dir)
     for kind, path in drawn:
         report.add_artifact(kind, path)
     return [path for _, path in drawn]
