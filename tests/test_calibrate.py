@@ -42,8 +42,9 @@ def test_calibrate_writes_and_then_reuses_cache(ocr_classifier, photo_dir, tmp_p
 
 
 def test_calibrate_without_data_fails_cleanly(ocr_classifier, tmp_path):
+    # A missing --calib is a usage error (exit 2) since issue 15 (it was exit 4, bad data).
     result = CliRunner().invoke(main, ["calibrate", str(ocr_classifier), "--cache", str(tmp_path / "c.cache")])
-    assert result.exit_code == EXIT_BAD_INPUT
+    assert result.exit_code == EXIT_USAGE
     assert result.output.startswith("error:") and "--calib" in result.output
     assert not (tmp_path / "c.cache").exists()
 

@@ -64,3 +64,13 @@ def test_no_top_level_optional_imports():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_trtq_help_imports_no_heavy_package():
+    # Start-up: `trtq --help` took ~1 s importing onnx (ml_dtypes), numpy and polygraphy; commands import
+    # what they need when they run (issue 15).
+    code = ("import sys\nfrom trtq.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'onnx', 'onnxruntime', 'polygraphy', 'tqdm') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

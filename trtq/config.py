@@ -25,7 +25,6 @@ from typing import Any
 
 import yaml
 
-from trtq.calibrators.registry import available_methods
 from trtq.config_yaml import load_yaml
 from trtq.errors import ConfigError, short_repr
 
@@ -44,6 +43,14 @@ def field_choices(f: dataclasses.Field[Any]) -> tuple[str, ...] | None:
     """The allowed values of a config field, or None; computed now for registry-backed fields (the method)."""
     choices = f.metadata.get("choices")
     return tuple(choices()) if callable(choices) else choices
+
+
+def _methods() -> list[str]:
+    """The registered range algorithms (user methods included); imported on first use, since the registry
+    imports numpy and every algorithm, which `trtq --help` does not need."""
+    from trtq.calibrators.registry import available_methods
+
+    return available_methods()
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ class CalibrationConfig:
     method: str = _opt(
         "auto", "Range algorithm: auto picks per tensor the method with the least expected INT8 error; "
                 "entropy is TensorRT's EntropyCalibration2.",
-        available_methods,  # the algorithm registry (trtq.calibrators.registry), user methods included
+        _methods,  # the algorithm registry (trtq.calibrators.registry), user methods included
     )
     num_bins: int = _opt(2048, "Histogram bins per tensor.")
     percentile: float = _opt(99.99, "Percentile of |x| kept by the percentile method (and by auto's candidate).")

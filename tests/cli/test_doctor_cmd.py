@@ -93,3 +93,34 @@ def test_doctor_says_which_cuda_runtime_and_which_buffer_library(machine, tmp_pa
 def test_unknown_feature_is_a_usage_error():
     result = _doctor("--require", "warp-drive")
     assert result.exit_code == 2 and "warp-drive" in result.output
+
+
+def test_cuda_provider_without_a_device_is_not_ok(monkeypatch):
+    import onnxruntime
+
+    from trtq.pipeline.doctor import render_checks, run_checks
+
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: providers)
+    facts = gpu_facts.gpu_facts()
+    line = next(x for x in render_checks(run_checks({**facts, "device": None})).splitlines() if "CUDA provider" in x)
+    assert line.startswith("no device") and "installed, no device" in line
+    device = {"name": "Tesla T4", "compute_capability": "7.5", "int8": True, "fp8": False, "tensorrt_supported": True}
+    line = next(x for x in render_checks(run_checks({**facts, "device": device})).splitlines() if "CUDA provider" in x)
+    assert line.startswith("ok ")
+
+
+def test_doctor_checks_the_plot_extra():
+    line = next(x for x in _doctor().output.splitlines() if " matplotlib " in x)
+    try:
+        import matplotlib  # noqa: F401
+
+        assert line.startswith("ok")
+    except ImportError:
+        assert line.startswith("missing") and "trtq[plot]" in line
+
+
+def test_the_cli_lists_the_features_gpu_facts_knows():
+    from trtq.cli import doctor_cmd
+
+    assert doctor_cmd.FEATURES == gpu_facts.FEATURES

@@ -21,6 +21,9 @@ def test_inspect_real_detector(ocr_detector):
     assert "opset 12" in result.output
     assert "sigmoid_0.tmp_0" in result.output
     assert "Conv" in result.output
+    # Symbolic dims are listed with commas: 'x' between names like p2o.DynamicDimension.0 reads ambiguously.
+    input_line = next(line for line in result.output.splitlines() if line.startswith("  x "))
+    assert "[p2o.DynamicDimension.0, 3, p2o.DynamicDimension.1, p2o.DynamicDimension.2]" in input_line
     summary = inspect_model(ocr_detector)
     model = onnx.load(str(ocr_detector))
     assert dict(summary.op_counts)["Conv"] == sum(n.op_type == "Conv" for n in model.graph.node)

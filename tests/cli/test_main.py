@@ -53,3 +53,30 @@ def test_ctrl_c_exits_130_without_traceback():
     result = CliRunner().invoke(main, ["_raise_for_test", "interrupt"])
     assert result.exit_code == EXIT_INTERRUPTED
     assert "interrupted" in result.output and "Traceback" not in result.output
+
+
+def test_log_lines_carry_the_prefix_on_every_line_and_repeats_are_dropped():
+    import io
+    import logging
+
+    from trtq.cli import _LogFormatter, _OnceFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_LogFormatter("%(message)s"))
+    handler.addFilter(_OnceFilter())
+    log = logging.getLogger("trtq.test_once")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.setLevel(logging.INFO)
+        log.info("calibration: 22 images\nevaluation: 6 held out")
+        for _ in range(3):  # e.g. once per fallback trial
+            log.info("raising the model's opset from %d to %d for Q/DQ", 12, 13)
+        log.warning("a warning")
+        log.warning("a warning")  # warnings are never dropped
+    finally:
+        log.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "INFO: calibration: 22 images", "INFO: evaluation: 6 held out",
+        "INFO: raising the model's opset from 12 to 13 for Q/DQ", "WARNING: a warning", "WARNING: a warning"]

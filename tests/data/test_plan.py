@@ -15,11 +15,12 @@ N_PHOTOS = len(assets.COLOR_PHOTOS)
 
 
 def test_no_data_without_flag_is_refused():
-    with pytest.raises(DataError) as err:
+    # A missing --calib is a usage error (exit 2), not bad data (issue 15 changed this from exit 4).
+    with pytest.raises(ConfigError) as err:
         make_readers(config(), DYNAMIC)
     assert err.value.message == "no calibration data given"
     assert "--calib" in err.value.hint and "--allow-random-data" in err.value.hint
-    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert err.value.exit_code == EXIT_USAGE
 
 
 def test_missing_path(tmp_path):

@@ -52,7 +52,7 @@ from trtq.accuracy.evaluation import Batches, Reference, limit_samples, run_batc
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.probe import probe_model
 from trtq.errors import ConfigError, DataError
-from trtq.progress import progress_bar
+from trtq.progress import progress_bar, timed_step
 from trtq.qdq.graph import NameScope
 
 log = logging.getLogger(__name__)
@@ -285,12 +285,11 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
         if eval_batches is None:
             log.warning("bias correction 'auto' without held-out data: judged on the calibration data")
         reference = Reference(fp32_model, eval_batches if eval_batches is not None else calib_batches)
-    log.info("bias correction 'auto': measuring the corrected model on the held-out data")
-    before = sqnr_before if sqnr_before is not None else worst_sqnr(reference.measure(qdq_model))
-    after = worst_sqnr(reference.measure(corrected))
+    with timed_step(log, "bias correction 'auto': measuring the corrected model on the held-out data"):
+        before = sqnr_before if sqnr_before is not None else worst_sqnr(reference.measure(qdq_model))
+        after = worst_sqnr(reference.measure(corrected))
     applied = after > before
     report = replace(report, applied=applied, sqnr_before=before, sqnr_after=after)
-    log.info("%s", report.summary())
     return (corrected if applied else qdq_model), report
 
 

@@ -32,6 +32,7 @@ from trtq.accuracy.metrics import json_float
 from trtq.accuracy.sensitivity import DEFAULT_MEASURE_TOP, LayerSensitivity, layer_sensitivity
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
+from trtq.progress import progress_bar
 from trtq.qdq import QuantizeResult, quantize_model
 
 log = logging.getLogger(__name__)
@@ -151,9 +152,12 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         quantized = {q.name for q in result.report.quantized}
         remaining = [layer for layer in remaining if layer.node in quantized]  # an exclusion can unquantize others
         tried = []
-        for layer in remaining[:trials]:
-            trial = dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node])
-            tried.append((trial, layer, *step.run(trial, layer)))
+        with progress_bar(len(remaining[:trials]), f"fallback step {len(steps)}", unit="trial",
+                          enabled=show_progress) as bar:  # each trial quantizes and measures: seconds
+            for layer in remaining[:trials]:
+                trial = dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node])
+                tried.append((trial, layer, *step.run(trial, layer)))
+                bar.update(1)
         if not tried:
             break
         options, layer, result, candidate, measured = max(tried, key=lambda t: _score(t[4]))

@@ -203,6 +203,7 @@ def collect_statistics(
     """
     observing = _Observing(names, make_stats, nan_policy, quantized, channel_tensors=channel_tensors)
     start = time.perf_counter()
+    log.info("starting ONNX Runtime with %d tensors exposed as outputs", len(names))  # seconds on big models
     with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
             _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:

@@ -74,7 +74,7 @@ class MicroBatcher:
         start = 0
         while start < n:
             size = self.part_size(n - start)
-            if self.per_sample and size < n:
+            if self.per_sample and size < n and start == 0:  # the split of a whole batch, not of its rest
                 self._log(size, n)
             end = min(n, start + size)
             if start == 0 and end == n:

@@ -15,6 +15,7 @@ import click
 
 from trtq import atomic
 from trtq._version import __version__
+from trtq.cli.command import TrtqGroup, set_debug, set_quiet
 from trtq.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OUTPUT, EXIT_USAGE, TrtqError
 
 # errno values that mean "the output cannot be written", whatever wrote it (disk full, quota, read-only, size limit).
@@ -36,37 +37,77 @@ def _bounded(text: str, limit: int = 1000) -> str:
     return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} chars)"
 
 
-class _TrtqGroup(click.Group):
-    """A click group that turns trtq errors into one line and an exit code."""
+class _TrtqMain(TrtqGroup):
+    """trtq's group: turns trtq errors into one line and an exit code (--debug, before or after the
+    subcommand, shows the traceback instead)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        debug = bool(ctx.params.get("debug"))
         atomic.reset_completed()
+
+        def debug() -> bool:
+            return bool((ctx.obj or {}).get("debug"))
+
         try:
             return super().invoke(ctx)
         except TrtqError as exc:
-            if debug:
+            if debug():
                 raise
             kept = f" ({_kept()})" if atomic.completed_files() else ""
             click.secho(f"error: {_bounded(exc.one_line())}{kept}", fg="red", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            if debug:
+            if debug():
                 raise
             click.secho(f"error: interrupted; {_kept()}", fg="red", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except OSError as exc:  # an I/O failure no trtq module turned into its own error
-            if debug:
+            if debug():
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             click.secho(f"error: {where}{exc.strerror or exc}; {_kept()}", fg="red", err=True)
             ctx.exit(EXIT_OUTPUT if exc.errno in _WRITE_ERRNOS else EXIT_BAD_INPUT)
 
 
-@click.group(cls=_TrtqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LogFormatter(logging.Formatter):
+    """`LEVEL: message`, with the prefix on every line of a multi-line message (so that each line of
+    the console reads the same way, e.g. the data plan's `calibration:` and `evaluation:` lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"{record.levelname}: "
+        return "\n".join(prefix + line for line in super().format(record).splitlines() or [""])
+
+
+class _OnceFilter(logging.Filter):
+    """Drops an info/debug line identical to one already printed by this command: steps that run many
+    times (a fallback quantizes the model once per trial) would otherwise repeat the same note."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter("%(message)s"))
+    handler.addFilter(_OnceFilter())
+    logging.basicConfig(level=level, handlers=[handler])  # no-op where the root logger has handlers already
+
+
+@click.group(cls=_TrtqMain, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
+                                              "show_default": True})
 @click.version_option(__version__, prog_name="trtq")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors; no progress bars.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs (also after the command).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Only warnings and errors; no progress bars (also after the command).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """trtq: calibrate an FP32 ONNX model on real data and produce a TensorRT
@@ -77,10 +118,10 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     3 missing dependency or device, 4 bad model or data, 5 output cannot be
     written, 130 interrupted.
     """
-    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    _configure_logging(logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO))
     ctx.ensure_object(dict)
-    ctx.obj["quiet"] = quiet
+    set_debug(ctx, debug)
+    set_quiet(ctx, quiet)
 
 
 def _register() -> None:

@@ -5,13 +5,32 @@ from __future__ import annotations
 import click
 
 from trtq.cli import main
-from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.command import section_option
+from trtq.cli.options import OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
+
+EXAMPLES = """
+trtq build model.onnx --calib photos/
+trtq build model.onnx --calib photos/ -c imagenet --min-sqnr 25 --fallback
+# the quick-start example (README), then the same with an accuracy gate and the fallback:
+trtq build example/ch_PP-OCRv4_det_infer.onnx --calib example/photos -c ppocr-det --height 320 --width 320
+trtq build example/ch_PP-OCRv4_det_infer.onnx --calib example/photos -c ppocr-det --height 320 --width 320 \\
+    --min-sqnr 20 --fallback --bias-correction auto
+trtq build encoder.onnx --calib sentences.npz --eval held_out.npz --min-cosine 0.99
+"""
 
 
-@main.command("build")
+@main.command("build", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--out-dir", default=None, help="Output folder (default: <model stem>_trtq next to the model).")
-@config_options("data", "preprocess", "calibration", "quantize", "build", "check", skip=("compare_methods",))
+@config_options("data", "preprocess", "calibration", "quantize", "build", "check", skip=("compare_methods",),
+                required=("calib",),
+                help_texts={"calib": "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
+                                     "data-loader script (.py with a load_data() generator of feed dicts). Needed "
+                                     "unless a --config file gives data.calib or --allow-random-data is set.",
+                            "per_layer": "Report SQNR per quantized layer, worst first, and rank the layers by "
+                                         "their effect on the outputs when quantized alone."})
+@section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION,
+                shown_default="<model stem>_trtq/ next to the model",
+                help="Output folder: cache, Q/DQ model, engine, report.")
 @click.pass_context
 def build_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and produce the deployment: calibration cache (+ JSON sidecar),
@@ -42,4 +61,7 @@ def build_command(ctx: click.Context, model: str, **params) -> None:
         click.echo(render_summary(outcome.comparison, outcome.failures))
     for kind, path in report.artifacts.items():
         click.echo(f"{kind:<18} {path}")
+    from trtq.report.verdict import console_verdict
+
+    click.echo(console_verdict(report.to_dict()))
     raise_on_failures(outcome.failures)

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from trtq.cache.files import READ_FORMATS, WRITE_FORMATS, detect_format, format_for_path, write_table
-from trtq.cache.render import render_diff, render_table, table_summary
-from trtq.cache.sidecar import read_cache, write_cache
-from trtq.cache.table import CalibrationTable
-from trtq.cache.validate import diff_tables
 from trtq.cli import main
+from trtq.cli.command import LazyChoice
 
-_FROM = click.option("--from", "from_format", type=click.Choice(READ_FORMATS), default="auto", show_default=True,
+if TYPE_CHECKING:
+    from trtq.cache.table import CalibrationTable
+
+
+def _read_formats() -> tuple[str, ...]:
+    from trtq.cache.files import READ_FORMATS  # the cache package imports onnx: not for `trtq --help`
+
+    return READ_FORMATS
+
+
+def _write_formats() -> tuple[str, ...]:
+    from trtq.cache.files import WRITE_FORMATS
+
+    return WRITE_FORMATS
+
+
+_FROM = click.option("--from", "from_format", type=LazyChoice(_read_formats), default="auto", show_default=True,
                      help="Input format; ort-text (ONNX Runtime's 'name amax' calibration.cache) is never guessed.")
 # Float32 rounding of a TensorRT cache's scales is ~6e-8 relative: below this, values count as equal.
 _DIFF_RTOL = 1e-6
@@ -21,6 +34,9 @@ _DIFF_RTOL = 1e-6
 
 def _read(path: str, fmt: str) -> tuple[CalibrationTable, str]:
     """The table (with sidecar provenance) and the format it was read as."""
+    from trtq.cache.files import detect_format
+    from trtq.cache.sidecar import read_cache
+
     table = read_cache(path, fmt)
     return table, fmt if fmt != "auto" else detect_format(path)
 
@@ -38,6 +54,8 @@ def cache_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def show_command(cache: str, from_format: str, limit: int, as_json: bool) -> None:
     """Header, algorithm, provenance and tensor ranges of CACHE."""
+    from trtq.cache.render import render_table, table_summary
+
     table, fmt = _read(cache, from_format)
     if as_json:
         click.echo(json.dumps(table_summary(table, fmt, cache), indent=2, allow_nan=False))
@@ -54,6 +72,10 @@ def show_command(cache: str, from_format: str, limit: int, as_json: bool) -> Non
               help="Relative amax difference below which values count as equal.")
 def diff_command(a: str, b: str, top: int, rtol: float) -> None:
     """Tensors only in A or B, and amax values that changed (ratio b/a). Exits 0 either way."""
+    from trtq.cache.render import render_diff
+    from trtq.cache.sidecar import read_cache
+    from trtq.cache.validate import diff_tables
+
     table_a, table_b = read_cache(a), read_cache(b)
     diff = diff_tables(table_a, table_b, rtol=rtol)
     click.echo(render_diff(diff, (a, len(table_a)), (b, len(table_b)), top=top))
@@ -62,7 +84,7 @@ def diff_command(a: str, b: str, top: int, rtol: float) -> None:
 @cache_group.command("convert")
 @click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("target", metavar="OUT", type=click.Path(dir_okay=False))
-@click.option("--to", "to_format", type=click.Choice(WRITE_FORMATS),
+@click.option("--to", "to_format", type=LazyChoice(_write_formats),
               help="Output format; default from OUT's extension (.cache trt, .json json, .flatbuffers ort).")
 @_FROM
 @click.option("--trt-version", help="TensorRT version the output header targets, e.g. 8.6.1 "
@@ -77,6 +99,9 @@ def convert_command(source: str, target: str, to_format: str | None, from_format
     Re-heading a TensorRT cache for another TensorRT version:
       trtq cache convert in.cache out.cache --to trt --trt-version 8.6.1
     """
+    from trtq.cache.files import format_for_path, write_table
+    from trtq.cache.sidecar import read_cache, write_cache
+
     fmt = to_format or format_for_path(target)
     table = read_cache(source, from_format)
     if fmt == "json":

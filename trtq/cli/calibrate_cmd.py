@@ -5,13 +5,23 @@ from __future__ import annotations
 import click
 
 from trtq.cli import main
-from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
+from trtq.cli.command import section_option
+from trtq.cli.options import BUILD_ONLY, OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
+
+EXAMPLES = """
+trtq calibrate model.onnx --calib photos/ -c imagenet
+trtq calibrate model.onnx --calib photos/ --compare-methods
+# statistics from two machines, merged exactly, then another method without running the model:
+trtq calibrate model.onnx --calib part1/ --save-stats a.npz
+trtq calibrate model.onnx --load-stats a.npz,b.npz --method percentile
+"""
 
 
-@main.command("calibrate")
+@main.command("calibrate", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
 @config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
-@click.option("-o", "--out-dir", default=None, help="Folder for the cache (default: next to the model).")
+@section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION, shown_default="next to the model",
+                help="Folder for the cache.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and write a TensorRT calibration cache (+ JSON sidecar).

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from trtq.accuracy import Gates, check_gates, compare_models, raise_on_failures
-from trtq.accuracy.labels import resolve_labels
 from trtq.cli import main
-from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
+from trtq.cli.command import section_option
+from trtq.cli.options import BUILD_ONLY, OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
 from trtq.config import Config
-from trtq.data import make_readers
-from trtq.data.reader import FeedDicts
-from trtq.onnx_model.model import graph_inputs, load_model
-from trtq.report import Report, write_report
-from trtq.report.report import render_summary
+
+if TYPE_CHECKING:
+    from trtq.data.reader import FeedDicts
+
+EXAMPLES = """
+trtq compare model.onnx model_trtq/model.qdq.onnx --data held_out/ -c imagenet --min-sqnr 25
+trtq compare model.onnx model.engine --data held_out/ --per-layer -o compare_report/
+"""
 
 
 def _open_data(data: str, reference: str, config: Config) -> tuple[FeedDicts, list[str]]:
     """(batches, sample keys) for `data`, read by trtq's data readers with the config's preprocessing."""
+    from trtq.data import make_readers
+    from trtq.onnx_model.model import graph_inputs, load_model
+
     inputs = graph_inputs(load_model(reference, load_weights=False))
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, calib=data, eval=None, eval_fraction=0.0,
                                                                   max_samples=None))
@@ -31,16 +36,22 @@ def _open_data(data: str, reference: str, config: Config) -> tuple[FeedDicts, li
     return plan.calib.feed_dicts(), plan.calib.keys
 
 
-@main.command("compare")
+# Data settings that mean nothing here: DATA is read whole, never split, never replaced by random inputs.
+_NOT_FOR_COMPARE = ("calib", "eval", "eval_fraction", "max_samples", "allow_random_data", "random_samples", "seed")
+
+
+@main.command("compare", examples=EXAMPLES)
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("candidate", type=click.Path(dir_okay=False))
-@click.option("--data", "data", required=True, type=click.Path(),
-              help="Evaluation data: an image folder/file, a .npz/.npy file or folder (arrays named after the "
-                   "model inputs, samples along axis 0), or a video; preprocessed as --config/flags say.")
-@click.option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write report.json, report.md (and plots) into this folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a table.")
-@config_options("check", "data", "preprocess", skip=("calib", "eval", "eval_fraction", "max_samples", *BUILD_ONLY))
+@section_option("--data", "data", required=True, type=click.Path(), section="Data",
+                help="Evaluation data: an image folder/file, a .npz/.npy file or folder (arrays named after the "
+                     "model inputs, samples along axis 0), or a video; preprocessed as --config/flags say.")
+@config_options("data", "preprocess", "check", skip=(*_NOT_FOR_COMPARE, *BUILD_ONLY), help_texts={
+    "per_layer": "Report SQNR per quantized layer of CANDIDATE (a Q/DQ model), worst first."})
+@section_option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, section=OUTPUT_SECTION,
+                help="Also write report.json, report.md (and plots) into this folder.")
+@section_option("--json", "as_json", is_flag=True, section=OUTPUT_SECTION,
+                help="Print the result as JSON instead of a table.")
 @click.pass_context
 def compare_command(ctx: click.Context, reference: str, candidate: str, data: str,
                     as_json: bool, **params: Any) -> None:
@@ -55,6 +66,11 @@ def compare_command(ctx: click.Context, reference: str, candidate: str, data: st
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
+    from trtq.accuracy import Gates, check_gates, compare_models, raise_on_failures
+    from trtq.accuracy.labels import resolve_labels
+    from trtq.report import Report, write_report
+    from trtq.report.report import render_summary
+
     batches, keys = _open_data(data, reference, config)
     labels = resolve_labels(config.check.labels, data)
     result = compare_models(reference, candidate, batches, per_layer=config.check.per_layer, labels=labels,

@@ -7,7 +7,6 @@ import json
 import click
 
 from trtq.cli import main
-from trtq.pipeline.inspect import inspect_model, render_summary
 
 
 @main.command("inspect")
@@ -16,6 +15,8 @@ from trtq.pipeline.inspect import inspect_model, render_summary
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def inspect_command(model: str, tensors: bool, as_json: bool) -> None:
     """Show a model's inputs, outputs, opset, op counts and calibrated tensors."""
+    from trtq.pipeline.inspect import inspect_model, render_summary
+
     summary = inspect_model(model)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

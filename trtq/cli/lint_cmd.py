@@ -6,8 +6,6 @@ import click
 
 from trtq.cli import main
 from trtq.errors import EXIT_BAD_INPUT
-from trtq.onnx_model.model import load_model
-from trtq.qdq.linter import lint_model
 
 
 @main.command("lint")
@@ -23,6 +21,9 @@ def lint_command(ctx: click.Context, model: str, strict: bool) -> None:
     Exit codes: 0 no errors (warnings allowed unless --strict),
     4 bad model: errors found (or warnings with --strict), or the model cannot be read.
     """
+    from trtq.onnx_model.model import load_model
+    from trtq.qdq.linter import lint_model
+
     findings = lint_model(load_model(model))
     for finding in findings:
         click.echo(finding.line())

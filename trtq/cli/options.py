@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 
 from trtq import config as cfg
+from trtq.cli.command import LazyChoice, section_option
 
 # Fields only `trtq build` acts on: they need a quality gate, evaluation data or a Q/DQ model being
 # built from calibration data. Commands that cannot act on them pass them to config_options(skip=...)
@@ -23,7 +24,14 @@ BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "wei
               "equalization", "fast")
 
 
-def _click_type(tp: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
+# Help section of each config section's flags (trtq.cli.command prints one titled block per section).
+SECTION_TITLES = {"data": "Data", "preprocess": "Preprocessing", "calibration": "Calibration",
+                  "quantize": "Quantization", "build": "Engine", "check": "Accuracy check"}
+CONFIG_SECTION = "Config"
+OUTPUT_SECTION = "Output"
+
+
+def _click_type(tp: Any, f: dataclasses.Field[Any]) -> tuple[Any, bool]:
     """(click type, is_flag) for a field type."""
     origin = typing.get_origin(tp)
     if origin is not None and origin is not list:
@@ -32,39 +40,81 @@ def _click_type(tp: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
         return None, True
     if typing.get_origin(tp) is list:
         return str, False  # comma-separated; config coerces it into a list
+    choices = f.metadata.get("choices")
+    if callable(choices):
+        return LazyChoice(choices), False
     if choices:
         return click.Choice(choices), False
     return {int: int, float: float, str: str}[tp], False
 
 
-def config_options(*sections: str, skip: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
+def shown_default(f: dataclasses.Field[Any], is_flag: bool) -> str | None:
+    """The config default as --help shows it (flags default to None so that YAML files are not overridden)."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if default is None:
+        return None  # the help text says what happens when it is not given
+    if is_flag:
+        return f.name.replace("_", "-") if default else "no-" + f.name.replace("_", "-")
+    if isinstance(default, list):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or "none"
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def _field_option(section: str, f: dataclasses.Field[Any], tp: Any, help_text: str | None,
+                  title: str | None, required: bool = False) -> Callable[[Callable], Callable]:
+    click_type, is_flag = _click_type(tp, f)
+    flag = "--" + f.name.replace("_", "-")
+    decls = [f"{flag}/--no-{flag[2:]}"] if is_flag else [flag]
+    return section_option(*decls, f.name, type=click_type, default=None, help=help_text or f.metadata["help"],
+                          show_default=False, shown_default=shown_default(f, is_flag), shown_required=required,
+                          section=title or SECTION_TITLES[section])
+
+
+def config_options(*sections: str, skip: tuple[str, ...] = (), help_texts: Mapping[str, str] | None = None,
+                   required: tuple[str, ...] = ()) -> Callable[[Callable], Callable]:
     """Decorator adding `--config`, `--print-config` and one flag per field of `sections`.
+
+    Every boolean field is a `--name/--no-name` pair (the `--no-` form overrides a YAML file's `true`).
 
     Args:
         sections: config sections whose fields become flags, in this order.
         skip: field names to leave out (e.g. BUILD_ONLY); names not in `sections` are ignored.
+        help_texts: field name -> help text of this command, where the field's own text does not fit it.
+        required: fields help marks `[required]`; checked after the config files are read (a missing
+            value is then a ConfigError, exit 2), since a file may give them.
     """
+    help_texts = help_texts or {}
 
     def decorate(func: Callable) -> Callable:
         for section in reversed(sections):
             cls = cfg.SECTIONS[section]
             hints = typing.get_type_hints(cls)
             for f in reversed(dataclasses.fields(cls)):
-                if f.name in skip:
-                    continue
-                click_type, is_flag = _click_type(hints[f.name], cfg.field_choices(f))
-                flag = "--" + f.name.replace("_", "-")
-                if is_flag:
-                    decl = f"{flag}/--no-{flag[2:]}"
-                    func = click.option(decl, f.name, default=None, help=f.metadata["help"])(func)
-                else:
-                    func = click.option(flag, f.name, type=click_type, default=None,
-                                        help=f.metadata["help"])(func)
-        func = click.option("--print-config", is_flag=True,
-                            help="Print the resolved config as YAML and exit.")(func)
-        func = click.option("-c", "--config", "config_files", multiple=True, metavar="FILE|PRESET",
-                            help=f"YAML config or bundled preset ({', '.join(cfg.preset_names())}); "
-                                 "repeatable, later ones win; flags win over all.")(func)
+                if f.name not in skip:
+                    func = _field_option(section, f, hints[f.name], help_texts.get(f.name), None,
+                                         f.name in required)(func)
+        func = section_option("--print-config", is_flag=True, section=CONFIG_SECTION,
+                              help="Print the resolved config as YAML and exit.")(func)
+        func = section_option("-c", "--config", "config_files", multiple=True, metavar="FILE|PRESET",
+                              section=CONFIG_SECTION,
+                              help=f"YAML config or bundled preset ({', '.join(cfg.preset_names())}); "
+                                   "repeatable, later ones win; flags win over all.")(func)
+        return func
+
+    return decorate
+
+
+def field_options(*names: str, section: str, help_texts: Mapping[str, str] | None = None
+                  ) -> Callable[[Callable], Callable]:
+    """Decorator adding the flags of single config fields (by name) under the help `section`."""
+    help_texts = help_texts or {}
+
+    def decorate(func: Callable) -> Callable:
+        for name in reversed(names):
+            cls = cfg.SECTIONS[cfg.section_of(name)]
+            f = next(f for f in dataclasses.fields(cls) if f.name == name)
+            tp = typing.get_type_hints(cls)[name]
+            func = _field_option(cfg.section_of(name), f, tp, help_texts.get(name), section)(func)
         return func
 
     return decorate

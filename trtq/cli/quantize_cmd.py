@@ -7,17 +7,30 @@ from pathlib import Path
 import click
 
 from trtq.cli import main
-from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, resolve_config
+from trtq.cli.command import section_option
+from trtq.cli.options import (
+    BUILD_ONLY,
+    OUTPUT_SECTION,
+    config_options,
+    field_options,
+    print_config_and_exit,
+    resolve_config,
+)
+
+EXAMPLES = """
+trtq quantize model.onnx --cache model.cache -o model.qdq.onnx
+# a TensorRT 8/10 calibration cache carried to TensorRT 11 (Q/DQ), with FP16 for the rest:
+trtq quantize model.onnx --cache trt10.cache --fp16
+"""
 
 
-@main.command("quantize")
+@main.command("quantize", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
-              help="Q/DQ model to write (default: <model>.qdq.onnx next to the model).")
 @config_options("quantize", skip=BUILD_ONLY)  # bias correction needs calibration data: build only
-@click.option("--cache", "cache", type=click.Path(dir_okay=False), default=None,
-              help="Calibration cache: trtq's, or one written by TensorRT 8.x/10.x (default: <model>.cache).")
-@click.option("--force", "force", is_flag=True, default=None, help="Use a cache even if it does not match the model.")
+@field_options("cache", "force", section="Cache", help_texts={
+    "cache": "Calibration cache: trtq's, or one written by TensorRT 8.x/10.x (default: <model>.cache)."})
+@section_option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, section=OUTPUT_SECTION,
+                shown_default="<model>.qdq.onnx next to the model", help="Q/DQ model to write.")
 @click.pass_context
 def quantize_command(ctx: click.Context, model: str, output: str | None, **params) -> None:
     """Turn MODEL into an explicitly quantized (Q/DQ) ONNX model using the ranges of a calibration cache.

@@ -63,8 +63,8 @@ def _calib_source(config: Config, inputs: list[TensorSpec], warnings: list[str])
     data = config.data
     if data.calib is not None:
         return open_source(data.calib, inputs, data, config.preprocess)
-    if not data.allow_random_data:
-        raise DataError("no calibration data given", hint=NO_DATA_HINT)
+    if not data.allow_random_data:  # a missing required option: a usage error (exit 2), like click's own
+        raise ConfigError("no calibration data given", hint=NO_DATA_HINT)
     source = random_source(inputs, data, config.preprocess)
     warnings.append(source.warning)
     return source
@@ -109,9 +109,9 @@ def make_readers(config: Config, inputs: list[TensorSpec], default_eval_fraction
     (default `default_eval_fraction`); --max-samples then keeps the first calibration samples.
 
     Raises:
-        DataError: no or empty data (the hint names --calib and --allow-random-data), or data that
-            does not fit the model.
-        ConfigError: contradictory or invalid settings.
+        ConfigError: no data given (the hint names --calib and --allow-random-data), or contradictory
+            or invalid settings.
+        DataError: empty data, or data that does not fit the model.
     """
     data = config.data
     warnings: list[str] = []

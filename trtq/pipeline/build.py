@@ -125,9 +125,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     report.provenance["quantized"] = qdq.result.report.summary().splitlines()[0]
     report.accuracy = {**qdq.to_dict(), "equalization": report.accuracy.get("equalization") if report.accuracy
                        else None}
-    for line in qdq.summaries():
-        log.info("%s", line)
-        report.info.append(line)
+    report.info.extend(qdq.summaries())  # make_qdq_model logged each as it ended
     if qdq.fallback or (qdq.bias_correction and qdq.bias_correction.sqnr_before is not None):
         report.info.append("the fallback / bias correction were judged on the same held-out samples the accuracy "
                            "check reports, so those numbers are optimistic; check once more on other data with "

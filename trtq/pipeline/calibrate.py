@@ -47,6 +47,7 @@ from trtq.onnx_model import model as model_io
 from trtq.onnx_model.masks import summary_lines
 from trtq.onnx_model.tensors import activation_tensors, attention_masks
 from trtq.onnx_model.token_axes import attention_mask_input
+from trtq.progress import timed_step
 from trtq.qdq.needed import qdq_tensors
 from trtq.qdq.placement import planned_activations
 from trtq.runtime.session import providers_for
@@ -210,8 +211,9 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
-    table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
-                       stats_file=_stats_file(cal, gathered.files), left_out=gathered.left_out)
+    with timed_step(log, f"computing {cal.method} ranges of {len(gathered.stats)} tensors"):
+        table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
+                           stats_file=_stats_file(cal, gathered.files), left_out=gathered.left_out)
     write_cache(table, cache_path, cal.trt_version)
     return CalibrationOutcome(
         table, cache_path, reused=False, warnings=gathered.warnings, stats=gathered.stats, seconds=gathered.seconds,

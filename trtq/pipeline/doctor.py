@@ -28,6 +28,11 @@ class Check:
     detail: str
     needed_for: str = ""
     fix: str = ""
+    state: str | None = None  # what the first column says when neither "ok" nor "missing" is true
+
+    @property
+    def mark(self) -> str:
+        return self.state or ("ok" if self.ok else "missing")
 
 
 def _version(dist: str) -> str | None:
@@ -46,7 +51,7 @@ def _check_package(module: str, dists: tuple[str, ...], needed_for: str, fix: st
     return Check(module, True, version, needed_for)
 
 
-def _check_onnxruntime() -> list[Check]:
+def _check_onnxruntime(facts: dict[str, Any]) -> list[Check]:
     base = _check_package("onnxruntime", ("onnxruntime-gpu", "onnxruntime"), "calibration and accuracy checks",
                           "pip install onnxruntime-gpu")
     if not base.ok:
@@ -58,9 +63,16 @@ def _check_onnxruntime() -> list[Check]:
     # onnxruntime-gpu lists the CUDA provider whenever it is built with it; whether
     # CUDA really loads is only known once a session asks for it.
     cuda_listed = "CUDAExecutionProvider" in providers
-    checks.append(Check("onnxruntime CUDA provider", cuda_listed,
-                        "listed (loads only with CUDA libraries and a GPU)" if cuda_listed else "not available",
-                        "GPU calibration (CPU works without it)", "pip install onnxruntime-gpu"))
+    needed_for = "GPU calibration (CPU works without it)"
+    if not cuda_listed:
+        checks.append(Check("onnxruntime CUDA provider", False, "not available", needed_for,
+                            "pip install onnxruntime-gpu"))
+    elif facts["device"] is None:  # installed, but nothing for it to run on: not "ok"
+        checks.append(Check("onnxruntime CUDA provider", False, "installed, no device (calibration runs on CPU)",
+                            state="no device"))
+    else:
+        checks.append(Check("onnxruntime CUDA provider", True,
+                            "listed (loads only with the CUDA libraries it was built for)", needed_for))
     return checks
 
 
@@ -111,12 +123,14 @@ def run_checks(facts: dict[str, Any] | None = None) -> list[Check]:
     """
     checks = [Check("python", sys.version_info >= (3, 10), f"{platform.python_version()} ({platform.machine()})",
                     "everything", "use Python 3.10 or newer")]
+    facts = facts if facts is not None else gpu_facts()
     checks.append(_check_package("onnx", ("onnx",), "everything", "pip install onnx"))
-    checks += _check_onnxruntime()
+    checks += _check_onnxruntime(facts)
     checks.append(_check_package("polygraphy", ("polygraphy",), "accuracy comparison", "pip install polygraphy"))
     checks += _check_tensorrt()
-    checks += _check_cuda(facts if facts is not None else gpu_facts())
+    checks += _check_cuda(facts)
     checks.append(_check_package("av", ("av",), "video calibration data", "pip install 'trtq[video]'"))
+    checks.append(_check_package("matplotlib", ("matplotlib",), "report plots", "pip install 'trtq[plot]'"))
     return checks
 
 
@@ -131,9 +145,9 @@ def doctor_json(wanted: Sequence[str] = ()) -> dict[str, Any]:
 def render_checks(checks: list[Check]) -> str:
     """One line per check: ok/missing, what, and what it is needed for."""
     lines = []
+    width = max(len(c.mark) for c in checks)
     for c in checks:
-        mark = "ok     " if c.ok else "missing"
-        line = f"{mark}  {c.name:<26} {c.detail}"
+        line = f"{c.mark:<{width}}  {c.name:<26} {c.detail}"
         if not c.ok and c.needed_for:
             line += f"  -> needed for {c.needed_for}; {c.fix}"
         lines.append(line)

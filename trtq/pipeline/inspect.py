@@ -64,15 +64,23 @@ def inspect_model(path: str | Path) -> ModelSummary:
     )
 
 
+def shape_text(spec: model_io.TensorSpec) -> str:
+    """`1x3x224x224` for fixed shapes; with a symbolic dim, `[N, 3, 224, 224]` (as Polygraphy prints shapes),
+    since `x` between names such as `p2o.DynamicDimension.0` cannot be read back."""
+    if spec.shape is None or all(isinstance(d, int) for d in spec.shape):
+        return spec.shape_str()
+    return "[" + ", ".join(str(d) for d in spec.shape) + "]"
+
+
 def render_summary(summary: ModelSummary, list_tensors: bool = False) -> str:
     """Human-readable text of a ModelSummary."""
     lines = [
         f"model     {summary.path}",
         f"format    IR {summary.ir_version}, opset {summary.opset}, producer {summary.producer or '-'}",
         "inputs",
-        *(f"  {s.name:<32} {s.shape_str():<24} {s.dtype}" for s in summary.inputs),
+        *(f"  {s.name:<32} {shape_text(s):<24} {s.dtype}" for s in summary.inputs),
         "outputs",
-        *(f"  {s.name:<32} {s.shape_str():<24} {s.dtype}" for s in summary.outputs),
+        *(f"  {s.name:<32} {shape_text(s):<24} {s.dtype}" for s in summary.outputs),
         f"nodes     {sum(n for _, n in summary.op_counts)}",
         *(f"  {op:<24} {n}" for op, n in summary.op_counts),
         f"calibrated tensors  {len(summary.calibrated_all)} (all float activations), "

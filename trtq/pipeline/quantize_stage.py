@@ -34,6 +34,7 @@ from trtq.accuracy.weight_rounding import WeightRoundingReport, round_weights
 from trtq.config import Config
 from trtq.data import DataReader
 from trtq.errors import ConfigError
+from trtq.progress import timed_step
 from trtq.qdq import QuantizeResult, quantize_model
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class QdqOutcome:
     weight_rounding: WeightRoundingReport | None = None
 
     def summaries(self) -> list[str]:
-        """One line per accuracy mechanism that ran, for the log and report.md."""
+        """One line per accuracy mechanism that ran, for report.md (make_qdq_model logs each as it ends)."""
         lines = [self.fallback.summary()] if self.fallback else []
         lines += [self.weight_rounding.summary()] if self.weight_rounding else []
         return lines + ([self.bias_correction.summary()] if self.bias_correction else [])
@@ -118,13 +119,15 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     options = dataclasses.replace(config.quantize, fp16=False)
     reference = _LazyReference(model, evaluation)
     if config.check.fallback:
+        log.info("fallback: measuring the Q/DQ model against the gates on the held-out samples")
         found = fallback(model, amax, None, options, Gates.from_config(config.check), config.check.max_excluded,
                          reference=reference.get(), show_progress=show_progress)
         log.info("%s", found.summary())
         outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
         options = found.options
     else:
-        result = quantize_model(model, amax, options, weights_dir)
+        with timed_step(log, "inserting Q/DQ nodes"):
+            result = quantize_model(model, amax, options, weights_dir)
         outcome = QdqOutcome(result.model, result)
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
@@ -146,6 +149,8 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
         outcome.model, outcome.bias_correction = apply_bias_correction(
             model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
             sqnr_before=known, show_progress=show_progress)
+        if outcome.bias_correction is not None:
+            log.info("%s", outcome.bias_correction.summary())
     return outcome
 
 

@@ -51,7 +51,7 @@ def plot_ranges(ranges: Mapping[str, tuple[float, float]], path: Path) -> Path |
     ax.plot([low, high], [low, high], color="grey", linewidth=1, label="amax = observed max")
     ax.set(xscale="log", yscale="log", xlabel="observed max |x|", ylabel="chosen amax",
            title=f"Calibrated ranges ({len(named)} tensors)")
-    ax.legend()
+    ax.legend(loc="upper left")  # "best" searches every point: seconds, and a warning, with many tensors
     return _save(fig, path)
 
 

@@ -15,6 +15,7 @@ import contextlib
 import datetime as _dt
 import importlib.metadata
 import json
+import logging
 import math
 import platform
 import time
@@ -30,7 +31,11 @@ from trtq.accuracy.gates import GateFailure, Gates
 from trtq.accuracy.metrics import json_float
 from trtq.atomic import write_text
 from trtq.config import Config, to_dict
+from trtq.progress import timed_step
 from trtq.report import plots
+from trtq.report.verdict import LEGEND, format_db, shown_rel, verdict_lines
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
@@ -177,8 +182,9 @@ def add_plots(report: Report, out_dir: Path) -> list[Path]:
         report.info.append("plots not written: matplotlib is not installed (pip install 'trtq[plot]')")
         return []
     comparison = report.comparison or {}
-    drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
-                              out_dir)
+    with timed_step(log, "drawing the report's plots"):
+        drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
+                                  out_dir)
     for kind, path in drawn:
         report.add_artifact(kind, path)
     return [path for _, path in drawn]
@@ -201,6 +207,11 @@ def write_report(report: Report, out_dir: str | Path) -> list[Path]:
     return [*written, json_path, md_path]
 
 
+def plural(count: int, noun: str) -> str:
+    """`1 batch`, `2 batches`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith(('s', 'ch')) else 's'}"
+
+
 def _num(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -220,16 +231,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def _comparison_md(comparison: Mapping[str, Any]) -> list[str]:
     lines = ["## Accuracy vs ONNX Runtime FP32", "",
              f"Reference `{comparison['reference']}`, candidate `{comparison['candidate']}` "
-             f"({comparison['candidate_kind']}), {comparison['samples']} samples in {comparison['batches']} "
-             f"batches, {comparison['seconds']} s.", ""]
+             f"({comparison['candidate_kind']}), {comparison['samples']} samples in "
+             f"{plural(comparison['batches'], 'batch')}, {comparison['seconds']} s.", ""]
     header = ["output", "SQNR dB", "cosine", "max abs", "p99 abs", "mean abs", "max rel", "p99 rel",
               "top-1 agr.", "top-5 agr.", "top-1 acc. FP32 / cand."]
     rows = []
     for name, m in comparison["outputs"].items():
         accuracy = "–" if m["reference_top1_accuracy"] is None else \
             f"{_num(m['reference_top1_accuracy'])} / {_num(m['candidate_top1_accuracy'])} ({m['labeled_samples']})"
-        rows.append([f"`{name}`", _num(m["sqnr_db"], 3), _num(m["cosine"], 5), _num(m["max_abs_error"]),
-                     _num(m["p99_abs_error"]), _num(m["mean_abs_error"]), _num(m["max_rel_error"]),
+        rows.append([f"`{name}`", format_db(m["sqnr_db"]), _num(m["cosine"], 5), _num(m["max_abs_error"]),
+                     _num(m["p99_abs_error"]), _num(m["mean_abs_error"]), shown_rel(m["max_rel_error"]),
                      _num(m["p99_rel_error"]), _num(m["top1_agreement"]), _num(m["top5_agreement"]), accuracy])
     lines += _table(header, rows)
     pooled = [(name, m) for name, m in comparison["outputs"].items() if m.get("pooled_cosine_mean") is not None]
@@ -237,12 +248,12 @@ def _comparison_md(comparison: Mapping[str, Any]) -> list[str]:
         lines += ["", "Mean-pooled embedding cosine over the real tokens (attention mask), per sample:", ""]
         lines += _table(["output", "mean", "worst sample", "token-level SQNR dB"],
                         [[f"`{name}`", _num(m["pooled_cosine_mean"], 5), _num(m["pooled_cosine_min"], 5),
-                          _num(m["sqnr_db"], 3)] for name, m in pooled])
+                          format_db(m["sqnr_db"])] for name, m in pooled])
     layers = comparison["per_layer"]
     if layers:
         lines += ["", f"### Per-layer SQNR, worst {min(10, len(layers))} of {len(layers)}", ""]
         lines += _table(["tensor", "op", "SQNR dB", "cosine"],
-                        [[f"`{la['tensor']}`", la["op_type"], _num(la["sqnr_db"], 3), _num(la["cosine"], 5)]
+                        [[f"`{la['tensor']}`", la["op_type"], format_db(la["sqnr_db"]), _num(la["cosine"], 5)]
                          for la in layers[:10]])
     return lines
 
@@ -264,7 +275,7 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
         lines += ["## Fallback", "", f"{len(fallback['excluded'])} layers left in float; {verdict}.", ""]
         lines += _table(["step", "excluded layer", "op", "worst SQNR dB", "top-1 agr.", "gates"],
                         [[str(i), f"`{s['node']}`" if s["node"] else "(none)", s["op_type"] or "–",
-                          _num(s["sqnr_db"], 3), _num(s["top1_agreement"]), "pass" if s["passed"] else "fail"]
+                          format_db(s["sqnr_db"]), _num(s["top1_agreement"]), "pass" if s["passed"] else "fail"]
                          for i, s in enumerate(fallback["steps"])])
         lines.append("")
     if bias:
@@ -272,7 +283,8 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
         lines += ["## Bias correction", "", f"{len(bias['layers'])} layers corrected ({bias['method']}, "
                   f"{bias['samples']} samples, {bias['passes']} passes); {verdict}."]
         if bias["sqnr_before"] is not None:
-            lines.append(f"Held-out worst SQNR {_num(bias['sqnr_before'], 3)} -> {_num(bias['sqnr_after'], 3)} dB.")
+            lines.append(f"Held-out worst SQNR {format_db(bias['sqnr_before'])} -> "
+                         f"{format_db(bias['sqnr_after'])} dB.")
         lines.append("")
     lines += _rounding_md(accuracy.get("equalization"), accuracy.get("weight_rounding"))
     if ranking:
@@ -280,8 +292,8 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
                   "SQNR of the layer's own output (local) and of the model outputs with only that layer "
                   "quantized (alone).", ""]
         lines += _table(["rank", "layer", "op", "alone SQNR dB", "local SQNR dB"],
-                        [[str(r["rank"]), f"`{r['node']}`", r["op_type"], _num(r.get("alone_sqnr_db"), 3),
-                          _num(r.get("local_sqnr_db"), 3)] for r in ranking[:10]])
+                        [[str(r["rank"]), f"`{r['node']}`", r["op_type"], format_db(r.get("alone_sqnr_db")),
+                          format_db(r.get("local_sqnr_db"))] for r in ranking[:10]])
     return lines
 
 
@@ -296,7 +308,7 @@ def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, 
                   f"{rounding['target']}, {rounding['samples']} samples, {rounding['passes']} passes, "
                   f"{rounding['seconds']:.1f} s). Layer output SQNR on the calibration rows:", ""]
         lines += _table(["layer", "op", "nearest dB", "learned dB", "weights changed"],
-                        [[f"`{r['node']}`", r["op_type"], _num(r["sqnr_nearest"], 3), _num(r["sqnr_learned"], 3),
+                        [[f"`{r['node']}`", r["op_type"], format_db(r["sqnr_nearest"]), format_db(r["sqnr_learned"]),
                           f"{r['changed']} / {r['weights']}"] for r in layers[:20]])
         lines.append("")
     return lines
@@ -306,12 +318,12 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     """report.md from the report's JSON data."""
     lines = ["# trtq report", "",
              f"`trtq {data['command']}` on {data['created']}, trtq {data['versions']['trtq']}; "
-             f"status: **{data['status']}**.", ""]
+             f"status: **{data['status']}**.", "", *verdict_lines(data), ""]
     if data["artifacts"]:
         rows = [[kind, f"`{path}`"] for kind, path in data["artifacts"].items()]
         lines += ["## Produced", "", *_table(["artifact", "path"], rows), ""]
     if data["comparison"]:
-        lines += [*_comparison_md(data["comparison"]), ""]
+        lines += [*_comparison_md(data["comparison"]), "", *LEGEND, ""]
     lines += [*_gates_md(data["gates"]), ""]
     if data["accuracy"]:
         lines += [*_accuracy_md(data["accuracy"]), ""]
@@ -328,21 +340,23 @@ def render_markdown(data: Mapping[str, Any]) -> str:
 
 def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (), layers: int = 10) -> str:
     """A terminal summary: one table row per output, the worst layers, gate failures and warnings."""
-    header = f"{'output':<24} {'SQNR dB':>8} {'cosine':>9} {'max abs':>10} {'p99 abs':>10} {'top-1 agr':>9}"
-    lines = [f"{result.candidate} vs {result.reference}: {result.samples} samples, {result.batches} batches", header]
+    width = max([len("output"), *map(len, result.outputs)])  # whole names: they are what users grep for
+    header = f"{'output':<{width}} {'SQNR dB':>8} {'cosine':>9} {'max abs':>10} {'p99 abs':>10} {'top-1 agr':>9}"
+    lines = [f"{result.candidate} vs {result.reference}: {result.samples} samples, "
+             f"{plural(result.batches, 'batch')}", header]
     for name, m in result.outputs.items():
-        lines.append(f"{name[:24]:<24} {_num(m.sqnr_db, 4):>8} {_num(m.cosine, 6):>9} {_num(m.max_abs_error):>10} "
+        lines.append(f"{name:<{width}} {format_db(m.sqnr_db):>8} {_num(m.cosine, 6):>9} {_num(m.max_abs_error):>10} "
                      f"{_num(m.p99_abs_error):>10} {_num(m.top1_agreement):>9}")
         if m.pooled_cosine_mean is not None:
             lines.append(f"  mean-pooled embedding cosine: mean {m.pooled_cosine_mean:.5f}, worst sample "
-                         f"{m.pooled_cosine_min:.5f} (token-level SQNR {_num(m.sqnr_db, 4)} dB)")
+                         f"{m.pooled_cosine_min:.5f} (token-level SQNR {format_db(m.sqnr_db)} dB)")
         if m.reference_top1_accuracy is not None:
             lines.append(f"  top-1 accuracy on {m.labeled_samples} labeled samples: FP32 "
                          f"{m.reference_top1_accuracy:.4f}, candidate {m.candidate_top1_accuracy:.4f}")
         if m.tolerance is not None:
             t = m.tolerance
-            lines.append(f"  atol {t.atol:g} / rtol {t.rtol:g}: {t.batches - t.failed_batches} of {t.batches} "
-                         f"batches pass")
+            lines.append(f"  atol {t.atol:g} / rtol {t.rtol:g}: {t.batches - t.failed_batches} of "
+                         f"{plural(t.batches, 'batch')} pass")
     if result.per_layer:
         lines.append(f"worst layers (SQNR dB), {min(layers, len(result.per_layer))} of {len(result.per_layer)}:")
         lines += [f"  {la.sqnr_db:8.2f}  {la.op_type:<18} {la.tensor}" for la in result.worst_layers(layers)]
