@@ -111,7 +111,8 @@ class CalibrationConfig:
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
     )
-    power_of_two: bool = _opt(False, "Round ranges up to powers of two (for accelerators that want it).")
+    power_of_two: bool = _opt(False, "Round amax itself up to a power of two (its scale 2^k / 127 is not one; "
+                                     "--pow2 makes the scales powers of two).")
     cache: str | None = _opt(None, "Calibration cache path (read if valid for the model, else written).")
     trt_version: str | None = _opt(None, "TensorRT version the cache header targets, e.g. 10.16.1.")
     force: bool = _opt(False, "Use a cache even if it does not match the model.")
@@ -162,6 +163,10 @@ class QuantizeConfig:
         ("none", "cle"),
     )
     fast: bool = _opt(False, "Quick path: nearest weight rounding and no equalization, whatever else is set.")
+    pow2: bool = _opt(
+        False, "Power-of-two INT8 scales (fixed-point accelerators, PACT2-style): every activation amax is rounded up "
+               "to 127 * 2^k so its scale is exactly 2^k (cache and Q/DQ model), and every weight scale up to 2^k.",
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
 from trtq.qdq import to_fp16_twin
+from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.equalization import equalize
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
@@ -126,6 +127,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for line in qdq.summaries():
         log.info("%s", line)
         report.info.append(line)
+    if config.quantize.pow2:
+        report.info.append(pow2_summary(qdq.model))
     if qdq.fallback or (qdq.bias_correction and qdq.bias_correction.sqnr_before is not None):
         report.info.append("the fallback / bias correction were judged on the same held-out samples the accuracy "
                            "check reports, so those numbers are optimistic; check once more on other data with "
