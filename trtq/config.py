@@ -205,6 +205,22 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
+class PrepareConfig:
+    """Changes to the FP32 model before calibration (`trtq build`): graph optimization, then pruning."""
+
+    optimize: bool = _opt(
+        False, "Optimize the graph first (onnxslim: shape inference, constant folding, BatchNorm folding, "
+               "Identity/Dropout removal); refused unless its outputs equal the original's (1e-5 relative)."
+    )
+    prune: str | None = _opt(
+        None, "Prune Conv/Gemm/MatMul weights before calibration: 2:4 (structured, TensorRT's sparse kernels), "
+              "sparsity=S (zero the fraction S of smallest |w|) or magnitude=T (zero |w| < T), as `trtq prune`."
+    )
+    prune_scope: str = _opt("layer", "--prune sparsity=S per layer or with one global threshold.", ("layer", "global"))
+    prune_exclude: list[str] = _opt([], "Node names whose weights --prune leaves dense.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole pipeline's settings."""
 
@@ -214,6 +230,7 @@ class Config:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     out_dir: str | None = None
 
 
