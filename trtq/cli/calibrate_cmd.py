@@ -13,7 +13,7 @@ from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, 
 @config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
 @click.option("-o", "--out-dir", default=None, help="Folder for the cache (default: next to the model).")
 @click.option("--pow2/--no-pow2", "pow2", default=None,  # quantize.pow2: the cache's ranges follow it
-              help="Power-of-two INT8 scales: every amax becomes 127 * 2^k (scale exactly 2^k); recorded in the sidecar.")
+              help="Power-of-two INT8 scales: every amax becomes 127 * 2^k (scale 2^k); recorded in the sidecar.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and write a TensorRT calibration cache (+ JSON sidecar).

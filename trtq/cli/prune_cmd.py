@@ -46,7 +46,8 @@ def prune_command(ctx: click.Context, model: str, output: str | None, data: str 
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
-    settings = PruneSettings(**mode, scope=scope, exclude_nodes=tuple(n.strip() for n in exclude.split(",") if n.strip()))
+    names = tuple(n.strip() for n in exclude.split(",") if n.strip())
+    settings = PruneSettings(**mode, scope=scope, exclude_nodes=names)
     from trtq.pipeline.model_data import model_batches
     from trtq.pipeline.prune import prune_file
 

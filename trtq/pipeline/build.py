@@ -26,11 +26,12 @@ from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
+from trtq.pipeline.prepare import check_prepare, prepare
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
 from trtq.qdq import to_fp16_twin
-from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.equalization import equalize
+from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
 
@@ -97,7 +98,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in plan.warnings:
         report.warn(warning)
 
-    model, calib_path, config = _equalize(model, model_path, out_dir, config, report)
+    check_prepare(config)
+    model, prepared = prepare(model, model_path, out_dir, config, report, plan.calib.feed_dicts,
+                              plan.eval.feed_dicts if plan.eval is not None else None)
+    model, calib_path, config = _equalize(model, model_path, out_dir, config, report, prepared)
     config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
     _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
@@ -154,13 +158,13 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
 
 
 def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,
-              report: Report) -> tuple[onnx.ModelProto, Path, Config]:
+              report: Report, prepared: Path | None = None) -> tuple[onnx.ModelProto, Path, Config]:
     """Cross-layer equalization (--equalization cle, not --fast): the equalized FP32 model, written to
     `<out>/<stem>.equalized.onnx`, is what calibration, quantization and an implicit engine use; the cache
     keeps the name `<stem>.cache`. The accuracy check still compares with the original model."""
     q = config.quantize
     if q.equalization != "cle" or q.fast:
-        return model, model_path, config
+        return model, prepared or model_path, config
     with report.stage("equalize"):
         equalized, done = equalize(model)
         path = out_dir / f"{model_path.stem}.equalized.onnx"

@@ -20,8 +20,8 @@ from trtq.qdq.graph import GraphIndex, NameScope, Use
 from trtq.qdq.placement import Placement
 from trtq.qdq.scales import (
     QType,
-    quantize_array,
     power_of_two_scale,
+    quantize_array,
     quantized_tensor,
     scale_from_amax,
     scale_tensor,
