@@ -167,3 +167,30 @@ def test_the_engine_builder_sets_sparse_weights_for_2_4_models(monkeypatch, tmp_
         build_engine(sparse, tmp_path / "s.engine", profiles=shapes)
         build_engine(sparse, tmp_path / "s2.engine", profiles=shapes, sparse_weights=False)
         assert [config.flags for _, config in trt.built] == [set(), {trt.BuilderFlag.SPARSE_WEIGHTS}, set()]
+
+
+def test_build_prunes_optimizes_and_reports_the_cost(tmp_path):
+    import json
+
+    from trtq.qdq.pow2 import is_power_of_two, qdq_scales
+
+    model = save(_net(), tmp_path / "net.onnx")
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(4)
+    for i in range(10):
+        np.save(data / f"s{i}.npy", rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["-q", "build", str(model), "--calib", str(data), "-o", str(out),
+                                       "--prune", "2:4", "--optimize", "--pow2", "--method", "minmax"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    line = next(i for i in report["info"] if i.startswith("pruned (2:4 structured)"))
+    assert "pruned FP32 vs unpruned FP32 on 2 samples: output SQNR" in line
+    assert any(i.startswith("optimized (onnxslim)") and "outputs equal" in i for i in report["info"])
+    assert any(i.startswith("pow2: 10 of 10 Q/DQ scale tensors") for i in report["info"]), report["info"]
+    assert report["provenance"]["pruning"]["layers"][1]["two_four"] is True
+    assert (out / "net.pruned.onnx").is_file() and (out / "net.pruned.cache").is_file()
+    qdq = onnx.load(str(out / "net.qdq.onnx"))
+    assert set(two_four_sparse_layers(qdq)) == {"conv2", "fc", "head"}  # the pattern survives quantization
+    assert all(is_power_of_two(v).all() for v in qdq_scales(qdq).values())
