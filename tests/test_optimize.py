@@ -90,3 +90,11 @@ def test_optimize_command_refuses_and_writes_nothing(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["optimize", str(model), "--data", str(data)])
     assert result.exit_code == EXIT_BAD_INPUT and "refused" in result.output
     assert not (tmp_path / "bn.optimized.onnx").exists()
+
+
+def test_python_api_optimizes_on_feed_dicts(tmp_path):
+    import trtq
+
+    model = save(_bn_net(), tmp_path / "bn.onnx")
+    outcome = trtq.optimize(model, data=_batches(2), output=tmp_path / "o.onnx")
+    assert outcome.check.passed and outcome.check.samples == 4 and (tmp_path / "o.onnx").is_file()

@@ -194,3 +194,13 @@ def test_build_prunes_optimizes_and_reports_the_cost(tmp_path):
     qdq = onnx.load(str(out / "net.qdq.onnx"))
     assert set(two_four_sparse_layers(qdq)) == {"conv2", "fc", "head"}  # the pattern survives quantization
     assert all(is_power_of_two(v).all() for v in qdq_scales(qdq).values())
+
+
+def test_python_api_prunes_and_measures(tmp_path):
+    import trtq
+
+    model = save(_net(), tmp_path / "net.onnx")
+    feeds = [{"x": np.random.default_rng(i).normal(0, 1, (2, 3, 16, 16)).astype(np.float32)} for i in range(2)]
+    outcome = trtq.prune(model, trtq.PruneSettings(pattern="2:4"), data=feeds)
+    assert outcome.path == tmp_path / "net.pruned.onnx" and outcome.comparison.samples == 4
+    assert set(two_four_sparse_layers(onnx.load(str(outcome.path)))) == {"conv2", "fc", "head"}

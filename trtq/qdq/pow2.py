@@ -18,7 +18,8 @@ def is_power_of_two(values: np.ndarray) -> np.ndarray:
     """Elementwise: the value is a positive, exact power of two (2^k for an integer k)."""
     v = np.asarray(values, dtype=np.float64)
     mantissa, _ = np.frexp(v)
-    return (v > 0) & (mantissa == 0.5)
+    exact: np.ndarray = (v > 0) & (mantissa == 0.5)
+    return exact
 
 
 def qdq_scales(model: onnx.ModelProto) -> dict[str, np.ndarray]:
