@@ -182,7 +182,8 @@ def test_build_prunes_optimizes_and_reports_the_cost(tmp_path):
         np.save(data / f"s{i}.npy", rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32))
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["-q", "build", str(model), "--calib", str(data), "-o", str(out),
-                                       "--prune", "2:4", "--optimize", "--pow2", "--method", "minmax"])
+                                       "--prune", "2:4", "--optimize", "--pow2", "--method", "minmax",
+                                       "--weight-rounding", "learned"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     line = next(i for i in report["info"] if i.startswith("pruned (2:4 structured)"))
@@ -192,7 +193,9 @@ def test_build_prunes_optimizes_and_reports_the_cost(tmp_path):
     assert report["provenance"]["pruning"]["layers"][1]["two_four"] is True
     assert (out / "net.pruned.onnx").is_file() and (out / "net.pruned.cache").is_file()
     qdq = onnx.load(str(out / "net.qdq.onnx"))
-    assert set(two_four_sparse_layers(qdq)) == {"conv2", "fc", "head"}  # the pattern survives quantization
+    # The pattern survives quantization, learned rounding included (pruned weights stay 0).
+    assert set(two_four_sparse_layers(qdq)) == {"conv2", "fc", "head"}
+    assert any(i.startswith("weight rounding") for i in report["info"])
     assert all(is_power_of_two(v).all() for v in qdq_scales(qdq).values())
 
 
@@ -204,3 +207,19 @@ def test_python_api_prunes_and_measures(tmp_path):
     outcome = trtq.prune(model, trtq.PruneSettings(pattern="2:4"), data=feeds)
     assert outcome.path == tmp_path / "net.pruned.onnx" and outcome.comparison.samples == 4
     assert set(two_four_sparse_layers(onnx.load(str(outcome.path)))) == {"conv2", "fc", "head"}
+
+
+def test_gptq_rounding_keeps_pruned_weights_at_zero():
+    from trtq.qdq.rounding_solvers import gptq_round, nearest, row_errors
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 1, (1, 6, 16))
+    mask = ~two_four_mask(w[0], 1)[None]  # True where 2:4 pruning zeroes
+    w = np.where(mask, 0.0, w)
+    x = rng.normal(0, 1, (256, 16)) @ rng.normal(0, 1, (16, 16))  # correlated inputs: GPTQ moves weights
+    h = (x.T @ x)[None]
+    s = np.abs(w).max(axis=-1) / 127
+    free, kept = gptq_round(w, s, h), gptq_round(w, s, h, zeros=mask)
+    assert np.count_nonzero(free[mask]) > 0  # without the mask the zeros would be filled in
+    assert (kept[mask] == 0).all()
+    assert row_errors(w, s, kept, h).sum() <= row_errors(w, s, nearest(w, s), h).sum()

@@ -318,8 +318,10 @@ def _round_layer(work: onnx.ModelProto, t: _Target, m: _Moments, options: _Optio
     hq = m.quantized if m.quantized is not None else np.zeros((w.shape[0], w.shape[2], w.shape[2]))
     b = np.einsum("gok,glk->gol", w, m.cross) if m.cross is not None else np.einsum("gok,gkl->gol", w, hq)
     goal = least_squares_weight(b, hq) if m.cross is not None else w
+    zeros = w == 0  # pruned weights (trtq prune) stay 0, so a 2:4 or sparse pattern survives the rounding
     q = adaround(goal, s, hq, iterations=options.adaround_iterations) if options.method == "adaround" \
-        else gptq_round(goal, s, hq)
+        else gptq_round(goal, s, hq, zeros=zeros)
+    q = np.where(zeros, 0.0, q)
     base = nearest(w, s)
     learned, plain = target_errors(b, s, q, hq), target_errors(b, s, base, hq)
     q = np.where((learned <= plain)[..., None], q, base)  # never worse than nearest on the objective

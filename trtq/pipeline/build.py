@@ -26,7 +26,7 @@ from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
-from trtq.pipeline.prepare import check_prepare, prepare
+from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
 from trtq.qdq import to_fp16_twin
@@ -133,6 +133,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         report.info.append(line)
     if config.quantize.pow2:
         report.info.append(pow2_summary(qdq.model))
+    if config.prepare.prune and (lost := lost_pattern(model, qdq.model)):
+        report.warn(lost)
     if qdq.fallback or (qdq.bias_correction and qdq.bias_correction.sqnr_before is not None):
         report.info.append("the fallback / bias correction were judged on the same held-out samples the accuracy "
                            "check reports, so those numbers are optimistic; check once more on other data with "

@@ -81,3 +81,14 @@ def prepare(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Con
 def _note(report: Report, line: str) -> None:
     log.info("%s", line)
     report.info.append(line)
+
+
+def lost_pattern(prepared: onnx.ModelProto, qdq: onnx.ModelProto) -> str | None:
+    """A warning when layers that were 2:4 sparse after pruning are not in the Q/DQ model (None: all kept)."""
+    from trtq.onnx_model.sparsity import two_four_sparse_layers
+
+    lost = sorted(set(two_four_sparse_layers(prepared)) - set(two_four_sparse_layers(qdq)))
+    if not lost:
+        return None
+    return (f"{len(lost)} layer(s) lost their 2:4 pattern during quantization (first: {lost[0]}); TensorRT runs "
+            "them dense")
