@@ -117,6 +117,8 @@ def run_checks(facts: dict[str, Any] | None = None) -> list[Check]:
     checks += _check_tensorrt()
     checks += _check_cuda(facts if facts is not None else gpu_facts())
     checks.append(_check_package("av", ("av",), "video calibration data", "pip install 'trtq[video]'"))
+    checks.append(_check_package("onnxslim", ("onnxslim",), "graph optimization (trtq optimize, --optimize)",
+                                 "pip install 'trtq[optimize]'"))
     return checks
 
 
