@@ -89,3 +89,16 @@ def test_pow2_is_refused_with_fp8_and_with_power_of_two(tmp_path):
 
     with pytest.raises(ConfigError, match="two different ways"):
         ranges_from_stats({}, CalibrationConfig(power_of_two=True), pow2=True)
+
+
+def test_build_refuses_pow2_with_fp8_before_calibrating(tmp_path, monkeypatch):
+    from trtq.errors import EXIT_USAGE
+    from trtq.pipeline import calibrate as calibrate_module
+
+    model = save(conv_classifier(), tmp_path / "cls.onnx")
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).uniform(0, 1, (5, 3, 32, 32)).astype(np.float32))
+    monkeypatch.setattr(calibrate_module, "collect_statistics", lambda *a, **k: pytest.fail("calibrated"))
+    result = CliRunner().invoke(main, ["-q", "build", str(model), "--calib", str(data), "-o", str(tmp_path / "o"),
+                                       "--pow2", "--precision", "fp8"])
+    assert result.exit_code == EXIT_USAGE and "--pow2" in result.output

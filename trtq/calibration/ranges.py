@@ -90,9 +90,7 @@ def ranges_and_counts(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
     Raises:
         ConfigError: a range cannot be computed, or both power-of-two roundings are asked for.
     """
-    if pow2 and cal.power_of_two:
-        raise ConfigError("--pow2 and --power-of-two round the ranges two different ways",
-                          hint="--pow2 makes the scales powers of two (what accelerators need); drop --power-of-two")
+    check_pow2(cal, pow2)
     params = method_params(cal)
     counts: dict[str, int] = {}
     try:
@@ -155,6 +153,13 @@ def _per_tensor(stats: Mapping[str, TensorStats], fn: Callable[[TensorStats], T]
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return dict(zip(stats, pool.map(run, stats.items()), strict=True))
+
+
+def check_pow2(cal: CalibrationConfig, pow2: bool) -> None:
+    """Refuse --pow2 together with --power-of-two (ConfigError): they round the ranges two different ways."""
+    if pow2 and cal.power_of_two:
+        raise ConfigError("--pow2 and --power-of-two round the ranges two different ways",
+                          hint="--pow2 makes the scales powers of two (what accelerators need); drop --power-of-two")
 
 
 def check_settings(cal: CalibrationConfig) -> None:

@@ -31,6 +31,7 @@ from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
 from trtq.calibration.microbatch import MIB
 from trtq.calibration.ranges import (
+    check_pow2,
     check_settings,
     needs_ema,
     range_warnings,
@@ -183,6 +184,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     fp = model_io.fingerprint(model)
     cal = config.calibration
     check_settings(cal)
+    check_pow2(cal, config.quantize.pow2)
     names = calibration_tensors(model, config)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from trtq.config import Config
+from trtq.errors import ConfigError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.pruning import settings_from_spec
 from trtq.pipeline.optimize import default_optimized_path, optimize_checked
@@ -35,7 +36,10 @@ Batches = Callable[[], Iterable[Mapping[str, np.ndarray]]]
 
 
 def check_prepare(config: Config) -> None:
-    """Refuse a bad --prune value before any work (ConfigError)."""
+    """Refuse a bad --prune value, and --pow2 with another precision than int8, before any work (ConfigError)."""
+    if config.quantize.pow2 and config.quantize.precision != "int8":
+        raise ConfigError(f"--pow2 makes INT8 scales powers of two; precision {config.quantize.precision} has no "
+                          "such fixed-point form", hint="use --precision int8 with --pow2")
     p = config.prepare
     if p.prune is not None:
         settings_from_spec(p.prune, p.prune_scope, tuple(p.prune_exclude))
