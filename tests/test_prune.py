@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -167,11 +168,11 @@ def test_the_engine_builder_sets_sparse_weights_for_2_4_models(monkeypatch, tmp_
         build_engine(sparse, tmp_path / "s.engine", profiles=shapes)
         build_engine(sparse, tmp_path / "s2.engine", profiles=shapes, sparse_weights=False)
         assert [config.flags for _, config in trt.built] == [set(), {trt.BuilderFlag.SPARSE_WEIGHTS}, set()]
+        assert json.loads((tmp_path / "s.engine.json").read_text())["sparse_weights"] is True
+        assert json.loads((tmp_path / "d.engine.json").read_text())["sparse_weights"] is False
 
 
 def test_build_prunes_optimizes_and_reports_the_cost(tmp_path):
-    import json
-
     from trtq.qdq.pow2 import is_power_of_two, qdq_scales
 
     model = save(_net(), tmp_path / "net.onnx")

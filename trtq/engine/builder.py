@@ -96,7 +96,8 @@ def build_engine(
     profile = _add_profile(builder, config, network, profiles, sink)
     if detailed_profile:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    if _wants_sparse_weights(onnx_path, sparse_weights):
+    sparse = _wants_sparse_weights(onnx_path, sparse_weights)
+    if sparse:
         config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     if mode == "implicit":
         _configure_implicit_trt10(trt, config, network, calibrator, profile, fp16_fallback)
@@ -115,6 +116,7 @@ def build_engine(
         build_seconds=seconds, profiles=tuple(profiles), fingerprint=fingerprint, device=device_info(),
         fp16_fallback=fp16_fallback, workspace_mb=workspace_mb, timing_cache=cache_path,
         timing_cache_loaded=cache_loaded, calibration=_calibration_summary(calibrator) if mode == "implicit" else None,
+        sparse_weights=sparse,
     )
     write_sidecar(info)
     log.info("engine %s built in %.1f s (TensorRT %s, %s)", out_path, seconds, version, mode)

@@ -153,6 +153,9 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
                                          fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
+        if info.sparse_weights:
+            report.info.append("engine built with BuilderFlag.SPARSE_WEIGHTS: the model's 2:4 sparse weights may "
+                               "run on sparse kernels (Ampere and newer)")
 
     _check_accuracy(config, model_path, outcome, plan, show_progress)
     outcome.report_paths = write_report(report, out_dir)
