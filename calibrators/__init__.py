@@ -9,7 +9,7 @@ modules of trtq above it (trtq.errors excepted).
     amax = compute_amax("entropy", stats)
 """
 
-from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two
+from trtq.calibrators.algorithms import estimate_error, round_to_power_of_two, round_to_power_of_two_scale
 from trtq.calibrators.auto import choose_method
 from trtq.calibrators.channels import ChannelObserver
 from trtq.calibrators.histogram import HistogramObserver
@@ -53,5 +53,6 @@ __all__ = [
     "method_parameters",
     "register_algorithm",
     "round_to_power_of_two",
+    "round_to_power_of_two_scale",
     "save_observers",
 ]

@@ -119,6 +119,22 @@ def round_to_power_of_two(amax: float) -> float:
     return amax if mantissa == 0.5 else math.ldexp(1.0, exponent)
 
 
+def round_to_power_of_two_scale(amax: float, qmax: float = 127.0) -> float:
+    """Round amax up so that the scale amax / qmax is a power of two: qmax * 2**ceil(log2(amax / qmax)).
+
+    The power-of-two convention for fixed-point accelerators (PACT2-style): the scale, which such
+    hardware applies as a bit shift, is exactly 2**k, and amax = 127 * 2**k is what TensorRT's
+    scale = amax / 127 maps to it (round_to_power_of_two instead makes amax itself 2**k, whose
+    scale 2**k / 127 is no power of two). 0 stays 0.
+
+    Raises:
+        ValueError: amax is negative, NaN or infinite, or qmax is not positive.
+    """
+    if not (math.isfinite(amax) and amax >= 0.0) or not qmax > 0.0:
+        raise ValueError(f"amax must be finite and >= 0 and qmax > 0, got amax {amax}, qmax {qmax}")
+    return qmax * round_to_power_of_two(amax / qmax) if amax > 0.0 else 0.0
+
+
 def estimate_error(method_amax: float, hist: HistogramObserver) -> float:
     """Expected mean squared INT8 error over the histogram's values with range `method_amax`.
 

@@ -281,7 +281,8 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
     module.loggers = []  # the logger given to every Builder and OnnxParser
     module.ILogger = _ILogger
     module.MemoryPoolType = _MemoryPoolType
-    extras = {"set_flag": _set_flag, "set_calibration_profile": _set_calibration_profile} if module.implicit else {}
+    extras = {"set_calibration_profile": _set_calibration_profile} if module.implicit else {}
+    extras["set_flag"] = _set_flag  # TensorRT 11 keeps set_flag for the flags it kept (SPARSE_WEIGHTS)
     config_class = type("IBuilderConfig", (_Config,), extras)
 
     class OnnxParser:
@@ -361,5 +362,7 @@ def fake_trt(version: str = "10.16.1.11", *, fail_build: bool = False, unsupport
         module.IInt8MinMaxCalibrator = type("IInt8MinMaxCalibrator", (_CalibratorBase,), {})
         module.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
                                                             {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
-        module.BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1})
+        module.BuilderFlag = enum.IntEnum("BuilderFlag", {"FP16": 0, "INT8": 1, "SPARSE_WEIGHTS": 2})
+    else:  # TensorRT 11 removed the precision flags and kept the others
+        module.BuilderFlag = enum.IntEnum("BuilderFlag", {"SPARSE_WEIGHTS": 2})
     return module

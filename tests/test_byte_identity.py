@@ -28,7 +28,6 @@ from tests.image_models import conv_classifier, save
 from trtq.cli import main
 
 
-
 def kernel_family() -> str:
     """The instruction-set family ONNX Runtime's CPU kernels are chosen by (x86: AVX-512F, else AVX2)."""
     machine = platform.machine().lower()

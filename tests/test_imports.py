@@ -14,7 +14,7 @@ _BLOCK_OPTIONAL = """
 import sys
 class _Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorrt', 'cuda', 'pycuda', 'av', 'torch'):
+        if name.split('.')[0] in ('tensorrt', 'cuda', 'pycuda', 'av', 'torch', 'onnxslim'):
             raise ImportError('blocked for test: ' + name)
         return None
 sys.meta_path.insert(0, _Block())

@@ -19,12 +19,16 @@ from trtq._version import __version__
 if TYPE_CHECKING:
     from trtq.config import Config, load_config
     from trtq.errors import TrtqError
+    from trtq.onnx_model.pruning import PruneSettings
+    from trtq.pipeline.api import build, calibrate, compare, optimize, prune, quantize
 
-__all__ = ["Config", "TrtqError", "__version__", "build", "calibrate", "compare", "load_config", "quantize"]
+__all__ = ["Config", "PruneSettings", "TrtqError", "__version__", "build", "calibrate", "compare", "load_config",
+           "optimize", "prune", "quantize"]
 
 # name -> module it comes from; the API functions import the whole pipeline (onnxruntime, polygraphy).
 _LAZY = {"Config": "trtq.config", "load_config": "trtq.config", "TrtqError": "trtq.errors",
-         **dict.fromkeys(("build", "calibrate", "compare", "quantize"), "trtq.pipeline.api")}
+         "PruneSettings": "trtq.onnx_model.pruning",
+         **dict.fromkeys(("build", "calibrate", "compare", "quantize", "prune", "optimize"), "trtq.pipeline.api")}
 
 
 def __getattr__(name: str) -> Any:

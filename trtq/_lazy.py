@@ -20,6 +20,7 @@ _INSTALL_HINTS = {
     "cuda.bindings": ("device buffers for TensorRT", "pip install 'trtq[tensorrt]'"),
     "av": ("reading video files", "pip install 'trtq[video]'"),
     "onnxruntime": ("running ONNX models", "pip install onnxruntime-gpu (or onnxruntime)"),
+    "onnxslim": ("graph optimization (trtq optimize, --optimize)", "pip install 'trtq[optimize]'"),
 }
 
 

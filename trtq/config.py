@@ -118,7 +118,8 @@ class CalibrationConfig:
     nan_policy: str = _opt(
         "error", "NaN/Inf in an activation: fail, or ignore those values and count them.", ("error", "ignore")
     )
-    power_of_two: bool = _opt(False, "Round ranges up to powers of two (for accelerators that want it).")
+    power_of_two: bool = _opt(False, "Round amax itself up to a power of two (its scale 2^k / 127 is not one; "
+                                     "--pow2 makes the scales powers of two).")
     cache: str | None = _opt(None, "Calibration cache path (read if valid for the model, else written).")
     trt_version: str | None = _opt(None, "TensorRT version the cache header targets, e.g. 10.16.1.")
     force: bool = _opt(False, "Use a cache even if it does not match the model.")
@@ -176,6 +177,10 @@ class QuantizeConfig:
     )
     fast: bool = _opt(False, "Quick path: nearest weight rounding, histogram ranges and no equalization, whatever "
                              "else is set.")
+    pow2: bool = _opt(
+        False, "Power-of-two INT8 scales (fixed-point accelerators, PACT2-style): every activation amax is rounded up "
+               "to 127 * 2^k so its scale is exactly 2^k (cache and Q/DQ model), and every weight scale up to 2^k.",
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,22 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
+class PrepareConfig:
+    """Changes to the FP32 model before calibration (`trtq build`): graph optimization, then pruning."""
+
+    optimize: bool = _opt(
+        False, "Optimize the graph first (onnxslim: shape inference, constant folding, BatchNorm folding, "
+               "Identity/Dropout removal); refused unless its outputs equal the original's (1e-5 relative)."
+    )
+    prune: str | None = _opt(
+        None, "Prune Conv/Gemm/MatMul weights before calibration: 2:4 (structured, TensorRT's sparse kernels), "
+              "sparsity=S (zero the fraction S of smallest |w|) or magnitude=T (zero |w| < T), as `trtq prune`."
+    )
+    prune_scope: str = _opt("layer", "--prune sparsity=S per layer or with one global threshold.", ("layer", "global"))
+    prune_exclude: list[str] = _opt([], "Node names whose weights --prune leaves dense.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole pipeline's settings."""
 
@@ -223,6 +244,7 @@ class Config:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     build: BuildConfig = field(default_factory=BuildConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
     out_dir: str | None = None
 
 

@@ -39,6 +39,7 @@ def test_sidecar_dict_records_what_the_engine_depends_on(tmp_path):
         "mode": "implicit",
         "precision": "int8",
         "fp16_fallback": True,
+        "sparse_weights": False,
         "source_model": {"path": str(tmp_path / "model.qdq.onnx"),
                          "fingerprint": {"graph": "g" * 64, "weights": "w" * 64}},
         "calibration": {"kind": "entropy", "batches": 0, "batches_skipped": 0, "cache_used": True,

@@ -400,11 +400,13 @@ def _round_layer(work: onnx.ModelProto, t: _Target, m: _Moments, options: _Optio
     s = np.maximum(t.scale, 1e-30)
     hq = m.quantized if m.quantized is not None else np.zeros((w.shape[0], w.shape[2], w.shape[2]))
     b = np.matmul(w, np.swapaxes(m.cross, 1, 2)) if m.cross is not None else np.matmul(w, hq)
+    zeros = w == 0  # pruned weights (trtq prune) stay 0, so a 2:4 or sparse pattern survives the rounding
     if options.method == "adaround":
         q = adaround(w, s, hq, iterations=options.adaround_iterations, b=b if m.cross is not None else None)
     else:
         goal, moments = anchored_weight(b, hq, w) if m.cross is not None else (w, hq)
-        q = gptq_round(goal, s, moments)
+        q = gptq_round(goal, s, moments, zeros=zeros)
+    q = np.where(zeros, 0.0, q)
     base = nearest(w, s)
     learned, plain = target_errors(b, s, q, hq), target_errors(b, s, base, hq)
     q = np.where((learned <= plain)[..., None], q, base)  # never worse than nearest on the objective

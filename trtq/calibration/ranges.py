@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two
+from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two, round_to_power_of_two_scale
 from trtq.calibrators.auto import choose_method, method_counts
 from trtq.calibrators.registry import AlgorithmInfo, algorithm, available_methods
 from trtq.config import CalibrationConfig
@@ -57,9 +57,10 @@ def method_params(cal: CalibrationConfig) -> dict[str, object]:
     return {name: getattr(cal, name) for name in method_info(cal.method).passed_settings}
 
 
-def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
+def recorded_params(cal: CalibrationConfig, pow2: bool = False) -> dict[str, object]:
     """The algorithm parameters the provenance records: every parameter the method ran with (the
-    config's and the algorithm's defaults), ema's averaging constant, and power-of-two rounding when on.
+    config's and the algorithm's defaults), ema's averaging constant, and power-of-two rounding when on
+    (`power_of_two`: amax = 2^k; `pow2`, QuantizeConfig.pow2: scale = amax / 127 = 2^k).
 
     A cache whose record differs was made with other settings and is not reused.
     """
@@ -69,17 +70,27 @@ def recorded_params(cal: CalibrationConfig) -> dict[str, object]:
         params.setdefault(name, getattr(cal, name))
     if cal.power_of_two:
         params["power_of_two"] = True
+    if pow2:
+        params["pow2"] = True
     return params
 
 
-def ranges_from_stats(stats: Mapping[str, TensorStats], cal: CalibrationConfig) -> dict[str, float]:
+def ranges_from_stats(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
+                      pow2: bool = False) -> dict[str, float]:
     """tensor -> amax with the configured method (and power-of-two rounding)."""
-    return ranges_and_counts(stats, cal)[0]
+    return ranges_and_counts(stats, cal, pow2)[0]
 
 
-def ranges_and_counts(stats: Mapping[str, TensorStats],
-                      cal: CalibrationConfig) -> tuple[dict[str, float], dict[str, int]]:
-    """(tensor -> amax, and for `auto` how many tensors each candidate method won)."""
+def ranges_and_counts(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
+                      pow2: bool = False) -> tuple[dict[str, float], dict[str, int]]:
+    """(tensor -> amax, and for `auto` how many tensors each candidate method won).
+
+    `pow2` (QuantizeConfig.pow2) rounds every amax up to 127 * 2^k, so that the INT8 scale is 2^k.
+
+    Raises:
+        ConfigError: a range cannot be computed, or both power-of-two roundings are asked for.
+    """
+    check_pow2(cal, pow2)
     params = method_params(cal)
     counts: dict[str, int] = {}
     try:
@@ -93,6 +104,10 @@ def ranges_and_counts(stats: Mapping[str, TensorStats],
                           f"{failed.error}") from None
     if cal.power_of_two:
         amax = {name: round_to_power_of_two(value) for name, value in amax.items()}
+    # The floor first, so that a dead tensor's scale is a power of two too.
+    amax = {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}
+    if pow2:
+        amax = {name: round_to_power_of_two_scale(value) for name, value in amax.items()}
     # A tensor that was constant zero gets amax 0, but a zero scale can never be written or applied
     # (TensorRT rejects it); any positive scale quantizes its zeros exactly, so take the Q/DQ floor.
     return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, counts
@@ -138,6 +153,13 @@ def _per_tensor(stats: Mapping[str, TensorStats], fn: Callable[[TensorStats], T]
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return dict(zip(stats, pool.map(run, stats.items()), strict=True))
+
+
+def check_pow2(cal: CalibrationConfig, pow2: bool) -> None:
+    """Refuse --pow2 together with --power-of-two (ConfigError): they round the ranges two different ways."""
+    if pow2 and cal.power_of_two:
+        raise ConfigError("--pow2 and --power-of-two round the ranges two different ways",
+                          hint="--pow2 makes the scales powers of two (what accelerators need); drop --power-of-two")
 
 
 def check_settings(cal: CalibrationConfig) -> None:

@@ -21,7 +21,8 @@ trtq build encoder.onnx --calib sentences.npz --eval held_out.npz --min-cosine 0
 
 @main.command("build", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
-@config_options("data", "preprocess", "calibration", "quantize", "build", "check", skip=("compare_methods",),
+@config_options("data", "preprocess", "calibration", "quantize", "build", "check", "prepare",
+                skip=("compare_methods",),
                 required=("calib",),
                 help_texts={"calib": "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
                                      "data-loader script (.py with a load_data() generator of feed dicts). Needed "

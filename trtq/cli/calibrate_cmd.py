@@ -6,7 +6,14 @@ import click
 
 from trtq.cli import main
 from trtq.cli.command import section_option
-from trtq.cli.options import BUILD_ONLY, OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
+from trtq.cli.options import (
+    BUILD_ONLY,
+    OUTPUT_SECTION,
+    SECTION_TITLES,
+    config_options,
+    print_config_and_exit,
+    resolve_config,
+)
 
 EXAMPLES = """
 trtq calibrate model.onnx --calib photos/ -c imagenet
@@ -22,6 +29,8 @@ trtq calibrate model.onnx --load-stats a.npz,b.npz --method percentile
 @config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
 @section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION, shown_default="next to the model",
                 help="Folder for the cache.")
+@section_option("--pow2/--no-pow2", "pow2", default=None, section=SECTION_TITLES["quantize"], shown_default="no-pow2",
+                help="Power-of-two INT8 scales: every amax becomes 127 * 2^k (scale 2^k); recorded in the sidecar.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and write a TensorRT calibration cache (+ JSON sidecar).

@@ -25,8 +25,9 @@ BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "wei
 
 
 # Help section of each config section's flags (trtq.cli.command prints one titled block per section).
-SECTION_TITLES = {"data": "Data", "preprocess": "Preprocessing", "calibration": "Calibration",
-                  "quantize": "Quantization", "build": "Engine", "check": "Accuracy check"}
+SECTION_TITLES = {"data": "Data", "preprocess": "Preprocessing", "prepare": "Model preparation",
+                  "calibration": "Calibration", "quantize": "Quantization", "build": "Engine",
+                  "check": "Accuracy check"}
 CONFIG_SECTION = "Config"
 OUTPUT_SECTION = "Output"
 

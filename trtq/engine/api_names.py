@@ -42,12 +42,14 @@ COMMON_NAMES = frozenset({
     # engine inspector (layer precisions)
     "profiling_verbosity", "ProfilingVerbosity", "DETAILED", "Runtime", "deserialize_cuda_engine",
     "create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON",
+    # 2:4 structured sparsity (trtq prune --pattern 2:4): kept in TensorRT 11
+    "set_flag", "BuilderFlag", "SPARSE_WEIGHTS",
 })
 
 # Used only on the TensorRT 10 path (must exist in 10.16).
 TRT10_ONLY_NAMES = frozenset({
     "NetworkDefinitionCreationFlag", "STRONGLY_TYPED",
-    "set_flag", "BuilderFlag", "INT8", "FP16",
+    "INT8", "FP16",
     "int8_calibrator", "set_calibration_profile",
     "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
     # the network inputs' types, which the calibrator's buffers must have

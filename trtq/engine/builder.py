@@ -50,6 +50,7 @@ def build_engine(
     precision: str = "int8",
     fingerprint: ModelFingerprint | None = None,
     detailed_profile: bool = False,
+    sparse_weights: bool | None = None,
 ) -> EngineInfo:
     """Build a TensorRT engine and write it (and its `<engine>.json` sidecar) atomically.
 
@@ -66,6 +67,9 @@ def build_engine(
         fingerprint: the source model's fingerprint, recorded in the sidecar.
         detailed_profile: record each layer's precisions in the engine (ProfilingVerbosity.DETAILED),
             for TensorRT's engine inspector (trtq.engine.layers.engine_layers).
+        sparse_weights: set BuilderFlag.SPARSE_WEIGHTS (TensorRT then runs 2:4 sparse kernels where they are
+            faster, Ampere and newer); None: set it when a Conv/Gemm/MatMul weight of the model is 2:4 sparse
+            (trtq.onnx_model.sparsity), as `trtq prune --pattern 2:4` makes them.
 
     Returns:
         EngineInfo describing the engine.
@@ -92,6 +96,9 @@ def build_engine(
     profile = _add_profile(builder, config, network, profiles, sink)
     if detailed_profile:
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    sparse = _wants_sparse_weights(onnx_path, sparse_weights)
+    if sparse:
+        config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     if mode == "implicit":
         _configure_implicit_trt10(trt, config, network, calibrator, profile, fp16_fallback)
     cache_path = Path(timing_cache_path) if timing_cache_path else None
@@ -109,10 +116,25 @@ def build_engine(
         build_seconds=seconds, profiles=tuple(profiles), fingerprint=fingerprint, device=device_info(),
         fp16_fallback=fp16_fallback, workspace_mb=workspace_mb, timing_cache=cache_path,
         timing_cache_loaded=cache_loaded, calibration=_calibration_summary(calibrator) if mode == "implicit" else None,
+        sparse_weights=sparse,
     )
     write_sidecar(info)
     log.info("engine %s built in %.1f s (TensorRT %s, %s)", out_path, seconds, version, mode)
     return info
+
+
+def _wants_sparse_weights(onnx_path: Path, sparse_weights: bool | None) -> bool:
+    """`sparse_weights`, or (None) whether any weight of the model follows the 2:4 pattern."""
+    if sparse_weights is not None:
+        return sparse_weights
+    from trtq.onnx_model.model import load_model
+    from trtq.onnx_model.sparsity import two_four_sparse_layers
+
+    layers = two_four_sparse_layers(load_model(onnx_path))
+    if layers:
+        log.info("%d layer(s) have 2:4 sparse weights (first: %s): building with BuilderFlag.SPARSE_WEIGHTS",
+                 len(layers), layers[0])
+    return bool(layers)
 
 
 def _check_arguments(onnx_path: Path, mode: str, workspace_mb: int | None, calibrator: Any,

@@ -38,6 +38,7 @@ class EngineInfo:
         timing_cache: timing cache file used and updated, if any.
         timing_cache_loaded: an existing timing cache was read and accepted.
         calibration: implicit mode only: calibrator kind, batches fed, whether a cache was used.
+        sparse_weights: built with BuilderFlag.SPARSE_WEIGHTS (2:4 sparse weights, trtq prune --pattern 2:4).
     """
 
     engine_path: Path
@@ -54,6 +55,7 @@ class EngineInfo:
     timing_cache: Path | None = None
     timing_cache_loaded: bool = False
     calibration: dict[str, Any] | None = field(default=None)
+    sparse_weights: bool = False
 
     @property
     def sidecar_path(self) -> Path:
@@ -82,6 +84,7 @@ def sidecar_dict(info: EngineInfo) -> dict[str, Any]:
         "mode": info.mode,
         "precision": info.precision,
         "fp16_fallback": info.fp16_fallback,
+        "sparse_weights": info.sparse_weights,
         "source_model": {"path": str(info.source_model), "fingerprint": fingerprint},
         "calibration": info.calibration,
         "timing_cache": timing,

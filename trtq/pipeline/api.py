@@ -1,4 +1,4 @@
-"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize and trtq.compare.
+"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare, trtq.prune and trtq.optimize.
 
 Each takes a model path and a Config (default: Config(); see trtq.load_config for YAML files and
 presets) and returns the same outcome object the CLI reports from. Data can be given as the
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtq.accuracy import ComparisonResult, compare_models
 from trtq.config import Config
@@ -25,7 +25,13 @@ from trtq.data.streams import StreamReader, feed_factory, is_loader_script
 from trtq.onnx_model import model as model_io
 from trtq.pipeline import build as build_stage
 from trtq.pipeline import calibrate as calibrate_stage
+from trtq.pipeline import optimize as optimize_stage
+from trtq.pipeline import prune as prune_stage
 from trtq.pipeline import quantize as quantize_stage
+from trtq.pipeline.model_data import model_batches
+
+if TYPE_CHECKING:
+    from trtq.onnx_model.pruning import PruneSettings
 
 
 def _with_paths(config: Config, data: Any, eval_data: Any) -> tuple[Config, bool]:
@@ -121,3 +127,30 @@ def compare(reference: str | Path, candidate: str | Path, data: Any, config: Con
     check = config.check
     return compare_models(reference, candidate, batches, per_layer=check.per_layer, atol=check.atol, rtol=check.rtol,
                           progress=show_progress)
+
+
+def _batches(model: str | Path, data: Any, config: Config, max_samples: int | None = None) -> Any:
+    """Feed dicts of any data source for `model` (paths read and preprocessed as `config` says)."""
+    if isinstance(data, (str, Path)) and not is_loader_script(data):
+        return model_batches(model, str(data), config, max_samples)[0]
+    return _stream(data, "data", max_samples).feed_dicts()
+
+
+def prune(model: str | Path, settings: PruneSettings, *, output: str | Path | None = None, data: Any = None,
+          config: Config | None = None) -> prune_stage.PruneOutcome:
+    """Prune `model`'s Conv/Gemm/MatMul weights as `trtq prune` does and write `output` (default
+    <model>.pruned.onnx); with `data` (any source), measure the SQNR against the unpruned model.
+
+        trtq.prune("det.onnx", PruneSettings(pattern="2:4"), data="photos/", config=trtq.load_config("ppocr-det"))
+    """
+    config = config or Config()
+    batches = _batches(model, data, config) if data is not None else None
+    return prune_stage.prune_file(model, output, settings, batches)
+
+
+def optimize(model: str | Path, *, data: Any, output: str | Path | None = None,
+             config: Config | None = None) -> optimize_stage.OptimizeOutcome:
+    """Optimize `model`'s graph with onnxslim as `trtq optimize` does; written (default <model>.optimized.onnx)
+    only when its outputs equal the original's on `data` (any source; paths: the first 8 samples)."""
+    config = config or Config()
+    return optimize_stage.optimize_file(model, output, _batches(model, data, config, max_samples=8))

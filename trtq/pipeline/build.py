@@ -26,10 +26,12 @@ from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
+from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import equalize
+from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
 
@@ -96,7 +98,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in plan.warnings:
         report.warn(warning)
 
-    model, calib_path, config = _equalize(model, model_path, out_dir, config, report)
+    check_prepare(config)
+    model, prepared = prepare(model, model_path, out_dir, config, report, plan.calib.feed_dicts,
+                              plan.eval.feed_dicts if plan.eval is not None else None)
+    model, calib_path, config = _equalize(model, model_path, out_dir, config, report, prepared)
     config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
     _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
@@ -126,6 +131,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     report.accuracy = {**qdq.to_dict(), "equalization": report.accuracy.get("equalization") if report.accuracy
                        else None}
     report.info.extend(qdq.summaries())  # make_qdq_model logged each as it ended
+    if config.quantize.pow2:
+        report.info.append(pow2_summary(qdq.model))
+    if config.prepare.prune and (lost := lost_pattern(model, qdq.model)):
+        report.warn(lost)
     if qdq.fallback or (qdq.bias_correction and qdq.bias_correction.sqnr_before is not None):
         report.info.append("the fallback / bias correction were judged on the same held-out samples the accuracy "
                            "check reports, so those numbers are optimistic; check once more on other data with "
@@ -144,6 +153,9 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
                                          fingerprint=fp, evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
+        if info.sparse_weights:
+            report.info.append("engine built with BuilderFlag.SPARSE_WEIGHTS: the model's 2:4 sparse weights may "
+                               "run on sparse kernels (Ampere and newer)")
 
     _check_accuracy(config, model_path, outcome, plan, show_progress)
     outcome.report_paths = write_report(report, out_dir)
@@ -160,13 +172,13 @@ def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | Non
 
 
 def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,
-              report: Report) -> tuple[onnx.ModelProto, Path, Config]:
+              report: Report, prepared: Path | None = None) -> tuple[onnx.ModelProto, Path, Config]:
     """Cross-layer equalization (--equalization cle, not --fast): the equalized FP32 model, written to
     `<out>/<stem>.equalized.onnx`, is what calibration, quantization and an implicit engine use; the cache
     keeps the name `<stem>.cache`. The accuracy check still compares with the original model."""
     q = config.quantize
     if q.equalization != "cle" or q.fast:
-        return model, model_path, config
+        return model, prepared or model_path, config
     with report.stage("equalize"):
         equalized, done = equalize(model)
         path = out_dir / f"{model_path.stem}.equalized.onnx"

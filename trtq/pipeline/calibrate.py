@@ -31,6 +31,7 @@ from trtq.cache.validate import check_coverage
 from trtq.calibration.collect import DATA_REASONS, collect_statistics
 from trtq.calibration.microbatch import MIB
 from trtq.calibration.ranges import (
+    check_pow2,
     check_settings,
     needs_ema,
     range_warnings,
@@ -91,7 +92,7 @@ def default_cache_path(model_path: Path, config: Config) -> Path:
 
 
 def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, names: list[str],
-                     fp: model_io.ModelFingerprint, plan: DataPlan | None = None) -> list[str]:
+                     fp: model_io.ModelFingerprint, plan: DataPlan | None = None, pow2: bool = False) -> list[str]:
     """How the settings a cache of this model was made with differ from `cal` (and, when `plan` is
     given, whether it was made from other calibration files).
 
@@ -105,7 +106,7 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
     changes = []
     if provenance.algorithm != cal.method:
         changes.append(f"it was made with --method {provenance.algorithm}, now {cal.method}")
-    elif provenance.algorithm_params != (params := json_params(recorded_params(cal))):
+    elif provenance.algorithm_params != (params := json_params(recorded_params(cal, pow2))):
         changes.append(f"its parameters differ ({_param_changes(provenance.algorithm_params, params)})")
     if uses_bins(cal.method) and provenance.num_bins != cal.num_bins:
         changes.append(f"it was made with --num-bins {provenance.num_bins}, now {cal.num_bins}")
@@ -185,6 +186,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     fp = model_io.fingerprint(model, weights_dir)
     cal = config.calibration
     check_settings(cal)
+    check_pow2(cal, config.quantize.pow2)
     names = calibration_tensors(model, config)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)
@@ -196,7 +198,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         table = read_cache(cache_path)
         if plan is None and config.data.calib:  # made here once; recalibrating would need it anyway
             plan = make_readers(config, model_io.graph_inputs(model))
-        changes = settings_changes(table.provenance, cal, names, fp, plan)
+        changes = settings_changes(table.provenance, cal, names, fp, plan, pow2=config.quantize.pow2)
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
@@ -212,7 +214,8 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     with timed_step(log, f"computing {cal.method} ranges of {len(gathered.stats)} tensors"):
-        table = make_table(gathered.stats, gathered.record, names, fp, cal, num_bins=gathered.num_bins,
+        table = make_table(gathered.stats, gathered.record, names, fp, cal, pow2=config.quantize.pow2,
+                           num_bins=gathered.num_bins,
                            stats_file=_stats_file(cal, gathered.files), left_out=gathered.left_out)
     write_cache(table, cache_path, cal.trt_version)
     return CalibrationOutcome(
@@ -278,21 +281,22 @@ def _covers_all(cache_path: Path, model: onnx.ModelProto) -> bool:
 
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
                cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None,
-               left_out: Mapping[str, str] | None = None) -> CalibrationTable:
+               left_out: Mapping[str, str] | None = None, pow2: bool = False) -> CalibrationTable:
     """The calibration table of `stats` with the configured method, and its provenance.
 
     Args:
         num_bins: histogram bins of `stats` (default: the config's).
         stats_file: the one file holding `stats`, if any (recorded so that other settings can reuse it).
         left_out: tensors of `names` calibration left out (mask values in their data) and why.
+        pow2: power-of-two scales (QuantizeConfig.pow2), applied to the ranges and recorded.
     """
-    amax, counts = ranges_and_counts(stats, cal)
+    amax, counts = ranges_and_counts(stats, cal, pow2)
     left_out = dict(left_out or {})
     provenance = Provenance(
         model_graph_sha256=fp.graph, model_weights_sha256=fp.weights,
         tensor_names_sha256=names_sha256(n for n in names if n not in left_out), left_out=left_out,
         algorithm=cal.method, num_samples=record.num_samples or 0, data_sha256=record.data_sha256,
-        algorithm_params=recorded_params(cal), num_bins=num_bins if num_bins is not None else cal.num_bins,
+        algorithm_params=recorded_params(cal, pow2), num_bins=num_bins if num_bins is not None else cal.num_bins,
         onnxruntime_version=record.onnxruntime_version, random_data=record.random_data, method_counts=counts,
         stats_file=stats_file,
     )

@@ -131,6 +131,8 @@ def run_checks(facts: dict[str, Any] | None = None) -> list[Check]:
     checks += _check_cuda(facts)
     checks.append(_check_package("av", ("av",), "video calibration data", "pip install 'trtq[video]'"))
     checks.append(_check_package("matplotlib", ("matplotlib",), "report plots", "pip install 'trtq[plot]'"))
+    checks.append(_check_package("onnxslim", ("onnxslim",), "graph optimization (trtq optimize, --optimize)",
+                                 "pip install 'trtq[optimize]'"))
     return checks
 
 

@@ -123,7 +123,7 @@ def evaluate_methods(model: onnx.ModelProto, stats: Mapping[str, TensorStats], h
     rows = []
     for method in auto_candidates() if methods is None else methods:
         cal = dataclasses.replace(config.calibration, method=method)
-        amax = ranges_from_stats(stats, cal)
+        amax = ranges_from_stats(stats, cal, config.quantize.pow2)
         qdq = quantize_model(model, amax, config.quantize).model
         result = compare_models(model, qdq, _Feeds(held), progress=show_progress)
         rows.append(MethodResult(method, amax, result.outputs))

@@ -20,6 +20,7 @@ from trtq.qdq.graph import GraphIndex, NameScope, Use
 from trtq.qdq.placement import Placement
 from trtq.qdq.scales import (
     QType,
+    power_of_two_scale,
     quantize_array,
     quantized_tensor,
     scale_from_amax,
@@ -39,6 +40,8 @@ class InsertOptions:
         fp16: clamp scales into FP16's normal range (the model is converted to FP16 afterwards).
         weight_clipping: weight ranges from max|w| ("none") or per-channel MSE-optimal ("mse",
             see trtq.qdq.weight_clipping).
+        pow2: round every scale up to a power of two (activations already are when their amax is
+            127 * 2^k, as calibration with --pow2 makes it; then this changes nothing).
 
     Raises:
         ConfigError: unknown weight_clipping.
@@ -48,6 +51,12 @@ class InsertOptions:
     weights: str = "qdq"
     fp16: bool = False
     weight_clipping: str = "none"
+    pow2: bool = False
+
+    def scale(self, amax: float | np.ndarray) -> np.ndarray:
+        """The scale(s) of `amax` as these options write them."""
+        scale = scale_from_amax(amax, self.qtype, self.fp16)
+        return power_of_two_scale(scale) if self.pow2 else scale
 
     def __post_init__(self) -> None:
         check_clipping(self.weight_clipping)
@@ -64,7 +73,7 @@ def insert_qdq(index: GraphIndex, placement: Placement, options: InsertOptions) 
     renames: dict[Use, str] = {}
     scales: dict[str, float] = {}
     for tensor, uses in placement.activations.items():
-        scale = scale_from_amax(placement.amax[tensor], options.qtype, options.fp16)
+        scale = options.scale(placement.amax[tensor])
         scales[tensor] = float(scale)
         out = writer.pair(tensor, scale, None, after=index.producer.get(tensor))
         renames.update(dict.fromkeys(uses, out))
@@ -73,7 +82,7 @@ def insert_qdq(index: GraphIndex, placement: Placement, options: InsertOptions) 
         if value is None:  # placement only plans weights whose value is known
             raise ValueError(f"weight {key.tensor} has no constant value")
         amax = weight_range(value, key.axis, options.qtype, options.weight_clipping)
-        scale = scale_from_amax(amax, options.qtype, options.fp16)
+        scale = options.scale(amax)
         if options.weights == "int8":
             out = writer.dequantize_only(key.tensor, quantize_array(value, scale, key.axis, options.qtype),
                                          scale, key.axis)

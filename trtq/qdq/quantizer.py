@@ -117,7 +117,8 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
         work = ensure_opset(work, needed)
         index = GraphIndex.build(work, weights_dir=weights_dir)
         placement = place(index, amax, exclusions)
-    scales = insert_qdq(index, placement, InsertOptions(qtype, options.weights, options.fp16, options.weight_clipping))
+    scales = insert_qdq(index, placement, InsertOptions(qtype, options.weights, options.fp16, options.weight_clipping,
+                                                        options.pow2))
     if options.fp16:
         from trtq.qdq.fp16 import convert_to_fp16
 
@@ -150,6 +151,9 @@ def _qtype(options: QuantizeConfig) -> QType:
         raise ConfigError(f"precision {options.precision!r} is not supported", hint="use int8 or fp8")
     if options.weights not in ("qdq", "int8"):
         raise ConfigError(f"weights {options.weights!r} is not supported", hint="use qdq or int8")
+    if options.pow2 and options.precision != "int8":
+        raise ConfigError(f"--pow2 makes INT8 scales powers of two; precision {options.precision} has no such "
+                          "fixed-point form", hint="use --precision int8 with --pow2")
     return QTYPES[options.precision]
 
 

@@ -94,13 +94,19 @@ def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
     return np.swapaxes(lower, 1, 2)
 
 
-def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128) -> np.ndarray:
-    """GPTQ rounding of W (G, O, K) on the grid s (G, O) for second moments H (module docstring)."""
+def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128,
+               zeros: np.ndarray | None = None) -> np.ndarray:
+    """GPTQ rounding of W (G, O, K) on the grid s (G, O) for second moments H (module docstring).
+
+    `zeros` (G, O, K, bool): weights that must stay 0 (pruned ones): they are set to 0 in their turn and
+    their error is spread over the later columns, as SparseGPT does (Frantar & Alistarh 2023).
+    """
     order = np.argsort(-np.einsum("gkk->gk", h), axis=-1, kind="stable")  # act-order: largest inputs first
     take = np.take_along_axis
     hp = take(take(h, order[:, :, None], 1), order[:, None, :], 2)
     u = _damped_inverse_cholesky(hp)
     work = take(w.astype(np.float64), order[:, None, :], 2)
+    fixed = take(zeros, order[:, None, :], 2) if zeros is not None else np.zeros(work.shape, bool)
     q = np.zeros_like(work)
     scale = s[..., None].astype(np.float64)
     k = work.shape[-1]
@@ -109,7 +115,7 @@ def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128) ->
         errors = np.zeros((*work.shape[:2], stop - start))
         for j in range(start, stop):
             col = work[:, :, j]
-            q[:, :, j] = np.clip(np.rint(col / scale[..., 0]), -QMAX, QMAX)
+            q[:, :, j] = np.where(fixed[:, :, j], 0.0, np.clip(np.rint(col / scale[..., 0]), -QMAX, QMAX))
             err = (col - q[:, :, j] * scale[..., 0]) / u[:, j, j][:, None]
             work[:, :, j:stop] -= err[..., None] * u[:, None, j, j:stop]
             errors[:, :, j - start] = err

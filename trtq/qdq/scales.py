@@ -65,6 +65,17 @@ def scale_from_amax(amax: float | np.ndarray, qtype: QType, fp16: bool = False) 
 _AMAX_BLOCK = 1 << 20
 
 
+def power_of_two_scale(scale: np.ndarray) -> np.ndarray:
+    """Each scale rounded up to the next power of two, 2**ceil(log2 s), float32 (QuantizeConfig.pow2).
+
+    Rounding the scale up widens the range a little (at most 2x) and never clips more than before.
+    """
+    s = np.asarray(scale, dtype=np.float64)
+    mantissa, exponent = np.frexp(s)  # s = mantissa * 2**exponent, 0.5 <= mantissa < 1
+    rounded = np.where(mantissa == 0.5, s, np.ldexp(1.0, exponent))
+    return np.asarray(rounded, dtype=np.float32)
+
+
 def weight_amax(weight: np.ndarray, axis: int | None) -> np.ndarray:
     """max|w| over everything except `axis` (per-channel, 1-D), or over all of `weight` (scalar).
 
