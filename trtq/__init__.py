@@ -1,6 +1,7 @@
 """trtq: TensorRT INT8/FP8 deployments from an FP32 ONNX model and real data.
 
-The public API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare (trtq.pipeline.api),
+The public API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare, trtq.bench, trtq.select_precision
+(trtq.pipeline.api),
 Config and load_config. `import trtq` needs neither TensorRT nor CUDA; they are imported lazily
 by the features that use them. The public names are imported on first use (PEP 562), so
 `import trtq` itself is instant and a Ctrl-C while the `trtq` command starts up lands in
@@ -20,11 +21,13 @@ if TYPE_CHECKING:
     from trtq.config import Config, load_config
     from trtq.errors import TrtqError
 
-__all__ = ["Config", "TrtqError", "__version__", "build", "calibrate", "compare", "load_config", "quantize"]
+__all__ = ["Config", "TrtqError", "__version__", "bench", "build", "calibrate", "compare", "load_config", "quantize",
+           "select_precision"]
 
 # name -> module it comes from; the API functions import the whole pipeline (onnxruntime, polygraphy).
 _LAZY = {"Config": "trtq.config", "load_config": "trtq.config", "TrtqError": "trtq.errors",
-         **dict.fromkeys(("build", "calibrate", "compare", "quantize"), "trtq.pipeline.api")}
+         **dict.fromkeys(("bench", "build", "calibrate", "compare", "quantize", "select_precision"),
+                         "trtq.pipeline.api")}
 
 
 def __getattr__(name: str) -> Any:

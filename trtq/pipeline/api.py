@@ -1,4 +1,4 @@
-"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize and trtq.compare.
+"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare and trtq.bench.
 
 Each takes a model path and a Config (default: Config(); see trtq.load_config for YAML files and
 presets) and returns the same outcome object the CLI reports from. Data can be given as the
@@ -15,6 +15,7 @@ iterable of them, or an ONNX Runtime CalibrationDataReader; all are streamed bat
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from trtq.config import Config
 from trtq.data import DataPlan, make_readers
 from trtq.data.streams import StreamReader, feed_factory, is_loader_script
 from trtq.onnx_model import model as model_io
+from trtq.pipeline import bench as bench_stage
 from trtq.pipeline import build as build_stage
 from trtq.pipeline import calibrate as calibrate_stage
 from trtq.pipeline import quantize as quantize_stage
+from trtq.runtime.bench_inputs import real_batch
 
 
 def _with_paths(config: Config, data: Any, eval_data: Any) -> tuple[Config, bool]:
@@ -121,3 +124,41 @@ def compare(reference: str | Path, candidate: str | Path, data: Any, config: Con
     check = config.check
     return compare_models(reference, candidate, batches, per_layer=check.per_layer, atol=check.atol, rtol=check.rtol,
                           progress=show_progress)
+
+
+def bench(models: Sequence[str | Path], *, batches: Sequence[int] = (1,), warmup: int = 10, runs: int | None = None,
+          seconds: float | None = None, shapes: str | None = None, providers: str = "auto", threads: int = 0,
+          data: Any = None, config: Config | None = None, json_path: str | Path | None = None,
+          markdown_path: str | Path | None = None,
+          progress: Callable[[str], None] | None = None) -> bench_stage.BenchResult:
+    """Latency and throughput of `models` (FP32/Q/DQ ONNX, engines) per batch size, as `trtq bench` does.
+
+    Args:
+        batches: batch sizes to time.
+        warmup, runs, seconds: untimed runs, then `runs` timed runs (default 100) or a `seconds` budget.
+        shapes: dims of dynamic inputs, e.g. "x:1x3x224x224"; the batch dim follows `batches`.
+        providers: ONNX Runtime providers: "auto" (CPU, plus CUDA where it has a device), "cpu", "cuda".
+        data: real samples instead of random inputs: any source (see the module docstring); a path is
+            read and preprocessed as `config` says.
+        json_path, markdown_path: also write the result there (atomically).
+        progress: called with a line before each row is timed.
+    """
+    options = bench_stage.BenchOptions(tuple(batches), warmup, runs if runs or seconds else 100, seconds, shapes,
+                                       providers, threads)
+    options.check()
+    feeds, label = None, "random"
+    if data is not None:
+        config = config or Config()
+        first = next(str(m) for m in models if not str(m).endswith((".engine", ".plan", ".trt")))
+        if isinstance(data, (str, Path)) and not is_loader_script(data):
+            config = dataclasses.replace(config, data=dataclasses.replace(
+                config.data, calib=str(data), eval=None, eval_fraction=0.0, max_samples=None))
+            reader: Any = make_readers(config, model_io.graph_inputs(model_io.load_model(first, load_weights=False)))
+            source, label = reader.calib.feed_dicts(), f"real samples from {data}"
+        else:
+            source, label = _stream(data, "benchmark data").feed_dicts(), "real samples"
+        kept: dict[int, Any] = {}
+        feeds = lambda b: kept.setdefault(b, real_batch(source, b))  # noqa: E731
+    result = bench_stage.run_bench(models, options, feeds, label, progress)
+    bench_stage.write_outputs(result, json_path, markdown_path)
+    return result
