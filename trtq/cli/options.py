@@ -19,7 +19,8 @@ from trtq import config as cfg
 # Fields only `trtq build` acts on: they need a quality gate, evaluation data or a Q/DQ model being
 # built from calibration data. Commands that cannot act on them pass them to config_options(skip=...)
 # so that their --help does not offer them (YAML files may still set them; they are then unused).
-BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "weight_rounding", "equalization", "fast")
+BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "weight_rounding", "equalization", "fast",
+              "max_accuracy_loss")
 
 
 def _click_type(tp: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
