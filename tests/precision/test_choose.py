@@ -9,7 +9,8 @@ import pytest
 from trtq.accuracy.accuracy_loss import parse_accuracy_loss, stricter
 from trtq.accuracy.gates import Gates
 from trtq.errors import ConfigError
-from trtq.pipeline.precision_select import Candidate, Selection, choose, markdown_lines
+from trtq.pipeline.precision_select import Candidate, Selection, choose
+from trtq.report.tables import selection_lines as markdown_lines
 
 
 def _c(name: str, ms: float, sqnr: float, passes: bool) -> Candidate:

@@ -25,6 +25,8 @@ import numpy as np
 from trtq.atomic import write_text
 from trtq.errors import ConfigError, DataError, first_line
 from trtq.onnx_model.model import TensorSpec, graph_inputs, load_model
+from trtq.report.tables import BENCH_HEADER as HEADER
+from trtq.report.tables import bench_lines
 from trtq.runtime.bench_inputs import random_batch
 from trtq.runtime.bench_targets import Target, is_engine_path, open_target, targets_for
 from trtq.runtime.latency import LatencyStats, check_budget, time_runs
@@ -179,9 +181,6 @@ def _row_cells(row: BenchRow) -> list[str]:
             f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.throughput:.1f}", _fmt_ratio(row.vs_fp32), str(s.runs)]
 
 
-HEADER = ["model", "kind", "backend", "batch", "median ms", "p90 ms", "p99 ms", "samples/s", "vs FP32", "runs"]
-
-
 def render_table(result: BenchResult) -> str:
     """The console table, one row per (model, backend, batch)."""
     cells = [HEADER, *(_row_cells(r) for r in result.rows)]
@@ -192,21 +191,6 @@ def render_table(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
-def markdown_lines(data: Mapping[str, Any]) -> list[str]:
-    """A Markdown table of BenchResult.to_dict() (also used by report.md)."""
-    budget = f"{data['runs']} runs" if data["runs"] is not None else f"{data['seconds']} s"
-    lines = [f"{data['warmup']} warm-up runs, then {budget} per row; inputs: {data['inputs']}; "
-             f"CPU {data['machine']['cpu']}.", "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    for r in data["rows"]:
-        ratio = "–" if r["vs_fp32"] is None else f"{r['vs_fp32']:.2f}x"
-        lines.append(f"| `{Path(r['model']).name}` | {r['kind']} | {r['backend']} | {r['batch']} | "
-                     f"{r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['throughput']:.1f} | "
-                     f"{ratio} | {r['runs']} |")
-    lines += [f"- skipped: {s}" for s in data["skipped"]]
-    return lines
-
-
 def write_outputs(result: BenchResult, json_path: str | Path | None, markdown_path: str | Path | None) -> list[Path]:
     """Write the JSON and/or Markdown form, atomically; returns the paths written."""
     data = result.to_dict()
@@ -215,6 +199,6 @@ def write_outputs(result: BenchResult, json_path: str | Path | None, markdown_pa
         write_text(Path(json_path), json.dumps(data, indent=2, allow_nan=False) + "\n")
         written.append(Path(json_path))
     if markdown_path:
-        write_text(Path(markdown_path), "\n".join(["# trtq bench", "", *markdown_lines(data)]) + "\n")
+        write_text(Path(markdown_path), "\n".join(["# trtq bench", "", *bench_lines(data)]) + "\n")
         written.append(Path(markdown_path))
     return written

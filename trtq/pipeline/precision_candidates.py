@@ -84,7 +84,7 @@ def _fallback_steps(model: onnx.ModelProto, amax: Mapping[str, float], options: 
     if not gates.any:
         sqnr, top1, failures = _accuracy(reference, quantize_model(model, amax, options).model, gates)
         return [((), sqnr, top1, failures)]
-    result = given or fallback(model, amax, None, options, gates, max_excluded, reference=reference)
+    result = given or fallback(model, amax, reference.batches, options, gates, max_excluded, reference=reference)
     excluded = [node for node, _ in result.excluded]
     return [(tuple(excluded[:k]), s.sqnr_db, s.top1_agreement, s.failures) for k, s in enumerate(result.steps)]
 

@@ -124,23 +124,3 @@ class Selection:
         return {"chosen": self.choice.name, "reason": self.reason, "met": self.met,
                 "target_latency_ms": self.target_latency_ms, "gates": self.gates.to_dict(), "batch": self.batch,
                 "candidates": [c.to_dict() for c in self.candidates], "notes": list(self.notes)}
-
-
-def markdown_lines(data: dict[str, Any]) -> list[str]:
-    """The report.md section of Selection.to_dict()."""
-    target = f"{data['target_latency_ms']:g} ms" if data["target_latency_ms"] is not None else "none"
-    gates = ", ".join(f"{k} {v:g}" for k, v in data["gates"].items() if v is not None) or "none"
-    lines = [f"Target latency {target}; accuracy gate {gates}; batch {data['batch']}. "
-             f"Chosen: **{data['chosen']}** ({data['reason']}){'' if data['met'] else ' - constraints NOT met'}.", "",
-             "| candidate | latency ms | latency from | worst SQNR dB | top-1 agr. | accuracy | chosen |",
-             "|---|---|---|---|---|---|---|"]
-    for c in data["candidates"]:
-        sqnr = c["sqnr_db"]
-        sqnr_text = sqnr if isinstance(sqnr, str) else "–" if sqnr is None else f"{sqnr:.2f}"
-        top1 = "–" if c["top1_agreement"] is None else f"{c['top1_agreement']:.4f}"
-        verdict = "pass" if c["passes_accuracy"] else "fail"
-        mark = "**yes**" if c["name"] == data["chosen"] else ""
-        lines.append(f"| {c['name']} | {c['latency_ms']:.4g} | {c['latency_source']} | {sqnr_text} | {top1} | "
-                     f"{verdict} | {mark} |")
-    lines += [f"- {note}" for note in data["notes"]]
-    return lines

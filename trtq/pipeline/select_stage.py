@@ -1,0 +1,167 @@
+"""The precision-choice and benchmark steps of `trtq build` (--target-latency / --max-accuracy-loss, --bench).
+
+    check_selection(config, has_eval)                 before any long step
+    config_for_qdq(config)                            the fallback runs with the selection's gate
+    selection, source = choose_deployment(...)        after the quantize step: candidates, choice, model to deploy
+    bench_report(...)                                 after the compare step, with --bench
+
+Kept out of trtq.pipeline.build so the pipeline reads as before; build calls these when asked.
+With a selection, the accuracy gate judges the chosen candidate (its row in the selection table), and
+a missed latency target is the gate failure (exit 1). The compare step still checks the INT8 Q/DQ
+model the build always writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from trtq.accuracy.accuracy_loss import parse_accuracy_loss, stricter
+from trtq.accuracy.evaluation import Reference
+from trtq.accuracy.fallback import FallbackResult
+from trtq.accuracy.gates import GateFailure, Gates
+from trtq.config import Config
+from trtq.data import DataReader
+from trtq.engine.cost_model import device
+from trtq.errors import ConfigError
+from trtq.onnx_model import model as model_io
+from trtq.pipeline.precision_candidates import Measure, select_precision
+from trtq.pipeline.precision_select import Selection
+from trtq.qdq import to_fp16_twin
+from trtq.qdq.fp16 import convert_to_fp16
+
+log = logging.getLogger(__name__)
+
+BENCH_RUNS = 50
+
+
+def requested(config: Config) -> bool:
+    """Whether the build chooses a precision (a latency target or an accuracy loss is given)."""
+    return config.build.target_latency is not None or config.check.max_accuracy_loss is not None
+
+
+def selection_gates(config: Config) -> Gates:
+    """The accuracy gate of the choice: --max-accuracy-loss and the --min-* gates, the stricter winning."""
+    return stricter(Gates.from_config(config.check), parse_accuracy_loss(config.check.max_accuracy_loss))
+
+
+def check_selection(config: Config, has_eval: bool) -> None:
+    """Refuse what cannot work before the long steps.
+
+    Raises:
+        ConfigError: a bad --max-accuracy-loss or --target-latency, or no held-out samples to measure on.
+    """
+    if not requested(config):
+        return
+    selection_gates(config)
+    target = config.build.target_latency
+    if target is not None and not target > 0:
+        raise ConfigError(f"--target-latency must be a positive number of ms, got {target:g}")
+    device(config.build.latency_device)
+    if not has_eval:
+        raise ConfigError("choosing a precision needs held-out samples to measure the candidates on",
+                          hint="give --eval DATA or an --eval-fraction above 0")
+
+
+def config_for_qdq(config: Config) -> Config:
+    """`config` with the fallback on and aimed at the selection's gate, when a choice with a gate is asked for:
+    the fallback's steps are the INT8 candidates with layers in float."""
+    gates = selection_gates(config) if requested(config) else Gates()
+    if not gates.any:
+        return config
+    check = dataclasses.replace(config.check, fallback=True, min_sqnr=gates.min_sqnr,
+                                min_top1_agreement=gates.min_top1_agreement, min_cosine=gates.min_cosine)
+    return dataclasses.replace(config, check=check)
+
+
+def choose_deployment(config: Config, model: onnx.ModelProto, amax: dict[str, float], evaluation: DataReader,
+                      fallback: FallbackResult | None, engine_possible: bool, out_dir: Path, fp32_path: Path,
+                      qdq_source: Path) -> tuple[Selection, Path]:
+    """Measure the candidates, choose one, write its model if it is not the Q/DQ one; (selection, model to deploy).
+
+    `fp32_path`: the FP32 model file; `qdq_source`: the model the engine is built from for INT8 (the Q/DQ model
+    or its FP16 twin). An FP16 choice writes `<stem>.fp16.onnx`, INT8 with the float layers in FP16 the Q/DQ
+    model's FP16 twin `<stem>.qdq.fp16.onnx` (TensorRT 11 takes precisions from the model's types).
+    """
+    stem = fp32_path.stem
+    measure = _engine_measure(evaluation) if engine_possible else None
+    selection = select_precision(model, amax, Reference(model, evaluation.feed_dicts()), selection_gates(config),
+                                 config.build.target_latency, device(config.build.latency_device),
+                                 options=dataclasses.replace(config.quantize), max_excluded=config.check.max_excluded,
+                                 measure=measure, fallback_result=fallback)
+    choice = selection.choice
+    log.info("%s", selection.summary())
+    if choice.precision == "fp32":
+        path = fp32_path
+    elif choice.precision == "fp16":
+        path = out_dir / f"{stem}.fp16.onnx"
+        model_io.save_model(convert_to_fp16(_copy(model)), path)
+    elif choice.float_precision == "fp16" and not config.quantize.fp16:
+        path = out_dir / f"{stem}.qdq.fp16.onnx"
+        model_io.save_model(to_fp16_twin(model_io.load_model(qdq_source)), path)
+    else:
+        path = qdq_source
+    if choice.precision == "int8" and choice.excluded != tuple(fallback.to_dict()["excluded"] if fallback else ()):
+        selection.notes.append("the chosen INT8 candidate leaves fewer layers in float than the fallback's last step; "
+                               f"rebuild with --exclude-nodes {','.join(choice.excluded)} to ship exactly it")
+    return selection, path
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def failures(selection: Selection) -> list[GateFailure]:
+    """The selection's unmet constraint as a gate failure (empty when met)."""
+    if selection.met:
+        return []
+    c = selection.choice
+    target = selection.target_latency_ms if selection.target_latency_ms is not None else float("nan")
+    return [GateFailure(None, "latency_ms", c.latency_ms, target, f"precision choice: {selection.reason}")]
+
+
+def _engine_measure(evaluation: DataReader) -> Measure:
+    """Build an engine of each candidate in a temporary folder and time it on the first held-out batch."""
+    from trtq.engine.builder import build_engine
+    from trtq.engine.profiles import derive_profiles, record_shapes
+    from trtq.runtime.bench_targets import Target, open_target
+    from trtq.runtime.latency import time_runs
+
+    feed = next(iter(evaluation.feed_dicts()))
+    observed: dict[str, list[tuple[int, ...]]] = {}
+    record_shapes(observed, feed)
+
+    def measure(candidate: onnx.ModelProto, name: str) -> float:
+        with tempfile.TemporaryDirectory(prefix="trtq-select-") as tmp:
+            source, engine = Path(tmp) / "candidate.onnx", Path(tmp) / "candidate.engine"
+            model_io.save_model(candidate, source)
+            build_engine(source, engine, profiles=derive_profiles(model_io.graph_inputs(candidate), observed))
+            with open_target(Target(str(engine), "engine", "tensorrt")) as infer:
+                batch = int(next(iter(feed.values())).shape[0])
+                return time_runs(lambda: infer(feed), batch=batch, warmup=10, runs=BENCH_RUNS).median_ms
+
+    return measure
+
+
+def bench_report(config: Config, models: list[Path | None], evaluation: DataReader | None) -> dict[str, Any]:
+    """`--bench`: time the build's models (FP32, Q/DQ, the chosen deployment model, the engine; None and repeats
+    left out) on held-out samples, as `trtq bench` does."""
+    from trtq.pipeline.bench import BenchOptions, run_bench
+    from trtq.runtime.bench_inputs import real_batch
+
+    options = BenchOptions(tuple(config.build.bench_batches), 10, BENCH_RUNS)
+    feeds, label = None, "random"
+    if evaluation is not None:
+        kept: dict[int, Any] = {}
+        batches = evaluation.feed_dicts()
+        feeds = lambda b: kept.setdefault(b, real_batch(batches, b))  # noqa: E731
+        label = "held-out samples"
+    timed = list(dict.fromkeys(str(m) for m in models if m is not None))
+    return run_bench(timed, options, feeds, label).to_dict()
