@@ -88,3 +88,24 @@ def test_bad_selection_options_fail_before_calibrating(workdir):
         result = _build(workdir, *extra)
         assert result.exit_code == EXIT_USAGE and "Traceback" not in result.output, (extra, result.output)
         assert not (workdir / "m_trtq" / "m.cache").exists()
+
+
+def test_the_python_api_chooses_without_writing_a_deployment(workdir):
+    import trtq
+
+    config = trtq.load_config([], {"max_accuracy_loss": "top1:0.05", "method": "minmax", "batch_size": 8,
+                                   "eval_fraction": 0.33, "max_excluded": 2,
+                                   "cache": str(workdir / "m.cache")})
+    selection = trtq.select_precision(workdir / "m.onnx", config, data=workdir / "data")
+    assert selection.gates.min_top1_agreement == pytest.approx(0.95)
+    assert selection.choice.accurate_enough and selection.met
+    passing = [c for c in selection.candidates if c.accurate_enough]
+    assert selection.choice.latency_ms == min(c.latency_ms for c in passing)
+    assert not (workdir / "m_trtq").exists() and (workdir / "m.cache").exists()
+
+
+def test_help_lists_bench():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and "bench" in result.output
+    build_help = CliRunner().invoke(main, ["build", "--help"]).output
+    assert all(flag in build_help for flag in ("--target-latency", "--max-accuracy-loss", "--bench"))

@@ -1,4 +1,4 @@
-"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare and trtq.bench.
+"""The public Python API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare, trtq.bench, trtq.select_precision.
 
 Each takes a model path and a Config (default: Config(); see trtq.load_config for YAML files and
 presets) and returns the same outcome object the CLI reports from. Data can be given as the
@@ -20,14 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from trtq.accuracy import ComparisonResult, compare_models
+from trtq.accuracy.evaluation import Reference
 from trtq.config import Config
 from trtq.data import DataPlan, make_readers
 from trtq.data.streams import StreamReader, feed_factory, is_loader_script
+from trtq.engine.cost_model import device
+from trtq.errors import ConfigError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline import bench as bench_stage
 from trtq.pipeline import build as build_stage
 from trtq.pipeline import calibrate as calibrate_stage
 from trtq.pipeline import quantize as quantize_stage
+from trtq.pipeline import select_stage
+from trtq.pipeline.engine_stage import engine_unavailable_reason
+from trtq.pipeline.precision_candidates import select_precision as select_precision_from
+from trtq.pipeline.precision_select import Selection
+from trtq.pipeline.quantize import usable_ranges
 from trtq.runtime.bench_inputs import real_batch
 
 
@@ -162,3 +170,40 @@ def bench(models: Sequence[str | Path], *, batches: Sequence[int] = (1,), warmup
     result = bench_stage.run_bench(models, options, feeds, label, progress)
     bench_stage.write_outputs(result, json_path, markdown_path)
     return result
+
+
+def select_precision(model: str | Path, config: Config | None = None, *, data: Any = None, eval_data: Any = None,
+                     show_progress: bool = False) -> Selection:
+    """Choose among FP32, FP16, INT8 and INT8 with layers in float, as `trtq build --target-latency MS
+    --max-accuracy-loss ...` does, without writing a deployment (only the calibration cache).
+
+    The constraints are config.build.target_latency (ms), config.check.max_accuracy_loss (e.g. "top1:0.01",
+    trtq.accuracy.accuracy_loss) and the --min-* gates; latencies are measured on TensorRT engines where
+    one can be built here, else estimated for config.build.latency_device (trtq.engine.cost_model).
+
+    Args:
+        data: calibration data, any source; with a path, 20 % is held out to measure the candidates on
+            unless `eval_data` is given.
+        eval_data: the held-out data, any source.
+
+    Returns:
+        The Selection: every candidate with its latency and accuracy, the choice and the reason.
+    """
+    config, plan = _plan(model, config or Config(), data, eval_data, 0.2)
+    inputs = model_io.graph_inputs(model_io.load_model(model, load_weights=False))
+    plan = plan or make_readers(config, inputs, default_eval_fraction=0.2)
+    select_stage.check_selection(config, has_eval=plan.eval is not None)
+    if not select_stage.requested(config):
+        raise ConfigError("select_precision needs a constraint", hint="set build.target_latency or "
+                          "check.max_accuracy_loss (or --target-latency / --max-accuracy-loss)")
+    calibration = calibrate_stage.calibrate(model, config, show_progress, plan=plan)
+    fp32 = model_io.load_model(model)
+    amax, _ = usable_ranges(calibration.table, fp32, force=config.calibration.force, options=config.quantize)
+    held_out = plan.eval
+    if held_out is None:  # check_selection refused this already; kept for the type checker
+        raise ConfigError("choosing a precision needs held-out samples", hint="give eval_data")
+    measure = select_stage.engine_measure(held_out) if engine_unavailable_reason() is None else None
+    return select_precision_from(fp32, amax, Reference(fp32, held_out.feed_dicts()),
+                                 select_stage.selection_gates(config), config.build.target_latency,
+                                 device(config.build.latency_device), options=config.quantize,
+                                 max_excluded=config.check.max_excluded, measure=measure)

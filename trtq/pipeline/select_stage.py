@@ -89,7 +89,7 @@ def choose_deployment(config: Config, model: onnx.ModelProto, amax: dict[str, fl
     model's FP16 twin `<stem>.qdq.fp16.onnx` (TensorRT 11 takes precisions from the model's types).
     """
     stem = fp32_path.stem
-    measure = _engine_measure(evaluation) if engine_possible else None
+    measure = engine_measure(evaluation) if engine_possible else None
     selection = select_precision(model, amax, Reference(model, evaluation.feed_dicts()), selection_gates(config),
                                  config.build.target_latency, device(config.build.latency_device),
                                  options=dataclasses.replace(config.quantize), max_excluded=config.check.max_excluded,
@@ -127,7 +127,7 @@ def failures(selection: Selection) -> list[GateFailure]:
     return [GateFailure(None, "latency_ms", c.latency_ms, target, f"precision choice: {selection.reason}")]
 
 
-def _engine_measure(evaluation: DataReader) -> Measure:
+def engine_measure(evaluation: DataReader) -> Measure:
     """Build an engine of each candidate in a temporary folder and time it on the first held-out batch."""
     from trtq.engine.builder import build_engine
     from trtq.engine.profiles import derive_profiles, record_shapes
