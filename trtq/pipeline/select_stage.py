@@ -31,8 +31,8 @@ from trtq.engine.cost_model import device
 from trtq.errors import ConfigError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline.precision_candidates import Measure, select_precision
-from trtq.pipeline.precision_select import Selection
-from trtq.qdq import to_fp16_twin
+from trtq.pipeline.precision_select import Candidate, Selection
+from trtq.qdq import quantize_model, to_fp16_twin
 from trtq.qdq.fp16 import convert_to_fp16
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,15 @@ def choose_deployment(config: Config, model: onnx.ModelProto, amax: dict[str, fl
     """Measure the candidates, choose one, write its model if it is not the Q/DQ one; (selection, model to deploy).
 
     `fp32_path`: the FP32 model file; `qdq_source`: the model the engine is built from for INT8 (the Q/DQ model
-    or its FP16 twin). An FP16 choice writes `<stem>.fp16.onnx`, INT8 with the float layers in FP16 the Q/DQ
-    model's FP16 twin `<stem>.qdq.fp16.onnx` (TensorRT 11 takes precisions from the model's types).
+    or its FP16 twin). An FP16 choice writes `<stem>.fp16.onnx`; INT8 with the float layers in FP16 the Q/DQ
+    model's FP16 twin `<stem>.qdq.fp16.onnx` (TensorRT 11 takes precisions from the model's types); an INT8
+    candidate with other layers in float than the build's Q/DQ model `<stem>.chosen.qdq[.fp16].onnx`.
     """
     stem = fp32_path.stem
     measure = engine_measure(evaluation) if engine_possible else None
     selection = select_precision(model, amax, Reference(model, evaluation.feed_dicts()), selection_gates(config),
                                  config.build.target_latency, device(config.build.latency_device),
-                                 options=dataclasses.replace(config.quantize), max_excluded=config.check.max_excluded,
+                                 options=config.quantize, max_excluded=config.check.max_excluded,
                                  measure=measure, fallback_result=fallback)
     choice = selection.choice
     log.info("%s", selection.summary())
@@ -101,15 +102,30 @@ def choose_deployment(config: Config, model: onnx.ModelProto, amax: dict[str, fl
     elif choice.precision == "fp16":
         path = out_dir / f"{stem}.fp16.onnx"
         model_io.save_model(convert_to_fp16(_copy(model)), path)
-    elif choice.float_precision == "fp16" and not config.quantize.fp16:
-        path = out_dir / f"{stem}.qdq.fp16.onnx"
-        model_io.save_model(to_fp16_twin(model_io.load_model(qdq_source)), path)
     else:
-        path = qdq_source
-    if choice.precision == "int8" and choice.excluded != tuple(fallback.to_dict()["excluded"] if fallback else ()):
-        selection.notes.append("the chosen INT8 candidate leaves fewer layers in float than the fallback's last step; "
-                               f"rebuild with --exclude-nodes {','.join(choice.excluded)} to ship exactly it")
+        path = _int8_model(config, model, amax, choice, fallback, out_dir / stem, qdq_source)
     return selection, path
+
+
+def _int8_model(config: Config, model: onnx.ModelProto, amax: dict[str, float], choice: Candidate,
+                fallback: FallbackResult | None, stem: Path, qdq_source: Path) -> Path:
+    """The chosen INT8 candidate's model: the build's Q/DQ model when it has the same layers in float (or its FP16
+    twin, for float layers in FP16), else the candidate quantized anew with its own exclusions."""
+    built = tuple(node for node, _ in fallback.excluded) if fallback else ()
+    fp16 = choice.float_precision == "fp16" and not config.quantize.fp16
+    if choice.excluded == built and not fp16:
+        return qdq_source
+    if choice.excluded == built:
+        qdq = model_io.load_model(qdq_source)
+        path = stem.with_name(f"{stem.name}.qdq.fp16.onnx")
+    else:
+        options = dataclasses.replace(config.quantize, fp16=False,
+                                      exclude_nodes=[*config.quantize.exclude_nodes, *choice.excluded])
+        qdq = quantize_model(model, amax, options).model
+        path = stem.with_name(f"{stem.name}.chosen.qdq{'.fp16' if fp16 or config.quantize.fp16 else ''}.onnx")
+        fp16 = fp16 or config.quantize.fp16
+    model_io.save_model(to_fp16_twin(qdq) if fp16 else qdq, path)
+    return path
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
