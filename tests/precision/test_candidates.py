@@ -46,3 +46,24 @@ def test_measured_latencies_replace_the_estimates(case):
     assert seen[:3] == ["fp32", "fp16", "int8"] and len(seen) == len(selection.candidates)
     assert all(c.latency_source == "measured: TensorRT engine" for c in selection.candidates)
     assert selection.choice.name == "fp32" and not selection.notes
+
+
+def test_an_int8_choice_with_other_float_layers_than_the_build_is_written_as_its_own_model(case, tmp_path):
+    import onnx
+
+    from trtq.config import Config
+    from trtq.pipeline.precision_select import Candidate
+    from trtq.pipeline.select_stage import _int8_model
+
+    model, amax, _ = case
+    choice = Candidate("int8 + 1 layer in fp16", "int8", ("conv2",), 1.0, "test", 30.0, None, (), "test", "fp16")
+    built = tmp_path / "m.qdq.onnx"
+    path = _int8_model(Config(), model, amax, choice, None, tmp_path / "m", built)
+    assert path == tmp_path / "m.chosen.qdq.fp16.onnx" and path.is_file()
+    written = onnx.load(path)
+    conv2 = next(n for n in written.graph.node if n.name == "conv2")
+    producers = {o: n.op_type for n in written.graph.node for o in n.output}
+    assert producers.get(conv2.input[0]) != "DequantizeLinear"  # conv2 reads a float input: left out of INT8
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in written.graph.initializer)  # the FP16 twin
+    same = Candidate("int8", "int8", (), 1.0, "test", 30.0, None, (), "test", "fp32")
+    assert _int8_model(Config(), model, amax, same, None, tmp_path / "m", built) == built
