@@ -67,6 +67,17 @@ def test_a_time_budget_and_real_data(models):
     assert real.inputs.startswith("real samples from") and real.rows[0].stats.batch == 8
 
 
+def test_an_fp16_model_is_timed_as_fp16_and_compared_with_fp32(models):
+    from trtq.qdq.fp16 import convert_to_fp16
+
+    save_model(convert_to_fp16(conv_chain()), models / "m.fp16.onnx")
+    result = bench_stage.run_bench([models / "m.onnx", models / "m.fp16.onnx"], bench_stage.BenchOptions((1,), 1, 3,
+                                                                                                        providers="cpu"))
+    fp32, fp16 = result.rows
+    assert (fp32.target.kind, fp16.target.kind) == ("fp32", "fp16")
+    assert fp16.vs_fp32 == pytest.approx(fp16.stats.median_ms / fp32.stats.median_ms)
+
+
 def test_random_and_real_batches_have_the_asked_shapes():
     inputs = graph_inputs(conv_chain())  # x: N x 3 x 12 x 12
     assert random_batch(inputs, 4)["x"].shape == (4, 3, 12, 12)

@@ -36,7 +36,7 @@ Infer = Callable[[Mapping[str, np.ndarray]], Any]
 
 @dataclass(frozen=True)
 class Target:
-    """One thing to time: `model` (a path) of `kind` fp32/qdq/engine on `backend` (BACKENDS)."""
+    """One thing to time: `model` (a path) of `kind` fp32/fp16/qdq/engine on `backend` (BACKENDS)."""
 
     model: str
     kind: str
@@ -52,9 +52,12 @@ def is_engine_path(path: str | Path) -> bool:
 
 
 def model_kind(model: onnx.ModelProto) -> str:
-    """"qdq" when the model has QuantizeLinear/DequantizeLinear nodes, else "fp32"."""
-    qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-    return "qdq" if qdq else "fp32"
+    """"qdq" when the model has QuantizeLinear/DequantizeLinear nodes, else "fp16" when its weights are FP16
+    (trtq.qdq.fp16.convert_to_fp16), else "fp32"."""
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        return "qdq"
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    return "fp16" if fp16 else "fp32"
 
 
 def targets_for(path: str | Path, providers: str = "auto") -> list[Target]:
