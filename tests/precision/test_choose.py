@@ -64,3 +64,14 @@ def test_accuracy_loss_forms_are_gates():
             parse_accuracy_loss(bad)
     assert stricter(Gates(min_sqnr=20.0, atol=0.1), Gates(min_sqnr=25.0, min_cosine=0.9, atol=0.05)) == \
         Gates(min_sqnr=25.0, min_cosine=0.9, atol=0.05)
+
+
+def test_the_engine_step_records_the_chosen_float_precision():
+    from trtq.config import Config
+    from trtq.pipeline.select_stage import engine_config
+
+    config = Config()
+    for chosen, expected in ((1, "fp16"), (0, "fp32"), (3, "int8")):
+        selection = Selection(CASE, chosen, "test", True, Gates(), None, 1)
+        assert engine_config(config, selection).quantize.precision == expected
+    assert engine_config(config, None) is config

@@ -152,9 +152,10 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         report.skip("engine", f"{no_engine}; the Q/DQ model is checked on ONNX Runtime CPU instead")
     else:
         with report.stage("engine"):
-            info = build_pipeline_engine(config, engine_source, calib_path, out_dir / f"{model_path.stem}.engine",
-                                         inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
-                                         fingerprint=fp, evaluate=plan.eval)
+            info = build_pipeline_engine(select_stage.engine_config(config, outcome.selection), engine_source,
+                                         calib_path, out_dir / f"{model_path.stem}.engine", inputs=inputs,
+                                         calib=plan.calib, cache_path=calibration.cache_path, fingerprint=fp,
+                                         evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
 

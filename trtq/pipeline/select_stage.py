@@ -134,6 +134,15 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
+def engine_config(config: Config, selection: Selection | None) -> Config:
+    """The settings the engine step builds with: an FP32 or FP16 choice is recorded as such in the engine's
+    sidecar (quantize.precision), not as the INT8 the config names."""
+    if selection is None or selection.choice.precision == "int8":
+        return config
+    return dataclasses.replace(config, quantize=dataclasses.replace(config.quantize,
+                                                                    precision=selection.choice.precision))
+
+
 def failures(selection: Selection) -> list[GateFailure]:
     """The selection's unmet constraint as a gate failure (empty when met)."""
     if selection.met:
