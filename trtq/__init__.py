@@ -1,6 +1,7 @@
 """trtq: TensorRT INT8/FP8 deployments from an FP32 ONNX model and real data.
 
-The public API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare (trtq.pipeline.api),
+The public API: trtq.build, trtq.calibrate, trtq.quantize, trtq.compare, trtq.bench, trtq.select_precision
+(trtq.pipeline.api),
 Config and load_config. `import trtq` needs neither TensorRT nor CUDA; they are imported lazily
 by the features that use them. The public names are imported on first use (PEP 562), so
 `import trtq` itself is instant and a Ctrl-C while the `trtq` command starts up lands in
@@ -22,13 +23,15 @@ if TYPE_CHECKING:
     from trtq.onnx_model.pruning import PruneSettings
     from trtq.pipeline.api import build, calibrate, compare, optimize, prune, quantize
 
-__all__ = ["Config", "PruneSettings", "TrtqError", "__version__", "build", "calibrate", "compare", "load_config",
-           "optimize", "prune", "quantize"]
+__all__ = ["Config", "PruneSettings", "TrtqError", "__version__", "bench", "build", "calibrate", "compare",
+           "load_config", "optimize", "prune", "quantize", "select_precision"]
 
 # name -> module it comes from; the API functions import the whole pipeline (onnxruntime, polygraphy).
 _LAZY = {"Config": "trtq.config", "load_config": "trtq.config", "TrtqError": "trtq.errors",
          "PruneSettings": "trtq.onnx_model.pruning",
-         **dict.fromkeys(("build", "calibrate", "compare", "quantize", "prune", "optimize"), "trtq.pipeline.api")}
+         **dict.fromkeys(("bench", "build", "calibrate", "compare", "quantize", "prune", "optimize",
+                          "select_precision"),
+                         "trtq.pipeline.api")}
 
 
 def __getattr__(name: str) -> Any:

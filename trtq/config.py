@@ -194,6 +194,14 @@ class BuildConfig:
     min_shapes: str | None = _opt(None, "Profile minimum shapes, e.g. x:1x3x224x224.")
     opt_shapes: str | None = _opt(None, "Profile optimum shapes.")
     max_shapes: str | None = _opt(None, "Profile maximum shapes.")
+    bench: bool = _opt(False, "Also time the FP32 model, the Q/DQ model and the engine (as `trtq bench` does) and put "
+                              "the latencies in the report.")
+    bench_batches: list[int] = _opt([1], "Batch sizes --bench times, e.g. 1,8.")
+    target_latency: float | None = _opt(
+        None, "Latency budget in ms: choose among FP32, FP16, INT8 and INT8 with layers in float the configuration "
+              "that meets it (measured on an engine where one can be built, else the --latency-device cost model).")
+    latency_device: str = _opt("t4", "GPU whose published peaks the latency cost model uses when no engine can be "
+                                     "built here.", ("t4", "a100"))
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,10 @@ class CheckConfig:
         False, "When a gate fails, leave the most sensitive layers in float one at a time until it passes."
     )
     max_excluded: int = _opt(10, "Most layers the fallback may leave in float.")
+    max_accuracy_loss: str | None = _opt(
+        None, "Accuracy the precision choice may lose against FP32, e.g. top1:0.01 (top-1 agreement >= 0.99), "
+              "sqnr:25 (output SQNR >= 25 dB), cosine:0.001; comma-separated to combine. With it, trtq build chooses "
+              "the fastest of FP32, FP16, INT8 and INT8 with layers in float that keeps it.")
     labels: str | None = _opt(
         None, "True labels for top-1 accuracy: a labels file (JSON or 'key index' lines), or 'folders' "
               "when the evaluation data is one subfolder per class."

@@ -24,8 +24,10 @@ from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
+from trtq.pipeline import select_stage
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
+from trtq.pipeline.precision_select import Selection
 from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
@@ -52,6 +54,7 @@ class BuildOutcome:
     comparison: ComparisonResult | None = None
     failures: list[GateFailure] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
+    selection: Selection | None = None  # with --target-latency / --max-accuracy-loss
 
 
 def default_out_dir(model_path: Path) -> Path:
@@ -91,6 +94,7 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     with report.stage("data"):
         plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
+    select_stage.check_selection(config, has_eval=plan.eval is not None)
     parse_setting(config.quantize.smoothquant)  # a bad value fails now, not after calibration
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
@@ -117,8 +121,8 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant, weights_dir)
         log.info("%s", smoothed.note)
         report.info.append(smoothed.note)
-        qdq = make_qdq_model(smoothed.model, smoothed.amax, config, plan.calib, plan.eval, show_progress,
-                             weights_dir=weights_dir)
+        qdq = make_qdq_model(smoothed.model, smoothed.amax, select_stage.config_for_qdq(config), plan.calib,
+                             plan.eval, show_progress, weights_dir=weights_dir)
         qdq_path = default_qdq_path(model_path, out_dir)
         save_qdq_model(qdq.model, qdq_path, weights_dir)
         engine_source = qdq_path
@@ -142,15 +146,24 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     for warning in warnings + qdq.result.report.warnings:
         report.warn(warning)
     outcome = BuildOutcome(out_dir, report, calibration.cache_path, qdq_path)
+    if select_stage.requested(config) and plan.eval is not None:
+        with report.stage("select"):
+            outcome.selection, engine_source = select_stage.choose_deployment(
+                config, smoothed.model, smoothed.amax, plan.eval, qdq.fallback, not no_engine, out_dir,
+                calib_path, engine_source)
+        report.selection = outcome.selection.to_dict()
+        report.info.append(outcome.selection.summary())
+        report.add_artifact("deployment_model", engine_source)
 
     _announce("engine", "TensorRT" if not no_engine else f"skipped ({no_engine})")
     if no_engine:
         report.skip("engine", f"{no_engine}; the Q/DQ model is checked on ONNX Runtime CPU instead")
     else:
         with report.stage("engine"):
-            info = build_pipeline_engine(config, engine_source, calib_path, out_dir / f"{model_path.stem}.engine",
-                                         inputs=inputs, calib=plan.calib, cache_path=calibration.cache_path,
-                                         fingerprint=fp, evaluate=plan.eval)
+            info = build_pipeline_engine(select_stage.engine_config(config, outcome.selection), engine_source,
+                                         calib_path, out_dir / f"{model_path.stem}.engine", inputs=inputs,
+                                         calib=plan.calib, cache_path=calibration.cache_path, fingerprint=fp,
+                                         evaluate=plan.eval)
         outcome.engine_path = info.engine_path
         report.add_artifact("engine", info.engine_path)
         if info.sparse_weights:
@@ -158,6 +171,14 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
                                "run on sparse kernels (Ampere and newer)")
 
     _check_accuracy(config, model_path, outcome, plan, show_progress)
+    if outcome.selection is not None:  # the gate judged the chosen candidate; what is left is the latency target
+        outcome.failures = select_stage.failures(outcome.selection)
+        report.set_gates(outcome.selection.gates, outcome.failures)
+    if config.build.bench:
+        log.info("timing the models (--bench)")
+        with report.stage("bench"):
+            report.bench = select_stage.bench_report(config, [model_path, qdq_path, engine_source, outcome.engine_path],
+                                                     plan.eval)
     outcome.report_paths = write_report(report, out_dir)
     return outcome
 

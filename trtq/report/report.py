@@ -33,6 +33,7 @@ from trtq.atomic import write_text
 from trtq.config import Config, to_dict
 from trtq.progress import timed_step
 from trtq.report import plots
+from trtq.report.tables import bench_lines, selection_lines
 from trtq.report.verdict import LEGEND, format_db, shown_rel, verdict_lines
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ class Report:
         artifacts: kind -> path of every file produced.
         accuracy: what the accuracy mechanisms did (trtq.pipeline.quantize_stage.QdqOutcome.to_dict: fallback,
             bias_correction, sensitivity), or None when the command does not quantize.
+        bench: latencies of the build's models (`--bench`), or None.
+        selection: the precision choice (--target-latency / --max-accuracy-loss): candidates, choice, reason.
     """
 
     command: str = "build"
@@ -110,6 +113,8 @@ class Report:
     info: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+    bench: dict[str, Any] | None = None  # trtq.pipeline.bench.BenchResult.to_dict(), with --bench
+    selection: dict[str, Any] | None = None  # trtq.pipeline.precision_select.Selection.to_dict()
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @contextlib.contextmanager
@@ -160,6 +165,7 @@ class Report:
             "ranges": {k: {"amax": json_float(a), "observed_max": json_float(o)} for k, (a, o) in self.ranges.items()},
             "skipped": list(self.skipped), "warnings": list(self.warnings), "info": list(self.info),
             "artifacts": dict(self.artifacts), "accuracy": _plain(self.accuracy),
+            "bench": _plain(self.bench), "selection": _plain(self.selection),
         }
 
 
@@ -327,6 +333,10 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     lines += [*_gates_md(data["gates"]), ""]
     if data["accuracy"]:
         lines += [*_accuracy_md(data["accuracy"]), ""]
+    if data.get("selection"):
+        lines += ["## Precision choice", "", *selection_lines(data["selection"]), ""]
+    if data.get("bench"):
+        lines += ["## Latency (--bench)", "", *bench_lines(data["bench"]), ""]
     if data["stages"]:
         rows = [[s["name"], f"{s['seconds']:.2f}", s["status"]] for s in data["stages"]]
         lines += ["## Stages", "", *_table(["stage", "seconds", "status"], rows), ""]
