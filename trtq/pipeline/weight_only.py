@@ -27,7 +27,7 @@ from trtq.errors import ConfigError, ModelError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model
 from trtq.qdq.graph import name_nodes
-from trtq.qdq.int4_weights import Int4Report, apply_int4, int4_targets, nearest_integers
+from trtq.qdq.int4_weights import Int4Report, apply_int4, check_block_size, int4_targets, nearest_integers
 from trtq.qdq.placement import Exclusions
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ def quantize_weight_only(model: onnx.ModelProto, options: QuantizeConfig,
 
 
 def _check_options(options: QuantizeConfig, calib: Batches | None) -> None:
+    check_block_size(options.block_size)
     if options.fp16:
         raise ConfigError("--fp16 is not supported with --precision int4-weights",
                           hint="leave out --fp16: TensorRT computes the INT4 weight-only GEMMs in the activations' "

@@ -161,7 +161,8 @@ def int4_targets(model: onnx.ModelProto, block_size: int = DEFAULT_BLOCK_SIZE,
     """The MatMul/Gemm weights of `model` INT4 can take, and the candidates left in float with why.
 
     A weight qualifies when it is a 2-D float initializer read by this one node as its B input, and
-    its last dimension is even (TensorRT packs two INT4 values per byte along it).
+    its last dimension is even (TensorRT packs two INT4 values per byte along it). MatMuls of two
+    activations (attention) are not candidates.
 
     Raises:
         ConfigError: bad block_size.
@@ -173,6 +174,8 @@ def int4_targets(model: onnx.ModelProto, block_size: int = DEFAULT_BLOCK_SIZE,
     for node in model.graph.node:
         if node.op_type not in INT4_OPS or len(node.input) < 2:
             continue
+        if node.input[1] not in initializers and not index.is_constant(node.input[1]):
+            continue  # activation x activation (attention): no weight to quantize
         reason = exclusions.reason(node) if exclusions else None
         found = None if reason else _target(node, initializers, index, block_size)
         if isinstance(found, Int4Target):
@@ -187,7 +190,7 @@ def _target(node: onnx.NodeProto, initializers: Mapping[str, onnx.TensorProto], 
     name = node.input[1]
     tensor = initializers.get(name)
     if tensor is None:
-        return "its weight input is not an initializer (an activation, or already quantized)"
+        return "its weight is computed from constants (fold the constants first), not an initializer"
     if tensor.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE):
         return f"its weight is {TensorProto.DataType.Name(tensor.data_type)}, not float"
     if len(index.consumers.get(name, [])) != 1:
