@@ -133,7 +133,7 @@ class QuantizeConfig:
 
     precision: str = _opt(
         "int8", "Quantized type; int4-weights: weight-only block-wise INT4 MatMul/Gemm weights, activations float "
-                "(no activation ranges needed; --weight-rounding learned: GPTQ from calibration data).",
+                "(no activation ranges needed; trtq build can also round them with GPTQ from calibration data).",
         ("int8", "fp8", "int4-weights"),
     )
     block_size: int = _opt(

@@ -14,6 +14,7 @@ compares it, and `--method auto` weighs it per tensor with the built-in candidat
 from __future__ import annotations
 
 import numpy as np
+
 from trtq.calibrators import TensorStats, register_algorithm
 
 LAPLACE_8BIT = 9.89  # c_8: alpha* / b for 8 bits (the paper's Laplace clipping values)
