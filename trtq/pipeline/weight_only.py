@@ -85,7 +85,7 @@ def quantize_weight_only(model: onnx.ModelProto, options: QuantizeConfig,
                          hint="int4-weights needs 2-D constant MatMul/Gemm weights; use --precision int8")
     rounding = None
     if uses_gptq(options) and calib is not None:
-        integers, rounding = gptq_integers(work, targets, calib)
+        integers, targets, rounding = gptq_integers(work, targets, calib)
         log.info("%s", rounding.summary())
     else:
         integers = {t.node: nearest_integers(t) for t in targets}
