@@ -63,8 +63,8 @@ def installed(tmp_path_factory):
 def test_installed_plugin_is_listed_used_compared_and_weighed_by_auto(installed, tmp_path):
     entry_points = next(installed.glob("trtq_aciq-*.dist-info")) / "entry_points.txt"
     assert "[trtq.algorithms]" in entry_points.read_text()
-    onnx.save(three_layers(k=64), tmp_path / "m.onnx")
-    np.save(tmp_path / "calib.npy", np.random.default_rng(0).laplace(size=(40, 64)).astype(np.float32))
+    onnx.save(three_layers(k=32), tmp_path / "m.onnx")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).laplace(size=(20, 32)).astype(np.float32))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "m.onnx"), str(tmp_path / "calib.npy"),
                            str(tmp_path)], env=env, capture_output=True, text=True, check=True)
