@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from trtq.errors import ConfigError
+from trtq.onnx_model.large_models import exceeds_protobuf_limit
+from trtq.onnx_model.model import opset_version
 from trtq.qdq.graph import GraphIndex, NameScope, name_nodes
 from trtq.qdq.layer_rows import LayerShape, layer_shape
 from trtq.qdq.opset import INT4_OPSET, ensure_opset, set_ir_version
@@ -119,7 +121,6 @@ class Int4Report:
     skipped: tuple[SkippedNode, ...]
     model_bytes: tuple[int, int]
     opset: tuple[int, int]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def weight_bytes(self) -> tuple[int, int]:
@@ -145,8 +146,7 @@ class Int4Report:
                 "model_bytes": list(self.model_bytes), "weight_bytes": list(self.weight_bytes),
                 "size_reduction": round(self.size_reduction, 4),
                 "layers": [r.to_dict() for r in self.layers],
-                "skipped": [{"name": s.name, "op_type": s.op_type, "reason": s.reason} for s in self.skipped],
-                **self.extra}
+                "skipped": [{"name": s.name, "op_type": s.op_type, "reason": s.reason} for s in self.skipped]}
 
 
 def check_block_size(block_size: int) -> None:
@@ -235,7 +235,7 @@ def apply_int4(model: onnx.ModelProto, targets: Sequence[Int4Target], integers: 
         ConfigError: integers outside [-8, 7] or of the wrong shape.
         ModelError: the model cannot be converted to opset 21.
     """
-    opset_before = _opset(model)
+    opset_before = opset_version(model)
     work = ensure_opset(copy.deepcopy(model), INT4_OPSET)
     name_nodes(work)
     names = NameScope(work)
@@ -248,14 +248,11 @@ def apply_int4(model: onnx.ModelProto, targets: Sequence[Int4Target], integers: 
                               f"[{q.min()}, {q.max()}]; expected {t.matrix.shape} in [-8, 7]")
         layers.append(_write(work, by_node[t.node], t, q.astype(np.int8), names))
     set_ir_version(work)
-    onnx.checker.check_model(work)
+    if not exceeds_protobuf_limit(work):  # the in-memory checker cannot serialise > 2 GiB
+        onnx.checker.check_model(work)
     report = Int4Report(targets[0].block_size if targets else 0, rounding, tuple(layers), tuple(skipped),
-                        (model.ByteSize(), work.ByteSize()), (opset_before, _opset(work)))
+                        (model.ByteSize(), work.ByteSize()), (opset_before, opset_version(work)))
     return work, report
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _write(work: onnx.ModelProto, node: onnx.NodeProto, t: Int4Target, q: np.ndarray,
