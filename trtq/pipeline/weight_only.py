@@ -2,9 +2,9 @@
 
 Weight-only quantization needs no activation ranges, so there is no calibration pass and no
 cache: `trtq quantize --precision int4-weights MODEL` rounds to nearest (RTN) from the weights
-alone; `trtq build --precision int4-weights --calib DATA MODEL` can also round with GPTQ
-(`--weight-rounding learned`) from the calibration inputs, and then checks the model against FP32
-on the held-out samples like any build.
+alone; `trtq build --precision int4-weights --calib DATA MODEL` can also search the block scales
+and round with GPTQ (`--weight-rounding learned`, trtq.accuracy.int4_rounding) from the calibration
+inputs, and then checks the model against FP32 on the held-out samples like any build.
 
     outcome = quantize_weight_only(model, config.quantize, calib_batches)
 """

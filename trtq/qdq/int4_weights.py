@@ -162,7 +162,8 @@ def int4_targets(model: onnx.ModelProto, block_size: int = DEFAULT_BLOCK_SIZE,
 
     A weight qualifies when it is a 2-D float initializer read by this one node as its B input, and
     its last dimension is even (TensorRT packs two INT4 values per byte along it). MatMuls of two
-    activations (attention) are not candidates.
+    activations (attention) are not candidates. Nodes are matched by name: name them first
+    (trtq.qdq.graph.name_nodes), as trtq.pipeline.weight_only does.
 
     Raises:
         ConfigError: bad block_size.
