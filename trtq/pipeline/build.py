@@ -28,7 +28,7 @@ from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model
-from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only
+from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import equalize
 from trtq.qdq.smoothquant import parse_setting, smoothquant
@@ -161,8 +161,8 @@ def _build_weight_only(model_path: Path, model: onnx.ModelProto, config: Config,
     data with --weight-rounding learned), then the engine and the accuracy check as in any build."""
     out_dir = Path(str(config.out_dir))
     report.skip("calibrate", "--precision int4-weights quantizes weights only: no activation ranges")
-    _announce("quantize", f"int4-weights ({'gptq' if config.quantize.weight_rounding == 'learned' else 'nearest'}, "
-                          f"block {config.quantize.block_size})")
+    rounding = "clip search + gptq" if uses_gptq(config.quantize) else "nearest"
+    _announce("quantize", f"int4-weights ({rounding}, block {config.quantize.block_size})")
     with report.stage("quantize"):
         int4 = quantize_weight_only(model, config.quantize, plan.calib.feed_dicts())
         qdq_path = default_qdq_path(model_path, out_dir)
