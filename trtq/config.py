@@ -139,7 +139,15 @@ class CalibrationConfig:
 class QuantizeConfig:
     """How the Q/DQ model is made from the calibration table."""
 
-    precision: str = _opt("int8", "Quantized type.", ("int8", "fp8"))
+    precision: str = _opt(
+        "int8", "Quantized type; int4-weights: weight-only block-wise INT4 MatMul/Gemm weights, activations float "
+                "(no activation ranges needed; trtq build can also round them with GPTQ from calibration data).",
+        ("int8", "fp8", "int4-weights"),
+    )
+    block_size: int = _opt(
+        128, "int4-weights: input channels (K) per INT4 weight scale (ModelOpt's default 128; 64 or 32: a larger "
+             "model, more accurate)."
+    )
     exclude_op_types: list[str] = _opt([], "Op types left in higher precision, e.g. Softmax,Resize.")
     exclude_nodes: list[str] = _opt([], "Node names left in higher precision.")
     exclude_regex: str | None = _opt(None, "Regex on node names left in higher precision.")

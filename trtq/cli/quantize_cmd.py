@@ -36,7 +36,8 @@ def quantize_command(ctx: click.Context, model: str, output: str | None, **param
     """Turn MODEL into an explicitly quantized (Q/DQ) ONNX model using the ranges of a calibration cache.
 
     This is also how a TensorRT 8/10 calibration cache is carried to TensorRT 11, which accepts
-    INT8 only through Q/DQ nodes.
+    INT8 only through Q/DQ nodes. `--precision int4-weights` needs no cache: block-wise INT4
+    MatMul/Gemm weights (--block-size), rounded to nearest, activations float.
 
     \b
     Exit codes: 0 written, 2 bad option, 4 missing/unreadable model or cache, or a cache that
@@ -46,6 +47,13 @@ def quantize_command(ctx: click.Context, model: str, output: str | None, **param
     config = resolve_config(params)
     if print_config:
         print_config_and_exit(ctx, config)
+    if config.quantize.precision == "int4-weights":  # weight-only: no activation ranges, no cache
+        from trtq.pipeline.weight_only import quantize_weight_only_file
+
+        path, int4 = quantize_weight_only_file(model, output, config.quantize)
+        click.echo(int4.report.summary())
+        click.echo(f"wrote {path}")
+        return
     from trtq.pipeline.quantize import quantize_file
 
     cache = config.calibration.cache or str(Path(model).with_suffix(".cache"))

@@ -31,6 +31,7 @@ from trtq.pipeline.precision_select import Selection
 from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
 from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_ranges
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
+from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import equalize
 from trtq.qdq.pow2 import pow2_summary
@@ -48,7 +49,7 @@ class BuildOutcome:
 
     out_dir: Path
     report: Report
-    cache_path: Path
+    cache_path: Path | None  # None for --precision int4-weights (no activation ranges)
     qdq_path: Path
     engine_path: Path | None = None
     comparison: ComparisonResult | None = None
@@ -95,12 +96,16 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
         plan = make_readers(config, inputs, default_eval_fraction=0.2) if plan is None else plan
     check_qdq_options(config, has_eval=plan.eval is not None)
     select_stage.check_selection(config, has_eval=plan.eval is not None)
+    if is_weight_only(config.quantize):
+        check_build_options(config)
     parse_setting(config.quantize.smoothquant)  # a bad value fails now, not after calibration
     log.info("%s", plan.description)
     report.provenance.update(data=plan.description, calibration_samples=plan.calib.num_samples,
                              evaluation_samples=plan.eval.num_samples if plan.eval else 0)
     for warning in plan.warnings:
         report.warn(warning)
+    if is_weight_only(config.quantize):
+        return _build_weight_only(model_path, model, config, plan, report, no_engine, show_progress)
 
     check_prepare(config)
     model, prepared = prepare(model, model_path, out_dir, config, report, plan.calib.feed_dicts,
@@ -190,6 +195,38 @@ def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | Non
     if weights_dir is not None and needs_loaded_weights(config):
         return model_io.load_model(model_path), None
     return model, weights_dir
+
+
+def _build_weight_only(model_path: Path, model: onnx.ModelProto, config: Config, plan: DataPlan, report: Report,
+                       no_engine: str | None, show_progress: bool) -> BuildOutcome:
+    """--precision int4-weights: no calibration pass and no cache; INT4 weights (GPTQ from the calibration
+    data with --weight-rounding learned), then the engine and the accuracy check as in any build."""
+    out_dir = Path(str(config.out_dir))
+    report.skip("calibrate", "--precision int4-weights quantizes weights only: no activation ranges")
+    rounding = "clip search + gptq" if uses_gptq(config.quantize) else "nearest"
+    _announce("quantize", f"int4-weights ({rounding}, block {config.quantize.block_size})")
+    with report.stage("quantize"):
+        int4 = quantize_weight_only(model, config.quantize, plan.calib.feed_dicts())
+        qdq_path = default_qdq_path(model_path, out_dir)
+        save_qdq_model(int4.model, qdq_path)
+    report.add_artifact("qdq_model", qdq_path)
+    report.provenance["quantized"] = int4.report.summary()
+    report.accuracy = {"fallback": None, "bias_correction": None, "sensitivity": None, "int4_weights": int4.to_dict()}
+    report.info.extend(int4.summaries())
+    outcome = BuildOutcome(out_dir, report, None, qdq_path)
+    _announce("engine", "TensorRT" if not no_engine else f"skipped ({no_engine})")
+    if no_engine:
+        report.skip("engine", f"{no_engine}; the INT4 model is checked on ONNX Runtime CPU instead")
+    else:
+        with report.stage("engine"):
+            info = build_pipeline_engine(config, qdq_path, model_path, out_dir / f"{model_path.stem}.engine",
+                                         inputs=model_io.graph_inputs(model), calib=plan.calib, cache_path=None,
+                                         fingerprint=model_io.fingerprint(model), evaluate=plan.eval)
+        outcome.engine_path = info.engine_path
+        report.add_artifact("engine", info.engine_path)
+    _check_accuracy(config, model_path, outcome, plan, show_progress)
+    outcome.report_paths = write_report(report, out_dir)
+    return outcome
 
 
 def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,

@@ -17,6 +17,7 @@ from trtq.engine.builder import build_engine
 from trtq.engine.device import gpu_available
 from trtq.engine.profiles import ShapeRange, cover_shapes, derive_profiles
 from trtq.engine.sidecar import EngineInfo
+from trtq.errors import ConfigError
 from trtq.onnx_model.model import ModelFingerprint, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def observed_shapes(reader: DataReader, inputs: list[TensorSpec]) -> dict[str, l
 
 
 def build_pipeline_engine(settings: Config, qdq_path: Path, fp32_path: Path, engine_path: Path, *,
-                          inputs: list[TensorSpec], calib: DataReader, cache_path: Path,
+                          inputs: list[TensorSpec], calib: DataReader, cache_path: Path | None,
                           fingerprint: ModelFingerprint, evaluate: DataReader | None = None) -> EngineInfo:
     """Build the engine `trtq build` asks for: explicit from the Q/DQ model, or implicit (TensorRT 10).
 
@@ -64,6 +65,8 @@ def build_pipeline_engine(settings: Config, qdq_path: Path, fp32_path: Path, eng
                   precision=settings.quantize.precision, fingerprint=fingerprint)
     if not b.implicit:
         return build_engine(qdq_path, engine_path, mode="explicit", **common)
+    if cache_path is None:
+        raise ConfigError("implicit INT8 needs a calibration cache", hint="leave out --implicit")
     from trtq.calibrators.trt_calibrators import make_trt_calibrator
 
     kind = "minmax" if settings.calibration.method == "minmax" else "entropy"

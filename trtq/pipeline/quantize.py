@@ -20,7 +20,7 @@ from trtq.atomic import check_writable
 from trtq.cache import CalibrationTable, read_cache, validate_table
 from trtq.cache.validate import check_coverage
 from trtq.config import QuantizeConfig
-from trtq.errors import CacheError
+from trtq.errors import CacheError, ConfigError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import activation_tensors
 from trtq.qdq import QuantizeResult, lint_model, quantize_model
@@ -100,7 +100,14 @@ def save_qdq_model(qdq_model: onnx.ModelProto, out_path: Path, weights_dir: Path
 
 def quantize_file(model_path: str | Path, cache_path: str | Path, out_path: str | Path | None,
                   options: QuantizeConfig, *, force: bool = False) -> QuantizeOutcome:
-    """Apply the cache at `cache_path` to the model at `model_path` and write the Q/DQ model."""
+    """Apply the cache at `cache_path` to the model at `model_path` and write the Q/DQ model.
+
+    Raises:
+        ConfigError: precision int4-weights, which takes no cache (trtq.pipeline.weight_only does it).
+    """
+    if options.precision == "int4-weights":
+        raise ConfigError("--precision int4-weights quantizes weights only and takes no calibration cache",
+                          hint="use trtq.pipeline.weight_only.quantize_weight_only_file (what `trtq quantize` calls)")
     model_path, cache_path = Path(model_path), Path(cache_path)
     out = Path(out_path) if out_path else default_qdq_path(model_path, fp16=options.fp16)
     check_writable(out.parent, out)

@@ -20,6 +20,16 @@ errors
     opset-too-old          the default-domain opset is too old for what the Q/DQ node uses
                            (per-channel axis 13, FP8 or FP16 scales 19, INT4 or block_size 21)
     scale-length           per-channel scale (or zero point) length != the input's dim[axis]
+    int4-activation        an INT4 or block-quantized Q/DQ reads an activation: TensorRT has INT4 and
+                           block quantization for weights only (weight-only quantization)
+    int4-consumer          an INT4 weight's DequantizeLinear does not feed a MatMul/Gemm weight input
+                           directly (TensorRT runs INT4 weights only as the DQ -> GEMM weight pattern)
+    int4-odd-dim           an INT4 weight whose last dimension is odd (TensorRT packs two INT4 values
+                           per byte along it and rejects odd sizes)
+    block-shape            block quantization whose scale does not have the input's rank, blocks along
+                           more than one axis, or has a length != ceil(dim / block_size) along `axis`
+                           and != dim elsewhere (ONNX DequantizeLinear-21)
+    block-type             block quantization of a type TensorRT does not block (only INT4, FP4, FP8)
 warnings
     output-qdq             Q/DQ on the output of a Conv/Gemm/MatMul whose DQ feeds only
                            non-quantized consumers (forces an INT8 output and a reformat for nothing)
@@ -72,7 +82,11 @@ RULES = {
     "opset-too-old": "error", "scale-length": "error", "output-qdq": "warning", "qdq-splits-fusion": "warning",
     "dangling-q": "warning", "double-quantization": "warning", "pair-mismatch": "warning",
     "mha-scores-qdq": "warning", "mha-half-quantized": "warning", "no-qdq": "info",
+    "int4-activation": "error", "int4-consumer": "error", "int4-odd-dim": "error", "block-shape": "error",
+    "block-type": "error",
 }
+_BLOCKABLE = frozenset({TensorProto.INT4, TensorProto.FLOAT4E2M1}) | FP8_TYPES
+_INT4_WEIGHT_OPS = ("MatMul", "Gemm")
 
 
 @dataclass(frozen=True)
@@ -306,9 +320,69 @@ def _conv_source(ctx: _Context, tensor: str) -> onnx.NodeProto | None:
     return node if node is not None and node.op_type in WEIGHTED_OPS else None
 
 
+def _weight_shape(ctx: _Context, q: _QDQ) -> tuple[int | None, ...] | None:
+    """The static shape of the Q/DQ input (an initializer's dims when it is one)."""
+    tensor = ctx.index.initializers.get(q.node.input[0])
+    if tensor is not None:
+        return tuple(int(d) for d in tensor.dims)
+    return ctx.index.shapes.get(q.node.input[0])
+
+
+def _reads_constant(ctx: _Context, q: _QDQ) -> bool:
+    """The Q/DQ input is a constant, or (a DQ) the output of a Q of a constant."""
+    source = q.node.input[0]
+    producer = ctx.index.producer_node(source)
+    if not q.is_q and producer is not None and producer.op_type == "QuantizeLinear":
+        source = producer.input[0]
+    return ctx.index.is_constant(source)
+
+
+def _check_int4(ctx: _Context, q: _QDQ) -> Iterator[Finding]:
+    """INT4 and block quantization: weight-only, DQ -> MatMul/Gemm weight, even last dim (TensorRT)."""
+    int4 = q.qtype == TensorProto.INT4
+    if not (int4 or q.block_size):
+        return
+    if not _reads_constant(ctx, q):
+        yield _finding("int4-activation", q, f"{'INT4' if int4 else 'block'} quantization of activation "
+                       f"'{q.node.input[0]}': TensorRT supports it for constant weights only; quantize "
+                       "activations to INT8/FP8 per tensor, or leave them float (--precision int4-weights)")
+        return
+    if int4 and not q.is_q:
+        uses = [(ctx.index.node(c), j) for o in q.node.output for c, j in ctx.index.consumers.get(o, [])]
+        wrong = [n for n, j in uses if n.op_type not in _INT4_WEIGHT_OPS or j != 1]
+        if wrong:
+            yield _finding("int4-consumer", q, f"the INT4 weight's DequantizeLinear feeds {wrong[0].op_type} "
+                           f"'{wrong[0].name}'; TensorRT runs INT4 weights only when the DQ output is the "
+                           "weight (B) input of a MatMul/Gemm directly")
+    shape = _weight_shape(ctx, q)
+    if int4 and shape and shape[-1] is not None and shape[-1] % 2:
+        yield _finding("int4-odd-dim", q, f"INT4 weight '{q.node.input[0]}' has shape {list(shape)}: its last "
+                       "dimension must be even for TensorRT; leave this weight in float or INT8")
+    if q.block_size:
+        yield from _check_block(q, shape)
+
+
+def _check_block(q: _QDQ, shape: tuple[int | None, ...] | None) -> Iterator[Finding]:
+    if q.qtype not in _BLOCKABLE:
+        yield _finding("block-type", q, f"block quantization of {_type_name(q.qtype)}: TensorRT blocks INT4, "
+                       "FP4 and FP8 only; use per-channel scales for INT8")
+    if q.scale is None or shape is None:
+        return
+    axis = q.axis if q.axis is not None else 1
+    if q.scale.ndim != len(shape) or not -len(shape) <= axis < len(shape):
+        yield _finding("block-shape", q, f"block scale has shape {list(q.scale.shape)} for input shape "
+                       f"{list(shape)} (axis {axis}): it must have the input's rank")
+        return
+    axis %= len(shape)
+    want = [None if d is None else (-(-d // q.block_size) if i == axis else d) for i, d in enumerate(shape)]
+    if any(w is not None and w != got for w, got in zip(want, q.scale.shape, strict=True)):
+        yield _finding("block-shape", q, f"block scale has shape {list(q.scale.shape)}; input shape "
+                       f"{list(shape)} with block_size {q.block_size} along axis {axis} needs {want}")
+
+
 _CHECKS: tuple[Callable[[_Context, _QDQ], Iterator[Finding]], ...] = (
     _check_zero_point, _check_type, _check_scale, _check_axis, _check_opset, _check_dangling, _check_pairs,
-    _check_placement,
+    _check_placement, _check_int4,
 )
 
 

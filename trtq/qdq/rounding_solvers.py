@@ -1,8 +1,10 @@
 """Choosing the INT8 grid point of every weight to minimise a layer's output error.
 
-Each solver takes the weight as matrices W (G, O, K), the fixed per-row scales s (G, O) and the
-layer input's second moments H (G, K, K) (trtq.qdq.layer_rows), and returns integers
-Q (G, O, K) in [-127, 127] (the symmetric range max|w| / 127 maps to). The objective is the
+Each solver takes the weight as matrices W (G, O, K), the fixed scales s and the layer input's
+second moments H (G, K, K) (trtq.qdq.layer_rows), and returns integers Q (G, O, K) in
+[low, high]: by default [-127, 127], the symmetric INT8 range max|w| / 127 maps to. The scales
+are per row (G, O), or per weight (G, O, K) for block-wise grids (INT4 weights: one scale per
+block of inputs, expanded over the block, and [low, high] = [-8, 7]). The objective is the
 output reconstruction error on the calibration inputs,
 
     E(Q) = sum_{g,o} (W - s Q)[g, o] H[g] (W - s Q)[g, o]^T,
@@ -33,15 +35,20 @@ ANCHOR = 0.1
 ZETA, GAMMA = 1.1, -0.1
 
 
-def nearest(w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Round to nearest (half to even, as ONNX QuantizeLinear), clipped to [-127, 127]."""
-    q: np.ndarray = np.clip(np.rint(w / s[..., None]), -QMAX, QMAX)
+def grid(s: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The scales `s` broadcastable against W (G, O, K): per-row scales (G, O) get a trailing axis."""
+    return s if s.ndim == w.ndim else s[..., None]
+
+
+def nearest(w: np.ndarray, s: np.ndarray, low: int = -QMAX, high: int = QMAX) -> np.ndarray:
+    """Round to nearest (half to even, as ONNX QuantizeLinear), clipped to [low, high]."""
+    q: np.ndarray = np.clip(np.rint(w / grid(s, w)), low, high)
     return q
 
 
 def row_errors(w: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """E per row (G, O): d H d^T with d = W - s Q."""
-    d = w.astype(np.float64) - s[..., None] * q
+    d = w.astype(np.float64) - grid(s, w) * q
     e: np.ndarray = (np.matmul(d, h) * d).sum(-1)  # matmul: BLAS, where a plain einsum loops
     return e
 
@@ -94,9 +101,10 @@ def _damped_inverse_cholesky(h: np.ndarray) -> np.ndarray:
     return np.swapaxes(lower, 1, 2)
 
 
-def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128,
-               zeros: np.ndarray | None = None) -> np.ndarray:
-    """GPTQ rounding of W (G, O, K) on the grid s (G, O) for second moments H (module docstring).
+def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128, low: int = -QMAX,
+               high: int = QMAX, zeros: np.ndarray | None = None) -> np.ndarray:
+    """GPTQ rounding of W (G, O, K) on the grid s ((G, O) or (G, O, K)) for second moments H, integers
+    in [low, high] (module docstring). `block` is GPTQ's lazy-update block, not a quantization block.
 
     `zeros` (G, O, K, bool): weights that must stay 0 (pruned ones): they are set to 0 in their turn and
     their error is spread over the later columns, as SparseGPT does (Frantar & Alistarh 2023).
@@ -108,21 +116,21 @@ def gptq_round(w: np.ndarray, s: np.ndarray, h: np.ndarray, block: int = 128,
     work = take(w.astype(np.float64), order[:, None, :], 2)
     fixed = take(zeros, order[:, None, :], 2) if zeros is not None else np.zeros(work.shape, bool)
     q = np.zeros_like(work)
-    scale = s[..., None].astype(np.float64)
+    scale = take(np.broadcast_to(grid(s, w), w.shape).astype(np.float64), order[:, None, :], 2)
     k = work.shape[-1]
     for start in range(0, k, block):
         stop = min(start + block, k)
         errors = np.zeros((*work.shape[:2], stop - start))
         for j in range(start, stop):
             col = work[:, :, j]
-            q[:, :, j] = np.where(fixed[:, :, j], 0.0, np.clip(np.rint(col / scale[..., 0]), -QMAX, QMAX))
-            err = (col - q[:, :, j] * scale[..., 0]) / u[:, j, j][:, None]
+            q[:, :, j] = np.where(fixed[:, :, j], 0.0, np.clip(np.rint(col / scale[:, :, j]), low, high))
+            err = (col - q[:, :, j] * scale[:, :, j]) / u[:, j, j][:, None]
             work[:, :, j:stop] -= err[..., None] * u[:, None, j, j:stop]
             errors[:, :, j - start] = err
         work[:, :, stop:] -= errors @ u[:, start:stop, stop:]
     inverse = np.argsort(order, axis=-1)
     q = take(q, inverse[:, None, :], 2)
-    return keep_better(w, s, h, q, nearest(w, s))
+    return keep_better(w, s, h, q, nearest(w, s, low, high))
 
 
 def _rectified_sigmoid(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -293,6 +293,7 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
                          f"{format_db(bias['sqnr_after'])} dB.")
         lines.append("")
     lines += _rounding_md(accuracy.get("equalization"), accuracy.get("weight_rounding"))
+    lines += _int4_md(accuracy.get("int4_weights"))
     if ranking:
         lines += [f"## Layer sensitivity, most sensitive {min(10, len(ranking))} of {len(ranking)}", "",
                   "SQNR of the layer's own output (local) and of the model outputs with only that layer "
@@ -318,6 +319,23 @@ def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, 
                           f"{r['changed']} / {r['weights']}"] for r in layers[:20]])
         lines.append("")
     return lines
+
+
+def _int4_md(int4: Mapping[str, Any] | None) -> list[str]:
+    """The INT4 weight-only section: sizes, and per weight its own SQNR (and GPTQ's output SQNR gain)."""
+    if not int4:
+        return []
+    (before, after), (wb, wa) = int4["model_bytes"], int4["weight_bytes"]
+    lines = ["## INT4 weights", "", f"{len(int4['layers'])} MatMul/Gemm weights INT4 ({int4['rounding']}, block "
+             f"{int4['block_size']}), {len(int4['skipped'])} left in float. Model {before / 2**20:.2f} -> "
+             f"{after / 2**20:.2f} MiB (**{int4['size_reduction']:.2f}x smaller**); the quantized weights "
+             f"{wb / 2**20:.2f} -> {wa / 2**20:.2f} MiB.", ""]
+    gptq = {r["node"]: r for r in (int4.get("gptq") or {}).get("layers", [])}
+    rows = [[f"`{r['node']}`", r["op_type"], "x".join(map(str, r["weight_shape"])), _num(r["sqnr_db"], 3),
+             _num(gptq[r["node"]]["output_sqnr_nearest"], 3) if r["node"] in gptq else "–",
+             _num(gptq[r["node"]]["output_sqnr_gptq"], 3) if r["node"] in gptq else "–"] for r in int4["layers"][:20]]
+    lines += _table(["layer", "op", "weight", "weight SQNR dB", "output dB nearest", "output dB gptq"], rows)
+    return [*lines, ""]
 
 
 def render_markdown(data: Mapping[str, Any]) -> str:
