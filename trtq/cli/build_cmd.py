@@ -11,7 +11,8 @@ from trtq.cli.options import config_options, print_config_and_exit, resolve_conf
 @main.command("build")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--out-dir", default=None, help="Output folder (default: <model stem>_trtq next to the model).")
-@config_options("data", "preprocess", "calibration", "quantize", "build", "check", skip=("compare_methods",))
+@config_options("data", "preprocess", "calibration", "quantize", "build", "check", "cluster",
+                skip=("compare_methods",))
 @click.pass_context
 def build_command(ctx: click.Context, model: str, **params) -> None:
     """Calibrate MODEL on real data and produce the deployment: calibration cache (+ JSON sidecar),

@@ -10,7 +10,7 @@ from trtq.cli.options import BUILD_ONLY, config_options, print_config_and_exit, 
 
 @main.command("calibrate")
 @click.argument("model", type=click.Path(dir_okay=False))
-@config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
+@config_options("data", "preprocess", "calibration", "cluster", skip=BUILD_ONLY)
 @click.option("-o", "--out-dir", default=None, help="Folder for the cache (default: next to the model).")
 @click.pass_context
 def calibrate_command(ctx: click.Context, model: str, **params) -> None:

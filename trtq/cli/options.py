@@ -56,6 +56,9 @@ def config_options(*sections: str, skip: tuple[str, ...] = ()) -> Callable[[Call
                 if is_flag:
                     decl = f"{flag}/--no-{flag[2:]}"
                     func = click.option(decl, f.name, default=None, help=f.metadata["help"])(func)
+                elif f.metadata.get("flag_value"):  # the value is optional: `--ray` alone is `--ray local`
+                    func = click.option(flag, f.name, type=click_type, is_flag=False, default=None,
+                                        flag_value=f.metadata["flag_value"], help=f.metadata["help"])(func)
                 else:
                     func = click.option(flag, f.name, type=click_type, default=None,
                                         help=f.metadata["help"])(func)
