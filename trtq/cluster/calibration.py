@@ -1,7 +1,9 @@
 """Calibration on Ray: the data in shards across workers, the observers merged exactly on the driver.
 
-Each worker is a Ray actor holding one ONNX Runtime session of the model with the calibrated tensors
-exposed (opened once, its threads set to the worker's share of the cores). The driver cuts the
+Each shard is a Ray task; a worker process keeps one ONNX Runtime session of the model with the
+calibrated tensors exposed from its first shard on (its threads set to the worker's share of the
+cores), and Ray keeps worker processes between runs, so a second run in the same process pays no
+start-up. The driver cuts the
 calibration samples into shards of whole batches, a few per worker so that a slow worker does not
 hold up the end, and sends each shard's sample *keys*: the worker opens the data from the paths in
 the config (they must be readable on every node) and streams its shard through the model into fresh
@@ -10,7 +12,7 @@ observers (trtq.calibration.collect, the same code as one process), then returns
 so merging is exact in any order (trtq.calibration.stats_files): the ranges, and so the cache, are
 byte-identical to a run in one process.
 
-A worker that dies is restarted and its shard run again (Ray's actor restarts and task retries); a
+A worker that dies is replaced and its shard run again (Ray's task retries); a
 shard with bad data fails the run with the error a local run gives, naming the file.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +83,7 @@ class ShardResult:
 
 
 class ShardWorker:
-    """A Ray actor: one session of the model, observing the shards it is given (see the module docstring)."""
+    """What a Ray worker process keeps between shards: the model, its session, the opened data source."""
 
     def __init__(self, job: ShardJob, threads: int) -> None:
         set_process_threads(threads)
@@ -93,6 +96,9 @@ class ShardWorker:
         self.index = {key: i for i, key in enumerate(self.source.keys)}
         self._session = collection_session(self.model, Path(job.model_path).parent, job.names, job.providers)
         self.session = self._session.__enter__()
+
+    def close(self) -> None:
+        self._session.__exit__(None, None, None)
 
     def observe(self, keys: list[str]) -> ShardResult:
         """Stream the samples `keys` through the model into fresh observers."""
@@ -112,6 +118,22 @@ class ShardWorker:
             channel_tensors=job.channel_tensors, session=self.session)
         return ShardResult({n: s.to_dict() for n, s in result.stats.items()}, result.num_samples,
                            dict(result.nonfinite), dict(result.left_out), list(reader.skipped))
+
+
+# The worker of this process, for the run it was made for: a Ray worker process runs one shard task
+# after another, and keeps the session from the first (one session per worker, not per shard).
+_worker: tuple[str, ShardWorker] | None = None
+
+
+def observe_shard(job: ShardJob, run: str, threads: int, keys: list[str]) -> ShardResult:
+    """The Ray task of one shard: this process's ShardWorker for `run` (made on its first shard) observes `keys`."""
+    global _worker
+    if _worker is None or _worker[0] != run:
+        if _worker is not None:
+            _worker[1].close()
+            _worker = None
+        _worker = (run, ShardWorker(job, threads))
+    return _worker[1].observe(keys)
 
 
 def shardable_reader(config: Config, reader: object) -> DataReader:
@@ -141,7 +163,7 @@ def shard_keys(keys: Sequence[str], batch_size: int, shards: int) -> list[list[s
 
 def collect_on_ray(job: ShardJob, reader: DataReader, workers: Workers,
                    show_progress: bool = True) -> tuple[CollectionResult, list[tuple[str, str]]]:
-    """Collect the statistics of `reader`'s samples on `workers` Ray actors, merged in graph order.
+    """Collect the statistics of `reader`'s samples as Ray tasks on `workers`, merged in graph order.
 
     Returns:
         The merged CollectionResult (as collect_statistics gives for the whole data) and the files
@@ -154,23 +176,18 @@ def collect_on_ray(job: ShardJob, reader: DataReader, workers: Workers,
     ray = require_ray()
     start = time.perf_counter()
     shards = shard_keys(reader.keys, job.batch_size, workers.count * SHARDS_PER_WORKER)
-    actor_class = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES)(ShardWorker)
-    actors = [actor_class.options(**workers.options()).remote(job, workers.threads)
-              for _ in range(min(workers.count, len(shards)))]
+    task = ray.remote(max_retries=RETRIES)(observe_shard).options(**workers.options())
+    shared = ray.put(job)  # sent once, not with every shard
+    run = uuid.uuid4().hex
     merged = _Merged(job.names)
-    try:
-        with progress_bar(reader.num_samples, "calibrating on Ray", enabled=show_progress) as bar:
-            # Round-robin: shard i goes to actor i % n; each actor's queue runs in order.
-            refs = [actors[i % len(actors)].observe.remote(keys) for i, keys in enumerate(shards)]
+    with progress_bar(reader.num_samples, "calibrating on Ray", enabled=show_progress) as bar:
+        refs = [task.remote(shared, run, workers.threads, keys) for keys in shards]
 
-            def add(position: int, shard: ShardResult) -> None:
-                merged.add(position, shard)
-                bar.update(shard.num_samples)
+        def add(position: int, shard: ShardResult) -> None:
+            merged.add(position, shard)
+            bar.update(shard.num_samples)
 
-            gather(refs, add)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
+        gather(refs, add)
     if merged.num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
     return merged.result(time.perf_counter() - start), merged.skipped_files()

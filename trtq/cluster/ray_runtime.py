@@ -63,7 +63,8 @@ def check_cluster_config(cluster: ClusterConfig) -> None:
         raise ConfigError(f"--ray-gpus-per-worker must be 0 or more, got {cluster.ray_gpus_per_worker}")
     if cluster.ray is not None and cluster.ray.endswith(".onnx"):
         raise ConfigError(f"--ray took the model {cluster.ray} as its address",
-                          hint="put --ray after the model (trtq calibrate MODEL --calib DATA --ray) or write --ray local")
+                          hint="put --ray after the model (trtq calibrate MODEL --calib DATA --ray) "
+                               "or write --ray local")
 
 
 @contextlib.contextmanager
@@ -172,3 +173,12 @@ def cancel(refs: Sequence[Any]) -> None:
     for ref in refs:
         with contextlib.suppress(Exception):
             ray.cancel(ref, recursive=True)
+
+
+def prepare_worker() -> None:
+    """Ray's worker_process_setup_hook of a local instance: import what workers run (onnx, ONNX Runtime,
+    the observers; about 3 s) when the process starts, while the driver opens the model and the data."""
+    import onnxruntime  # noqa: F401
+
+    import trtq.cluster.calibration
+    import trtq.cluster.tasks  # noqa: F401

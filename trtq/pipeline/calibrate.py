@@ -419,8 +419,9 @@ def _collect_on_ray(model: onnx.ModelProto, model_path: Path, names: list[str], 
     from trtq.cluster.ray_runtime import ray_instance
 
     reader = shardable_reader(config, plan.calib)
+    # Workers that reserve a GPU run on it; the driver may have none, so its providers say nothing.
     gpus = config.cluster.ray_gpus_per_worker > 0
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpus else providers_for(config.calibration.provider)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpus else ["CPUExecutionProvider"]
     job = ShardJob(str(model_path), config, names, planned_activations(model), mask_input,
                    _channel_tensors(model, config), reader.batch_size, providers)
     with ray_instance(config.cluster) as workers:
