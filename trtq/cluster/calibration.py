@@ -142,7 +142,7 @@ def shardable_reader(config: Config, reader: object) -> DataReader:
     Raises:
         ConfigError: --method ema (its moving average depends on the order of all samples, so shards
             do not merge exactly), or data that is not a path the workers can read (a loader script,
-            a Python reader object).
+            a Python reader object), or whose samples cannot be named apart.
     """
     if needs_ema(config.calibration.method):
         raise ConfigError("--method ema cannot run on Ray: its moving average follows the order of all samples, "
@@ -151,6 +151,10 @@ def shardable_reader(config: Config, reader: object) -> DataReader:
     if not isinstance(reader, DataReader) or not (config.data.calib or config.data.allow_random_data):
         raise ConfigError("--ray needs calibration data the workers can read from a path (--calib DATA)",
                           hint="give --calib a folder or file every node of the cluster can read, or drop --ray")
+    keys = reader.source.keys
+    if len(set(keys)) != len(keys):  # shards name their samples by key
+        raise ConfigError(f"--ray cannot shard {config.data.calib}: two of its samples have the same key",
+                          hint="give each sample its own file, or drop --ray")
     return reader
 
 

@@ -98,17 +98,36 @@ def optional_ray(cluster: ClusterConfig) -> Iterator[Workers | None]:
         yield workers
 
 
+# Ray gives a starting node 30 s to register; a loaded machine can miss that once, so a local start is tried twice.
+_LOCAL_STARTS = 2
+
+
 def _init(ray: ModuleType, address: str) -> None:
     local = address == LOCAL
-    try:
-        ray.init(address=None if local else address, num_cpus=os.cpu_count() if local else None,
-                 include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 configure_logging=True)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        where = "start a local Ray instance" if local else f"connect to the Ray cluster at {address}"
-        raise MissingDependencyError(f"cannot {where}: {str(exc).strip().splitlines()[0] if str(exc) else exc}",
-                                     hint="check the address ('ray status' on the head node), or drop --ray") from None
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if local:
+        # Workers import what they run when they start, while the driver still opens the model and data.
+        options.update(num_cpus=os.cpu_count(),
+                       runtime_env={"worker_process_setup_hook": "trtq.cluster.ray_runtime.prepare_worker"})
+    for attempt in range(_LOCAL_STARTS if local else 1):
+        try:
+            ray.init(address=None if local else address, **options)
+            break
+        except Exception as exc:  # Ray raises bare Exception, RuntimeError, ConnectionError, ... here
+            ray.shutdown()
+            if attempt + 1 < (_LOCAL_STARTS if local else 1):
+                log.info("Ray did not start (%s); trying again", _first(exc))
+                continue
+            where = "start a local Ray instance" if local else f"connect to the Ray cluster at {address}"
+            raise MissingDependencyError(f"cannot {where}: {_first(exc)}",
+                                         hint="check the address ('ray status' on the head node), or drop --ray"
+                                         ) from None
     log.info("Ray: %s", "started a local instance" if local else f"connected to {address}")
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def size_workers(ray: ModuleType, cluster: ClusterConfig) -> Workers:
@@ -138,9 +157,7 @@ def task_failure(exc: BaseException) -> BaseException:
         return cause
     if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
                         ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)):
-        return MissingDependencyError(f"a Ray worker was lost {RETRIES + 1} times: "
-                                      f"{str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__}",
-                                      hint=_LOST_HINT)
+        return MissingDependencyError(f"a Ray worker was lost {RETRIES + 1} times: {_first(exc)}", hint=_LOST_HINT)
     return exc
 
 
