@@ -108,7 +108,7 @@ def _init(ray: ModuleType, address: str) -> None:
     if local:
         # Workers import what they run when they start, while the driver still opens the model and data.
         options.update(num_cpus=os.cpu_count(),
-                       runtime_env={"worker_process_setup_hook": "trtq.cluster.ray_runtime.prepare_worker"})
+                       runtime_env={"worker_process_setup_hook": "trtq.cluster.worker_setup.prepare_worker"})
     for attempt in range(_LOCAL_STARTS if local else 1):
         try:
             ray.init(address=None if local else address, **options)
@@ -191,11 +191,3 @@ def cancel(refs: Sequence[Any]) -> None:
         with contextlib.suppress(Exception):
             ray.cancel(ref, recursive=True)
 
-
-def prepare_worker() -> None:
-    """Ray's worker_process_setup_hook of a local instance: import what workers run (onnx, ONNX Runtime,
-    the observers; about 3 s) when the process starts, while the driver opens the model and the data."""
-    import onnxruntime  # noqa: F401
-
-    import trtq.cluster.calibration
-    import trtq.cluster.tasks  # noqa: F401
