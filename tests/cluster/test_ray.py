@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def workers(tmp_path_factory):
     """A local Ray instance of 2 CPUs whose workers can be made to die (tests/cluster/faults.py)."""
     import ray  # in the dev extra: a missing Ray fails here rather than skipping the tests unseen
+
     from trtq.cluster.ray_runtime import ray_instance
     from trtq.config import ClusterConfig
 
