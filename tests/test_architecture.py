@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("trtq.engine",)),
     ("runtime", ("trtq.runtime",)),
     ("stages", ("trtq.calibration", "trtq.accuracy")),
+    ("cluster", ("trtq.cluster",)),  # Ray: runs the stages' work in parallel tasks (optional extra)
     ("report", ("trtq.report",)),
     ("pipeline", ("trtq.pipeline",)),
     ("cli", ("trtq.cli",)),

@@ -19,6 +19,7 @@ _INSTALL_HINTS = {
     "cuda": ("device buffers for TensorRT", "pip install 'trtq[tensorrt]'"),
     "cuda.bindings": ("device buffers for TensorRT", "pip install 'trtq[tensorrt]'"),
     "av": ("reading video files", "pip install 'trtq[video]'"),
+    "ray": ("--ray (calibration and the accuracy search on a Ray cluster)", "pip install 'trtq[ray]'"),
     "onnxruntime": ("running ONNX models", "pip install onnxruntime-gpu (or onnxruntime)"),
     "onnxslim": ("graph optimization (trtq optimize, --optimize)", "pip install 'trtq[optimize]'"),
 }

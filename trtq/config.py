@@ -31,9 +31,13 @@ from trtq.errors import ConfigError, short_repr
 log = logging.getLogger(__name__)
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None) -> Any:
-    """A dataclass field carrying its help text (and allowed values, or a function giving them) for CLI and docs."""
-    meta = {"help": help, "choices": choices}
+def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None,
+         flag_value: str | None = None) -> Any:
+    """A dataclass field carrying its help text (and allowed values, or a function giving them) for CLI and docs.
+
+    `flag_value`: the value the flag takes when given without one (`--ray` alone means `--ray local`).
+    """
+    meta = {"help": help, "choices": choices, "flag_value": flag_value}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -255,6 +259,21 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Scale-out on Ray (trtq[ray]): calibration shards and the accuracy search as parallel tasks."""
+
+    ray: str | None = _opt(
+        None, "Run on Ray: alone or 'local' starts a local instance on this machine's cores; 'auto' or "
+              "ray://HOST:PORT connects to a running cluster. The data paths must be readable on every node.",
+        flag_value="local",
+    )
+    ray_workers: int | None = _opt(None, "Ray workers (default: one per CPU of the instance).")
+    ray_gpus_per_worker: float = _opt(
+        0.0, "GPUs each Ray worker reserves; above 0 calibration runs on ONNX Runtime's CUDA provider."
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole pipeline's settings."""
 
@@ -265,6 +284,7 @@ class Config:
     build: BuildConfig = field(default_factory=BuildConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     out_dir: str | None = None
 
 

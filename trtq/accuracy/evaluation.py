@@ -106,6 +106,16 @@ def batch_samples(feed: Mapping[str, np.ndarray]) -> int:
     return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
+@dataclass(frozen=True)
+class _Replay:
+    """Feed dicts kept in memory, replayed on every call (picklable, unlike a closure)."""
+
+    feeds: list[dict[str, np.ndarray]]
+
+    def __call__(self) -> Iterator[dict[str, np.ndarray]]:
+        return iter(self.feeds)
+
+
 @dataclass
 class _Tolerance:
     """Polygraphy's elementwise atol/rtol verdict, batch by batch (see trtq.accuracy.metrics.ToleranceCheck)."""
@@ -172,6 +182,17 @@ class Reference:
         if count == 0:
             raise DataError("there is no data to evaluate on: the batches were empty", hint="check the data path")
         self._cache = cache
+
+    def shareable(self) -> Reference:
+        """A copy holding its evaluation inputs in memory, for another process (trtq.cluster.tasks).
+
+        The copy has no reader or closure to pickle: its batches are a list of the feed dicts, and the
+        reference outputs computed here go with it, so no other process reads the data or runs FP32.
+        """
+        copy = object.__new__(Reference)
+        copy.__dict__.update(self.__dict__)
+        copy.batches = _Replay([dict(feed) for feed in replayable(self.batches)()])
+        return copy
 
     def _reference_outputs(self) -> Iterator[dict[str, np.ndarray]]:
         if self._cache is not None:

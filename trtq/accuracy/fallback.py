@@ -30,9 +30,9 @@ from trtq.accuracy.evaluation import Batches, Reference, worst_pooled_cosine, wo
 from trtq.accuracy.gates import Gates, check_gates
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.sensitivity import DEFAULT_MEASURE_TOP, LayerSensitivity, layer_sensitivity
+from trtq.accuracy.tasks import TaskMap, serial_map
 from trtq.config import QuantizeConfig
 from trtq.errors import ConfigError
-from trtq.progress import progress_bar
 from trtq.qdq import QuantizeResult, quantize_model
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
              quantize_config: QuantizeConfig | None, gates: Gates, max_excluded: int = 10, *,
              measure_top: int | None = DEFAULT_MEASURE_TOP, postprocess: Postprocess | None = None,
              reference: Reference | None = None, show_progress: bool = False,
-             trials: int = DEFAULT_TRIALS) -> FallbackResult:
+             trials: int = DEFAULT_TRIALS, tasks: TaskMap | None = None) -> FallbackResult:
     """Quantize `model`, then exclude its most sensitive layers one by one until `gates` pass.
 
     Args:
@@ -129,6 +129,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         reference: FP32 outputs already computed on the held-out batches.
         show_progress: a progress bar while the layers are ranked.
         trials: candidates tried at each step (the next ones in the ranking); the best is kept.
+        tasks: runs the ranking's measurements and each step's trials (default: one after the other;
+            trtq.cluster.tasks.RayMap in parallel); the chosen layers are the same either way.
 
     Raises:
         ConfigError: no gate is set, or max_excluded < 0.
@@ -146,20 +148,18 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
     # A cosine gate on token embeddings is a pooled-cosine gate (trtq.accuracy.gates): rank by that.
     rank_by = "pooled_cosine" if gates.min_cosine is not None and first.pooled_cosine is not None else "sqnr"
     ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference,
-                                show_progress=show_progress, rank_by=rank_by)
+                                show_progress=show_progress, rank_by=rank_by, tasks=tasks)
     remaining = list(ranking)
     while len(steps) <= max_excluded:
         quantized = {q.name for q in result.report.quantized}
         remaining = [layer for layer in remaining if layer.node in quantized]  # an exclusion can unquantize others
-        tried = []
-        with progress_bar(len(remaining[:trials]), f"fallback step {len(steps)}", unit="trial",
-                          enabled=show_progress) as bar:  # each trial quantizes and measures: seconds
-            for layer in remaining[:trials]:
-                trial = dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node])
-                tried.append((trial, layer, *step.run(trial, layer)))
-                bar.update(1)
-        if not tried:
+        candidates = [(dataclasses.replace(options, exclude_nodes=[*options.exclude_nodes, layer.node]), layer)
+                      for layer in remaining[:trials]]
+        if not candidates:
             break
+        runs = (tasks or serial_map)(run_trial, step, candidates, desc=f"fallback step {len(steps)}", unit="trial",
+                                     show_progress=show_progress)  # each trial quantizes and measures: seconds
+        tried = [(trial, layer, *run) for (trial, layer), run in zip(candidates, runs, strict=True)]
         options, layer, result, candidate, measured = max(tried, key=lambda t: _score(t[4]))
         remaining.remove(layer)
         steps.append(measured)
@@ -189,6 +189,13 @@ def _score(step: FallbackStep) -> tuple[bool, int, float, float, float]:
     top1 = step.top1_agreement if step.top1_agreement is not None else 0.0
     pooled = step.pooled_cosine if step.pooled_cosine is not None else 0.0
     return step.passed, -len(step.failures), top1, pooled, step.sqnr_db
+
+
+def run_trial(step: _Step, candidate: tuple[QuantizeConfig, LayerSensitivity]
+              ) -> tuple[QuantizeResult, onnx.ModelProto, FallbackStep]:
+    """One trial of a fallback step: `candidate` is (the settings with one more exclusion, that layer)."""
+    options, layer = candidate
+    return step.run(options, layer)
 
 
 @dataclass

@@ -45,8 +45,8 @@ import onnx
 from trtq.accuracy.evaluation import Batches, Reference, run_batches, worst_pooled_cosine, worst_sqnr, worst_top1
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.probe import SqnrSums, only_layers, probe_model, quantized_layers
+from trtq.accuracy.tasks import TaskMap, serial_map
 from trtq.config import QuantizeConfig
-from trtq.progress import progress_bar
 from trtq.qdq import quantize_model
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]
 def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches: Batches,
                       quantize_config: QuantizeConfig | None = None, *, measure_top: int | None = DEFAULT_MEASURE_TOP,
                       reference: Reference | None = None, show_progress: bool = False,
-                      rank_by: str = "sqnr") -> list[LayerSensitivity]:
+                      rank_by: str = "sqnr", tasks: TaskMap | None = None) -> list[LayerSensitivity]:
     """Rank the quantized layers of `model`, most sensitive first (see the module docstring).
 
     Args:
@@ -119,6 +119,8 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
         show_progress: a progress bar over the layers measured alone.
         rank_by: "sqnr" (worst output SQNR) or "pooled_cosine" (worst mean pooled-embedding cosine of
             token-embedding outputs; SQNR where a model has none) for the layers measured alone.
+        tasks: runs the measurements alone (default: one after the other; trtq.cluster.tasks.RayMap in
+            parallel); the ranking is the same either way.
 
     Returns:
         One entry per quantized layer: measured ones first (worst by `rank_by` first), then the
@@ -132,11 +134,8 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
     layers = [LayerSensitivity(name, op, local.get(name, math.inf)) for name, op in quantized_layers(qdq)]
     by_local = sorted(layers, key=lambda s: s.local_sqnr_db)
     count = len(by_local) if measure_top is None else max(0, min(measure_top, len(by_local)))
-    with progress_bar(count, "sensitivity", unit="layer", enabled=show_progress) as bar:
-        measured = []
-        for layer in by_local[:count]:
-            measured.append(_measure_alone(qdq, layer, reference))
-            bar.update(1)
+    measured = (tasks or serial_map)(measure_alone, (qdq, reference), by_local[:count], desc="sensitivity",
+                                     unit="layer", show_progress=show_progress)
     if rank_by not in ("sqnr", "pooled_cosine"):
         raise ValueError(f"rank_by must be 'sqnr' or 'pooled_cosine', got {rank_by!r}")
     if rank_by == "pooled_cosine" and all(s.alone_pooled_cosine is not None for s in measured):
@@ -148,7 +147,9 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
     return measured + by_local[count:]
 
 
-def _measure_alone(qdq: onnx.ModelProto, layer: LayerSensitivity, reference: Reference) -> LayerSensitivity:
+def measure_alone(shared: tuple[onnx.ModelProto, Reference], layer: LayerSensitivity) -> LayerSensitivity:
+    """`layer` with its end metrics when it alone is quantized; `shared` is (the Q/DQ model, the reference)."""
+    qdq, reference = shared
     result = reference.measure(only_layers(qdq, [layer.node]), label=f"only {layer.node} quantized")
     return dataclasses.replace(layer, alone_sqnr_db=worst_sqnr(result), alone_top1_agreement=worst_top1(result),
                                alone_pooled_cosine=worst_pooled_cosine(result))

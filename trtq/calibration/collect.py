@@ -19,6 +19,7 @@ result. benchmarks/bench_calibration.py measures it against plain inference.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -161,6 +163,15 @@ class _Observing:
         )
 
 
+def collection_session(model: onnx.ModelProto, model_dir: str | Path | None, names: list[str],
+                       providers: list[str]) -> contextlib.AbstractContextManager[Any]:
+    """The ONNX Runtime session collect_statistics runs: `model` with the tensors `names` exposed.
+
+    A caller that collects many parts of the data (a Ray worker) opens it once and passes it as `session`.
+    """
+    return create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES)
+
+
 def collect_statistics(
     model: onnx.ModelProto,
     model_dir: str | Path | None,
@@ -176,6 +187,7 @@ def collect_statistics(
     mask_input: str | None = None,
     memory_budget: int | None = DEFAULT_BUDGET_MIB * MIB,
     channel_tensors: Collection[str] = (),
+    session: Any = None,
 ) -> CollectionResult:
     """Run `model` over `batches` and observe the tensors `names`.
 
@@ -197,17 +209,20 @@ def collect_statistics(
         memory_budget: bytes of exposed activations alive at once; larger batches run in
             micro-batches (same results, see microbatch.py). None: no limit.
         channel_tensors: tensors that also get per-channel statistics (SmoothQuant's MatMul inputs).
+        session: a session from collection_session for the same model and names (None: one is made).
 
     Raises:
         DataError: an input does not fit the model, or a quantized activation is not finite.
     """
     observing = _Observing(names, make_stats, nan_policy, quantized, channel_tensors=channel_tensors)
     start = time.perf_counter()
-    log.info("starting ONNX Runtime with %d tensors exposed as outputs", len(names))  # seconds on big models
-    with create_session(expose_tensors(model, names), model_dir, providers, _SESSION_ENTRIES) as session, \
-            _Worker(observing.observe) as worker, \
+    if session is None:
+        log.info("starting ONNX Runtime with %d tensors exposed as outputs", len(names))  # seconds on big models
+    opened = contextlib.nullcontext(session) if session is not None else \
+        collection_session(model, model_dir, names, providers)
+    with opened as sess, _Worker(observing.observe) as worker, \
             progress_bar(total_samples, "calibrating", enabled=show_progress) as bar:
-        num_samples = _stream(session, batches, worker, bar, MicroBatcher(memory_budget), mask_input, observing)
+        num_samples = _stream(sess, batches, worker, bar, MicroBatcher(memory_budget), mask_input, observing)
     if num_samples == 0:
         raise DataError("no calibration samples were read", hint="check --calib and --max-samples")
     stats = observing.result_stats()

@@ -21,7 +21,7 @@ trtq build encoder.onnx --calib sentences.npz --eval held_out.npz --min-cosine 0
 
 @main.command("build", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
-@config_options("data", "preprocess", "calibration", "quantize", "build", "check", "prepare",
+@config_options("data", "preprocess", "calibration", "quantize", "build", "check", "prepare", "cluster",
                 skip=("compare_methods",),
                 required=("calib",),
                 help_texts={"calib": "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "

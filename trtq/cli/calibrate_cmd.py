@@ -26,7 +26,7 @@ trtq calibrate model.onnx --load-stats a.npz,b.npz --method percentile
 
 @main.command("calibrate", examples=EXAMPLES)
 @click.argument("model", type=click.Path(dir_okay=False))
-@config_options("data", "preprocess", "calibration", skip=BUILD_ONLY)
+@config_options("data", "preprocess", "calibration", "cluster", skip=BUILD_ONLY)
 @section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION, shown_default="next to the model",
                 help="Folder for the cache.")
 @section_option("--pow2/--no-pow2", "pow2", default=None, section=SECTION_TITLES["quantize"], shown_default="no-pow2",

@@ -25,7 +25,7 @@ BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "wei
 
 
 # Help section of each config section's flags (trtq.cli.command prints one titled block per section).
-SECTION_TITLES = {"data": "Data", "preprocess": "Preprocessing", "prepare": "Model preparation",
+SECTION_TITLES = {"data": "Data", "preprocess": "Preprocessing", "prepare": "Model preparation", "cluster": "Ray",
                   "calibration": "Calibration", "quantize": "Quantization", "build": "Engine",
                   "check": "Accuracy check"}
 CONFIG_SECTION = "Config"
@@ -66,9 +66,11 @@ def _field_option(section: str, f: dataclasses.Field[Any], tp: Any, help_text: s
     click_type, is_flag = _click_type(tp, f)
     flag = "--" + f.name.replace("_", "-")
     decls = [f"{flag}/--no-{flag[2:]}"] if is_flag else [flag]
+    # a field with a flag_value takes its value optionally: `--ray` alone is `--ray local`
+    optional = {"is_flag": False, "flag_value": f.metadata["flag_value"]} if f.metadata.get("flag_value") else {}
     return section_option(*decls, f.name, type=click_type, default=None, help=help_text or f.metadata["help"],
                           show_default=False, shown_default=shown_default(f, is_flag), shown_required=required,
-                          section=title or SECTION_TITLES[section])
+                          section=title or SECTION_TITLES[section], **optional)
 
 
 def config_options(*sections: str, skip: tuple[str, ...] = (), help_texts: Mapping[str, str] | None = None,

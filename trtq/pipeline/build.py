@@ -20,12 +20,13 @@ import onnx
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
 from trtq.accuracy.labels import resolve_labels
 from trtq.atomic import check_writable
+from trtq.cluster.ray_runtime import optional_ray
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
 from trtq.pipeline import select_stage
-from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, default_cache_path, with_tensor_scope
+from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, check_ray, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.precision_select import Selection
 from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
@@ -72,11 +73,19 @@ def build(model_path: str | Path, config: Config, show_progress: bool = True,
     """Run the pipeline on `model_path` as `config` says; write everything into the output folder.
 
     `plan`: data readers already made (e.g. by trtq.build from a custom source); else from the config.
+    With --ray one Ray instance serves calibration and the accuracy search (started once).
 
     Raises:
-        MissingDependencyError: `--require-engine` where TensorRT or a GPU is missing (before any work).
+        MissingDependencyError: `--require-engine` where TensorRT or a GPU is missing (before any work),
+            or --ray without Ray installed.
         TrtqError: bad model, data, cache or config (from the step that found it).
     """
+    check_ray(config)
+    with optional_ray(config.cluster):
+        return _build(model_path, config, show_progress, plan)
+
+
+def _build(model_path: str | Path, config: Config, show_progress: bool, plan: DataPlan | None) -> BuildOutcome:
     model_path = Path(model_path)
     out_dir = Path(config.out_dir) if config.out_dir else default_out_dir(model_path)
     config = dataclasses.replace(config, out_dir=str(out_dir))

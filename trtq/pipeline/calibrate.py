@@ -28,7 +28,7 @@ from trtq.cache import CalibrationTable, Provenance, names_sha256, read_cache, v
 from trtq.cache.table import json_params
 from trtq.cache.trt_format import encode_trt_version, normalize_trt_version
 from trtq.cache.validate import check_coverage
-from trtq.calibration.collect import DATA_REASONS, collect_statistics
+from trtq.calibration.collect import DATA_REASONS, CollectionResult, collect_statistics
 from trtq.calibration.microbatch import MIB
 from trtq.calibration.ranges import (
     check_pow2,
@@ -187,6 +187,7 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
     cal = config.calibration
     check_settings(cal)
     check_pow2(cal, config.quantize.pow2)
+    check_ray(config)
     names = calibration_tensors(model, config)
     notes = summary_lines(attention_masks(model))
     cache_path = default_cache_path(model_path, config)
@@ -224,6 +225,16 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         not_reused=gathered.note,
         notes=notes + summary_lines(gathered.left_out, "from the calibration data", DATA_REASONS),
     )
+
+
+def check_ray(config: Config) -> None:
+    """With --ray: fail now, not after the data is opened, when Ray is missing (exit 3) or its flags are bad."""
+    if config.cluster.ray is None:
+        return
+    from trtq.cluster.ray_runtime import check_cluster_config, require_ray
+
+    check_cluster_config(config.cluster)
+    require_ray()
 
 
 def check_overwrite(cache_path: Path, fp: model_io.ModelFingerprint, names: list[str]) -> None:
@@ -382,13 +393,19 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     plan = plan or make_readers(config, model_io.graph_inputs(model))
     cal = config.calibration
     mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
-    result = collect_statistics(
-        model, model_path.parent, names, plan.calib,
-        lambda: TensorStats(num_bins=cal.num_bins, ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
-        providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
-        total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
-        mask_input=mask_input, memory_budget=cal.memory_budget * MIB, channel_tensors=_channel_tensors(model, config),
-    )
+    skipped = None
+    if config.cluster.ray:
+        result, skipped = _collect_on_ray(model, model_path, names, config, plan, mask_input, show_progress)
+    else:
+        result = collect_statistics(
+            model, model_path.parent, names, plan.calib,
+            lambda: TensorStats(num_bins=cal.num_bins,
+                                ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
+            providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
+            total_samples=plan.calib.num_samples, show_progress=show_progress, quantized=planned_activations(model),
+            mask_input=mask_input, memory_budget=cal.memory_budget * MIB,
+            channel_tensors=_channel_tensors(model, config),
+        )
     record = StatsRecord(
         num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
@@ -396,9 +413,26 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     )
     warnings = list(plan.warnings) + _nonfinite_summary(result.nonfinite)
     # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.
-    warnings += [f"skipped unreadable file {key}: {reason}" for key, reason in plan.calib.skipped]
+    warnings += [f"skipped unreadable file {key}: {reason}"
+                 for key, reason in (plan.calib.skipped if skipped is None else skipped)]
     return _Gathered(result.stats, record, cal.num_bins, warnings, result.seconds, left_out=result.left_out,
                      nonfinite=dict(result.nonfinite))
+
+
+def _collect_on_ray(model: onnx.ModelProto, model_path: Path, names: list[str], config: Config, plan: DataPlan,
+                    mask_input: str | None, show_progress: bool) -> tuple[CollectionResult, list[tuple[str, str]]]:
+    """collect_statistics' result for the whole data, from shards on Ray workers (trtq.cluster.calibration)."""
+    from trtq.cluster.calibration import ShardJob, collect_on_ray, shardable_reader
+    from trtq.cluster.ray_runtime import ray_instance
+
+    reader = shardable_reader(config, plan.calib)
+    # Workers that reserve a GPU run on it; the driver may have none, so its providers say nothing.
+    gpus = config.cluster.ray_gpus_per_worker > 0
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpus else ["CPUExecutionProvider"]
+    job = ShardJob(str(model_path), config, names, planned_activations(model), mask_input,
+                   _channel_tensors(model, config), reader.batch_size, providers)
+    with ray_instance(config.cluster) as workers:
+        return collect_on_ray(job, reader, workers, show_progress)
 
 
 def _nonfinite_summary(nonfinite: Mapping[str, int]) -> list[str]:

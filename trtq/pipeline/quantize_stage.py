@@ -30,8 +30,11 @@ from trtq.accuracy.bias_correction import BiasCorrectionReport, apply_bias_corre
 from trtq.accuracy.evaluation import Reference
 from trtq.accuracy.fallback import FallbackResult, check_gate_set, check_max_excluded, fallback
 from trtq.accuracy.sensitivity import LayerSensitivity, layer_sensitivity, ranking_table
+from trtq.accuracy.tasks import TaskMap
 from trtq.accuracy.weight_rounding import WeightRoundingReport, round_weights
-from trtq.config import Config
+from trtq.cluster.ray_runtime import optional_ray
+from trtq.cluster.tasks import RayMap
+from trtq.config import ClusterConfig, Config
 from trtq.data import DataReader
 from trtq.errors import ConfigError
 from trtq.progress import timed_step
@@ -115,13 +118,23 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
     The FP16 option is ignored here: the returned model is the FP32 variant ONNX Runtime checks;
     trtq.qdq.to_fp16_twin makes the TensorRT 11 variant from it. `weights_dir`: the folder of a model
     loaded by reference, for the plain quantization (needs_loaded_weights says when that is all that runs).
+    With --ray the sensitivity and fallback measurements run as Ray tasks (same ranking, same layers chosen).
     """
+    searches = config.check.fallback or (config.check.per_layer and evaluation is not None)
+    with optional_ray(config.cluster if searches else ClusterConfig()) as workers:
+        return _make_qdq_model(model, amax, config, calib, evaluation, show_progress,
+                               RayMap(workers) if workers else None, weights_dir)
+
+
+def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
+                    evaluation: DataReader | None, show_progress: bool, tasks: TaskMap | None,
+                    weights_dir: Path | None) -> QdqOutcome:
     options = dataclasses.replace(config.quantize, fp16=False)
     reference = _LazyReference(model, evaluation)
     if config.check.fallback:
         log.info("fallback: measuring the Q/DQ model against the gates on the held-out samples")
         found = fallback(model, amax, None, options, Gates.from_config(config.check), config.check.max_excluded,
-                         reference=reference.get(), show_progress=show_progress)
+                         reference=reference.get(), show_progress=show_progress, tasks=tasks)
         log.info("%s", found.summary())
         outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
         options = found.options
@@ -131,7 +144,7 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
         outcome = QdqOutcome(result.model, result)
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
-                                                show_progress=show_progress)
+                                                show_progress=show_progress, tasks=tasks)
     learned, ranges = learned_rounding(config, outcome.result), range_search(config, outcome.result)
     if learned or ranges:
         log.info("%s%s on %d calibration samples, layer by layer", "learned weight rounding" if learned else "",

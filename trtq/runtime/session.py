@@ -28,6 +28,16 @@ LOAD_HINT = "check the model with 'trtq inspect' and onnx.checker"
 # ONNX Runtime (>= 1.18) reads the external data of a model given as bytes from this folder.
 EXTERNAL_FOLDER_ENTRY = "session.model_external_initializers_file_folder_path"
 
+# Intra-op threads of every session this process creates (0: ONNX Runtime's default, one per core).
+# A Ray worker sets its share of the cores (trtq.cluster), so that workers do not oversubscribe them.
+_process_threads = 0
+
+
+def set_process_threads(threads: int) -> None:
+    """Give every ONNX Runtime session this process creates from now on `threads` intra-op threads (0: default)."""
+    global _process_threads
+    _process_threads = max(0, int(threads))
+
 
 def clamp_ir_version(model: onnx.ModelProto) -> None:
     """Lower the model's IR version, in place, to the newest ONNX Runtime reads (onnx may write a newer one)."""
@@ -107,6 +117,7 @@ def _new_session(model: bytes | str, providers: list[str], config_entries: Mappi
     ort = _lazy.require("onnxruntime")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # ORT's warnings about unused initializers are noise here
+    options.intra_op_num_threads = _process_threads
     for key, value in (config_entries or {}).items():
         options.add_session_config_entry(key, value)
     try:
@@ -145,7 +156,7 @@ def cpu_session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, th
                hint="leave out --fallback / --bias-correction for this model")
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or _process_threads
     if ort_optimization_level(work) == "basic":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     for key, value in QDQ_SESSION_ENTRIES.items():
