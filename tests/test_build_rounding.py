@@ -57,3 +57,21 @@ def test_build_equalizes_and_learns_the_rounding_deterministically(workdir):
     fast = _report(workdir / "c")
     assert fast["accuracy"]["weight_rounding"] is None and fast["accuracy"].get("equalization") is None
     assert not (workdir / "c" / "dwpw.equalized.onnx").exists()
+
+
+def test_build_rechooses_activation_ranges_and_reports_them(workdir):
+    result = _build(workdir, "r", "--activation-ranges", "layer-output")
+    assert result.exit_code == 0, result.output
+    data = _report(workdir / "r")
+    rounding = data["accuracy"]["weight_rounding"]
+    assert rounding["method"] == "nearest" and rounding["layers"] == []  # the integers are nearest's
+    assert {r["tensor"] for r in rounding["ranges"]} and all(r["error_ratio"] <= 1 for r in rounding["ranges"])
+    md = (workdir / "r" / "report.md").read_text()
+    assert "Activation ranges by layer output error" in md and "Learned weight rounding" not in md
+    plain = _build(workdir, "p")
+    assert plain.exit_code == 0, plain.output
+    # the cache keeps the histogram ranges; the Q/DQ model differs where a range was re-chosen
+    assert (workdir / "r" / "dwpw.cache").read_bytes() == (workdir / "p" / "dwpw.cache").read_bytes()
+    assert any(r["amax_after"] != r["amax_before"] for r in rounding["ranges"])  # minmax ranges: clipping pays
+    assert (workdir / "r" / "dwpw.qdq.onnx").read_bytes() != (workdir / "p" / "dwpw.qdq.onnx").read_bytes()
+    assert _report(workdir / "p")["accuracy"]["weight_rounding"] is None

@@ -309,7 +309,7 @@ def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, 
     if equalization:
         lines += ["## Cross-layer equalization", "", f"{len(equalization['pairs'])} conv pairs equalized "
                   f"({equalization['rounds']} rounds); the equalized FP32 model is in the output folder.", ""]
-    if rounding:
+    if rounding and rounding["layers"]:
         layers = rounding["layers"]
         lines += ["## Learned weight rounding", "", f"{len(layers)} layers re-rounded ({rounding['method']}, target "
                   f"{rounding['target']}, {rounding['samples']} samples, {rounding['passes']} passes, "
@@ -317,6 +317,19 @@ def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, 
         lines += _table(["layer", "op", "nearest dB", "learned dB", "weights changed"],
                         [[f"`{r['node']}`", r["op_type"], format_db(r["sqnr_nearest"]), format_db(r["sqnr_learned"]),
                           f"{r['changed']} / {r['weights']}"] for r in layers[:20]])
+        lines.append("")
+    ranges = (rounding or {}).get("ranges") or []
+    if ranges:
+        changed = [r for r in ranges if r["amax_after"] != r["amax_before"]]
+        lines += ["## Activation ranges by layer output error", "",
+                  f"{len(changed)} of {len(ranges)} activation ranges re-chosen ({rounding['samples']} calibration "  # type: ignore[index]
+                  f"samples, {rounding['passes']} passes, {rounding['seconds']:.1f} s); the Q/DQ model has "  # type: ignore[index]
+                  "them, the calibration cache keeps the histogram ranges. Largest error reductions (error of "
+                  "the reading layers' outputs, after / before):", ""]
+        best = sorted(changed, key=lambda r: r["error_ratio"])[:20]
+        lines += _table(["tensor", "read by", "amax before", "amax after", "error after / before"],
+                        [[f"`{r['tensor']}`", ", ".join(f"`{n}`" for n in r["layers"]), _num(r["amax_before"], 4),
+                          _num(r["amax_after"], 4), _num(r["error_ratio"], 3)] for r in best])
         lines.append("")
     return lines
 
