@@ -173,7 +173,8 @@ class QuantizeConfig:
     )
     weight_rounding: str = _opt(
         "nearest", "INT8 weight integers: nearest rounding, or learned from calibration data to minimise each "
-                   "layer's output error against FP32 (GPTQ-style, layer by layer; trtq.accuracy.weight_rounding).",
+                   "layer's output error on its quantized inputs (GPTQ, layer by layer; "
+                   "trtq.accuracy.weight_rounding).",
         ("nearest", "learned"),
     )
     equalization: str = _opt(

@@ -150,9 +150,11 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
         log.info("%s%s on %d calibration samples, layer by layer", "learned weight rounding" if learned else "",
                  (" and " if learned else "") + "activation ranges by layer output error" if ranges else "",
                  WEIGHT_ROUNDING_SAMPLES)
+        # target "self": the "fp32" target's compensation of upstream errors did not carry over to held-out
+        # data on MobileNetV2 (12.9 dB nearest -> 10.0 dB; the plain least-squares weight: -0.8 dB)
         outcome.model, outcome.weight_rounding = round_weights(
             model, outcome.model, calib.feed_dicts(), method="gptq" if learned else "nearest",
-            target="self" if ranges else "fp32", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
+            target="self", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
         log.info("%s", outcome.weight_rounding.summary())
     mode = config.quantize.bias_correction
     if mode != "none":
