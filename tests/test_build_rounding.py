@@ -75,3 +75,11 @@ def test_build_rechooses_activation_ranges_and_reports_them(workdir):
     assert any(r["amax_after"] != r["amax_before"] for r in rounding["ranges"])  # minmax ranges: clipping pays
     assert (workdir / "r" / "dwpw.qdq.onnx").read_bytes() != (workdir / "p" / "dwpw.qdq.onnx").read_bytes()
     assert _report(workdir / "p")["accuracy"]["weight_rounding"] is None
+
+
+def test_build_with_adaround_rounds_within_one_step_of_nearest(workdir):
+    result = _build(workdir, "ada", "--weight-rounding", "adaround", "--activation-ranges", "layer-output")
+    assert result.exit_code == 0, result.output
+    rounding = _report(workdir / "ada")["accuracy"]["weight_rounding"]
+    assert rounding["method"] == "adaround" and [r["node"] for r in rounding["layers"]] == ["dw", "pw", "c3"]
+    assert all(r["sqnr_learned"] >= r["sqnr_nearest"] for r in rounding["layers"]) and rounding["ranges"]

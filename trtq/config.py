@@ -172,10 +172,10 @@ class QuantizeConfig:
                 "ALPHA in [0, 1]: that alpha everywhere; off.",
     )
     weight_rounding: str = _opt(
-        "nearest", "INT8 weight integers: nearest rounding, or learned from calibration data to minimise each "
-                   "layer's output error on its quantized inputs (GPTQ, layer by layer; "
-                   "trtq.accuracy.weight_rounding).",
-        ("nearest", "learned"),
+        "nearest", "INT8 weight integers: nearest rounding, or chosen from calibration data to minimise each "
+                   "layer's output error on its quantized inputs, layer by layer (trtq.accuracy.weight_rounding): "
+                   "adaround (each weight rounded up or down, learned; minutes) or learned (GPTQ, closed form).",
+        ("nearest", "learned", "adaround"),
     )
     equalization: str = _opt(
         "none", "Cross-layer equalization of Conv -> Relu/ReLU6/identity -> Conv chains before calibration "

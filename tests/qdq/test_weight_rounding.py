@@ -15,7 +15,7 @@ from trtq.accuracy.probe import float_sources
 from trtq.accuracy.weight_rounding import round_weights
 from trtq.qdq import quantize_model
 from trtq.qdq.layer_rows import layer_shape
-from trtq.qdq.rounding_solvers import adaround, gptq_round, nearest, row_errors
+from trtq.qdq.rounding_solvers import adaround, gptq_round, nearest, row_errors, target_errors
 
 SHAPE = (3, 12, 12)
 
@@ -64,6 +64,23 @@ def test_learned_rounding_never_loses_to_nearest_on_a_constructed_layer(seed):
         assert np.all(errors <= plain + 1e-9)
         assert errors.sum() < 0.8 * plain.sum()
         assert q.min() >= -127 and q.max() <= 127 and np.array_equal(q, np.rint(q))
+
+
+def test_asymmetric_adaround_stays_within_one_step_and_beats_nearest_on_its_objective():
+    """Inputs carrying an upstream error (X~ = X + E): the target is the FP32 output X W^T."""
+    rng = np.random.default_rng(4)
+    k = 32
+    x = (rng.standard_normal((3000, k)) @ (np.eye(k) + 0.3 * rng.standard_normal((k, k))) + 0.5)[None]
+    xq = x + 0.05 * rng.standard_normal(x.shape)
+    w = rng.standard_normal((1, 16, k))
+    s = np.abs(w).max(-1) / 127
+    h, cross = np.einsum("grk,grl->gkl", xq, xq), np.einsum("grk,grl->gkl", xq, x)
+    b = np.matmul(w, np.swapaxes(cross, 1, 2))
+    q = adaround(w, s, h, iterations=300, b=b)
+    floor = np.floor(w / s[..., None])
+    assert np.all(q >= floor) and np.all(q <= floor + 1)  # never more than one step from W
+    learned, plain = target_errors(b, s, q, h), target_errors(b, s, nearest(w, s), h)
+    assert np.all(learned <= plain + 1e-9) and learned.sum() < plain.sum()
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,6 @@ from trtq.qdq.rounding_solvers import adaround, anchored_weight, gptq_round, nea
 
 log = logging.getLogger(__name__)
 
-MODES = ("nearest", "learned")
 METHODS = ("gptq", "adaround", "nearest")  # nearest: integers kept (with `ranges`, only the ranges change)
 TARGETS = ("fp32", "self")
 DEFAULT_SAMPLES = 32

@@ -106,7 +106,8 @@ def needs_loaded_weights(config: Config) -> bool:
     learned rounding, bias correction, the fallback, per-layer sensitivity, the FP16 twin), so that a
     model over 2 GiB cannot keep its weights in their files (trtq.onnx_model.model.load_model_by_reference)."""
     q, check = config.quantize, config.check
-    return bool((not q.fast and (q.equalization != "none" or q.weight_rounding == "learned"))
+    return bool((not q.fast and (q.equalization != "none" or q.weight_rounding != "nearest"
+                                 or q.activation_ranges != "histogram"))
                 or q.bias_correction != "none" or q.fp16 or check.fallback or check.per_layer)
 
 
@@ -147,13 +148,14 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
                                                 show_progress=show_progress, tasks=tasks)
     learned, ranges = learned_rounding(config, outcome.result), range_search(config, outcome.result)
     if learned or ranges:
-        log.info("%s%s on %d calibration samples, layer by layer", "learned weight rounding" if learned else "",
+        log.info("%s%s on %d calibration samples, layer by layer",
+                 f"{config.quantize.weight_rounding} weight rounding" if learned else "",
                  (" and " if learned else "") + "activation ranges by layer output error" if ranges else "",
                  WEIGHT_ROUNDING_SAMPLES)
         # target "self": the "fp32" target's compensation of upstream errors did not carry over to held-out
         # data on MobileNetV2 (12.9 dB nearest -> 10.0 dB; the plain least-squares weight: -0.8 dB)
         outcome.model, outcome.weight_rounding = round_weights(
-            model, outcome.model, calib.feed_dicts(), method="gptq" if learned else "nearest",
+            model, outcome.model, calib.feed_dicts(), method=ROUNDING_METHODS[config.quantize.weight_rounding],
             target="self", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
         log.info("%s", outcome.weight_rounding.summary())
     mode = config.quantize.bias_correction
@@ -169,10 +171,14 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
     return outcome
 
 
+# --weight-rounding -> trtq.accuracy.weight_rounding method ("nearest" keeps the integers: the ranges alone)
+ROUNDING_METHODS = {"nearest": "nearest", "learned": "gptq", "adaround": "adaround"}
+
+
 def learned_rounding(config: Config, result: QuantizeResult) -> bool:
-    """Whether learned weight rounding runs: asked for, not --fast, INT8, and weights to round."""
+    """Whether learned weight rounding (GPTQ or AdaRound) runs: asked for, not --fast, INT8, and weights to round."""
     q = config.quantize
-    return q.weight_rounding == "learned" and not q.fast and q.precision == "int8" and result.report.weights > 0
+    return q.weight_rounding != "nearest" and not q.fast and q.precision == "int8" and result.report.weights > 0
 
 
 def range_search(config: Config, result: QuantizeResult) -> bool:

@@ -112,10 +112,14 @@ def check_build_options(config: Config) -> None:
     """Refuse build options that have no meaning for weight-only INT4, before any long step runs.
 
     Raises:
-        ConfigError: --implicit, --fallback or --bias-correction with --precision int4-weights.
+        ConfigError: --implicit, --fallback, --bias-correction, AdaRound or activation ranges with
+            --precision int4-weights (its learned rounding is --weight-rounding learned).
     """
     asked = [flag for flag, on in (("--implicit", config.build.implicit), ("--fallback", config.check.fallback),
-                                   ("--bias-correction", config.quantize.bias_correction != "none")) if on]
+                                   ("--bias-correction", config.quantize.bias_correction != "none"),
+                                   ("--weight-rounding adaround", config.quantize.weight_rounding == "adaround"),
+                                   ("--activation-ranges layer-output",
+                                    config.quantize.activation_ranges != "histogram")) if on]
     if asked:
         raise ConfigError(f"{asked[0]} does not apply to --precision int4-weights",
                           hint="INT4 weight-only models are explicit (Q/DQ) and have no activation "
