@@ -96,8 +96,8 @@ def test_gate_failed_suggests_the_fallback_with_that_gate(fp32, broken, tmp_path
     verdict = _verdict(md)
     assert f"no, a gate failed: output 'prob': SQNR {sqnr:.2f}" in verdict
     assert "status: **failed**: an accuracy gate failed (exit code 1)" in verdict
-    assert ("`trtq build branchy.onnx --calib photos/ ... --min-sqnr 40 --fallback --bias-correction auto`"
-            in verdict)
+    assert ("`trtq build branchy.onnx --calib photos/ ... --min-sqnr 40 --activation-ranges layer-output --fallback "
+            "--bias-correction auto`" in verdict)
 
 
 def test_failed_fallback_gets_more_room_and_keeps_the_bias_correction(broken, tmp_path):
@@ -110,7 +110,8 @@ def test_failed_fallback_gets_more_room_and_keeps_the_bias_correction(broken, tm
     report.accuracy = {"fallback": {"excluded": ["a", "b", "c", "d"], "passed": False, "steps": []}}
     verdict = "\n".join(verdict_lines(report.to_dict()))
     assert "4 layer(s) left in float by the fallback" in verdict
-    assert "--min-sqnr 40 --fallback --max-excluded 8`" in verdict and "--bias-correction" not in verdict
+    assert "--min-sqnr 40 --activation-ranges layer-output --fallback --max-excluded 8`" in verdict
+    assert "--bias-correction" not in verdict
 
 
 def test_no_gate_judges_by_the_rules_of_thumb(fp32, far, fine, tmp_path):
@@ -123,11 +124,12 @@ def test_no_gate_judges_by_the_rules_of_thumb(fp32, far, fine, tmp_path):
     assert "status: **unchecked**: no accuracy gate was set" in verdict and "exit code 0" in verdict
     assert f"far from FP32: output `prob`, SQNR {bad_sqnr:.2f} dB" in verdict
     assert "probably not" in verdict
-    assert "--min-sqnr 20 --fallback --bias-correction auto`" in verdict
+    assert "--min-sqnr 20 --activation-ranges layer-output --fallback --bias-correction auto`" in verdict
 
     assert console_verdict(data).splitlines() == [
         f"verdict: far from FP32 (SQNR {bad_sqnr:.2f} dB); no gate set, probably not good enough",
-        "  to improve it: trtq build branchy.onnx --calib photos/ ... --min-sqnr 20 --fallback --bias-correction auto"]
+        "  to improve it: trtq build branchy.onnx --calib photos/ ... --min-sqnr 20 --activation-ranges layer-output "
+        "--fallback --bias-correction auto"]
 
     md, data = _report(tmp_path / "fine", fine[1], None)
     assert console_verdict(data) == f"verdict: very close to FP32 (SQNR {good_sqnr:.2f} dB); no gate set, probably " \
@@ -155,3 +157,15 @@ def test_without_held_out_samples_the_verdict_says_how_to_measure(tmp_path):
     report.add_artifact("qdq_model", "out/m.qdq.onnx")
     verdict = "\n".join(verdict_lines(report.to_dict()))
     assert "not measured" in verdict and "trtq compare" in verdict and "**Status: unchecked**" in verdict
+
+
+def test_ranges_already_rechosen_are_not_suggested_again(broken, tmp_path):
+    _, result = broken
+    report = Report(command="build")
+    report.set_config(load_config(overrides={"calib": "photos/", "min_sqnr": 40.0,
+                                             "activation_ranges": "layer-output"}))
+    report.set_comparison(result)
+    report.set_gates(Gates(min_sqnr=40.0), check_gates(result, Gates(min_sqnr=40.0)))
+    verdict = "\n".join(verdict_lines(report.to_dict()))
+    assert "--min-sqnr 40 --fallback --bias-correction auto`" in verdict
+    assert "--activation-ranges" not in verdict

@@ -135,8 +135,8 @@ def _gate_flags(thresholds: Mapping[str, Any]) -> list[str]:
 
 
 def improve_command(data: Mapping[str, Any], worst: Judgement | None) -> str:
-    """The one command most likely to improve a poor result (the fallback with a gate, or more room for it);
-    `...` stands for the run's other options."""
+    """The one command most likely to improve a poor result (activation ranges by layer output error, and the
+    fallback with a gate, or more room for it); `...` stands for the run's other options."""
     config = data.get("config") or {}
     check, quantize = config.get("check") or {}, config.get("quantize") or {}
     gates = data.get("gates")
@@ -144,6 +144,9 @@ def improve_command(data: Mapping[str, Any], worst: Judgement | None) -> str:
     if not flags and worst is not None:
         flag, bound = SUGGESTED_GATES[worst.metric]
         flags = [f"{flag} {bound:g}"]
+    if quantize.get("activation_ranges", "histogram") == "histogram" and quantize.get("precision", "int8") == "int8" \
+            and not quantize.get("fast"):
+        flags.append("--activation-ranges layer-output")  # every layer stays INT8: the fallback then needs fewer
     fallback = (data.get("accuracy") or {}).get("fallback")
     if fallback:  # the fallback ran and spent its budget: give it more room
         flags.append(f"--fallback --max-excluded {2 * int(check.get('max_excluded') or 10)}")
@@ -181,7 +184,8 @@ def verdict_lines(data: Mapping[str, Any]) -> list[str]:
                      f"task's own metric. status: **{status}**: {STATUS_MEANING[status]}.")
     if poor:
         lines.append(f"- **To improve it:** `{improve_command(data, worst)}` (your other options where the `...` "
-                     "is): leaves the most sensitive layers in float, one at a time, until the gate holds.")
+                     "is): re-chooses activation ranges by layer output error where not done yet, then leaves the most "
+                     "sensitive layers in float, one at a time, until the gate holds.")
     elif gates is None:
         flag, bound = SUGGESTED_GATES[worst.metric]
         lines.append(f"- **To keep it so:** add a gate (e.g. `{flag} {bound:g}`) and every build checks it "
