@@ -81,10 +81,10 @@ def input_scale(index: GraphIndex, layer_input: str, weighted: frozenset[str]) -
     zero = index.constant_value(q.input[2])
     if scale is None or zero is None or np.size(scale) != 1 or zero.dtype != np.int8 or np.any(zero != 0):
         return None
-    if index.constant_value(dq.input[1]) is None or float(np.asarray(index.constant_value(dq.input[1]))) != \
-            float(np.asarray(scale)):
+    dq_scale = index.constant_value(dq.input[1])
+    if dq_scale is None or np.size(dq_scale) != 1 or float(np.asarray(dq_scale)) != float(np.asarray(scale)):
         return None
-    dqs = [n for n in index.consumer_nodes(q.output[0])]
+    dqs = index.consumer_nodes(q.output[0])
     own = {id(q), *(id(n) for n in dqs)}
     names = tuple(dict.fromkeys([q.input[1], *(n.input[1] for n in dqs)]))
     alone = all(n.op_type == "DequantizeLinear" for n in dqs) and all(name in index.initializers for name in names) \

@@ -44,6 +44,7 @@ from onnx import numpy_helper
 from trtq.accuracy.evaluation import Batches, batch_samples, limit_samples, run_batches
 from trtq.accuracy.input_ranges import InputScale, RangeChoice, choose_scale, fake_quant, input_scale, write_scale
 from trtq.accuracy.metrics import json_float
+from trtq.accuracy.probe import float_sources
 from trtq.errors import ConfigError, DataError
 from trtq.qdq.equalization import drop_unread
 from trtq.qdq.graph import GraphIndex, NameScope
@@ -103,11 +104,12 @@ class WeightRoundingReport:
         gain = [r.sqnr_learned - r.sqnr_nearest for r in self.layers
                 if math.isfinite(r.sqnr_learned) and math.isfinite(r.sqnr_nearest)]
         mean = f", layer output SQNR +{np.mean(gain):.2f} dB on average" if gain else ""
-        ranges = f", {sum(r.amax_after != r.amax_before for r in self.ranges)} of {len(self.ranges)} input ranges " \
-            "re-chosen" if self.ranges else ""
+        rechosen = f"{sum(r.amax_after != r.amax_before for r in self.ranges)} of {len(self.ranges)} input ranges " \
+            "re-chosen"
         if self.method == "nearest":
-            return f"activation ranges by layer output error: {ranges[2:]} in {self.passes} passes over " \
+            return f"activation ranges by layer output error: {rechosen} in {self.passes} passes over " \
                    f"{self.samples} samples, {self.seconds:.1f} s"
+        ranges = f", {rechosen}" if self.ranges else ""
         return (f"weight rounding ({self.method}, target {self.target}): {len(self.layers)} layers in {self.passes} "
                 f"passes over {self.samples} samples{mean}{ranges}, {len(self.skipped)} skipped, "
                 f"{self.seconds:.1f} s")
@@ -289,7 +291,8 @@ def _collect(work: onnx.ModelProto, fp32_model: onnx.ModelProto | None, group: l
              options: _Options) -> tuple[dict[int, _Moments], int]:
     """One pass: the moments of every layer of `group` (inputs from the partly rounded `work`)."""
     inputs = [t.node.input[0] for t in group]
-    sources = [_float_source(work, name) for name in inputs]
+    float_of = float_sources(work)
+    sources = [float_of.get(name, name) for name in inputs]
     moments = {t.index: _Moments() for t in group}
     rngs = {t.index: np.random.default_rng([options.seed, t.index]) for t in group}
     fp32_runs = run_batches(_prune(fp32_model, sources), batches, sorted(set(sources))) if fp32_model else None
@@ -299,18 +302,27 @@ def _collect(work: onnx.ModelProto, fp32_model: onnx.ModelProto | None, group: l
         n = batch_samples(feed)
         samples += n
         for t, name, source in zip(group, inputs, sources, strict=True):
-            count = options.rows_per_sample * n
-            state = rngs[t.index].bit_generator.state
-            xq = t.shape.rows(values[name], count, rngs[t.index])
-            xf = None
-            if reference is not None:
-                rngs[t.index].bit_generator.state = state  # the same positions in the FP32 input
-                xf = t.shape.rows(reference[source], count, rngs[t.index])
-            moments[t.index].update(xq, xf)
+            moments[t.index].update(*_paired_rows(t, values[name], reference[source] if reference is not None else None,
+                                                  options.rows_per_sample * n, rngs[t.index]))
+    _check_samples(samples)
+    return moments, samples
+
+
+def _paired_rows(t: _Target, x: np.ndarray, reference: np.ndarray | None, count: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """`count` random rows of the layer input `x` and the rows at the same positions of `reference`."""
+    state = rng.bit_generator.state
+    rows = t.shape.rows(x, count, rng)
+    if reference is None:
+        return rows, None
+    rng.bit_generator.state = state  # the same positions in the FP32 input
+    return rows, t.shape.rows(reference, count, rng)
+
+
+def _check_samples(samples: int) -> None:
     if samples == 0:
         raise DataError("there is no calibration data for weight rounding: the batches were empty",
                         hint="check the data path")
-    return moments, samples
 
 
 def _collect_with_ranges(work: onnx.ModelProto, fp32_model: onnx.ModelProto, group: list[_Target],
@@ -320,10 +332,10 @@ def _collect_with_ranges(work: onnx.ModelProto, fp32_model: onnx.ModelProto, gro
     index = GraphIndex.build(work, infer=False)
     weighted = frozenset(t.node.name for t in group)
     scales: list[InputScale | None] = [input_scale(index, t.node.input[0], weighted) for t in group]
-    # the float tensor a refinable Q reads, else what the layer reads (its DQ output or a float input)
-    sources = [_float_source(work, t.node.input[0]) if found is not None else t.node.input[0]
-               for t, found in zip(group, scales, strict=True)]
-    references = [_float_source(work, t.node.input[0]) for t in group]
+    # the float tensor an INT8 per-tensor Q reads (quantized here, in numpy), else what the layer reads
+    sources = [found.tensor if found is not None else t.node.input[0] for t, found in zip(group, scales, strict=True)]
+    float_of = float_sources(work)
+    references = [float_of.get(t.node.input[0], t.node.input[0]) for t in group]
     rows: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {t.index: ([], []) for t in group}
     rngs = {t.index: np.random.default_rng([options.seed, t.index]) for t in group}
     names, fp32_names = sorted(set(sources)), sorted(set(references))
@@ -334,14 +346,12 @@ def _collect_with_ranges(work: onnx.ModelProto, fp32_model: onnx.ModelProto, gro
         n = batch_samples(feed)
         samples += n
         for t, source, fp32_source in zip(group, sources, references, strict=True):
-            state = rngs[t.index].bit_generator.state
-            rows[t.index][0].append(t.shape.rows(values[source], options.rows_per_sample * n, rngs[t.index]))
-            rngs[t.index].bit_generator.state = state  # the same positions in the FP32 input
-            rows[t.index][1].append(t.shape.rows(reference[fp32_source], options.rows_per_sample * n,
-                                                 rngs[t.index]))
-    if samples == 0:
-        raise DataError("there is no calibration data for weight rounding: the batches were empty",
-                        hint="check the data path")
+            xs, xf = _paired_rows(t, values[source], reference[fp32_source], options.rows_per_sample * n,
+                                  rngs[t.index])
+            assert xf is not None  # a reference was given
+            rows[t.index][0].append(xs)
+            rows[t.index][1].append(xf)
+    _check_samples(samples)
     joined = {i: (np.concatenate(a, axis=1), np.concatenate(b, axis=1)) for i, (a, b) in rows.items()}
     chosen: dict[str, float] = {}
     by_tensor: dict[str, list[int]] = {}
@@ -359,10 +369,10 @@ def _collect_with_ranges(work: onnx.ModelProto, fp32_model: onnx.ModelProto, gro
         chosen[tensor] = best
         options.chosen.append(RangeChoice(tensor, tuple(group[k].node.name for k in members), found.scale * 127,
                                           best * 127, ratio))
+    if options.method == "nearest":
+        return {}, samples  # nothing to round: the moments are not needed
     moments = {t.index: _Moments() for t in group}
     for t, found in zip(group, scales, strict=True):
-        if options.method == "nearest":
-            break  # nothing to round: the moments are not needed
         xs, xf = joined[t.index]
         if found is not None:  # the refinable and fixed per-tensor scales, as the model now has them
             xs = fake_quant(xs, chosen.get(found.tensor, found.scale))
@@ -374,17 +384,6 @@ def _nearest_matrix(t: _Target) -> np.ndarray:
     """The layer's weight (G, O, K) as its Q/DQ pair gives it before rounding: nearest integers times the scale."""
     matrix: np.ndarray = nearest(t.shape.matrix(t.weight), np.maximum(t.scale, 1e-30)) * t.scale[..., None]
     return matrix
-
-
-def _float_source(model: onnx.ModelProto, tensor: str) -> str:
-    """The float tensor a DQ output came from (its Q's input), else the tensor itself."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    dq = producers.get(tensor)
-    if dq is not None and dq.op_type == "DequantizeLinear":
-        q = producers.get(dq.input[0])
-        if q is not None and q.op_type == "QuantizeLinear":
-            return str(q.input[0])
-    return tensor
 
 
 def _prune(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:

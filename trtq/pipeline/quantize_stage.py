@@ -148,10 +148,9 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
                                                 show_progress=show_progress, tasks=tasks)
     learned, ranges = learned_rounding(config, outcome.result), range_search(config, outcome.result)
     if learned or ranges:
-        log.info("%s%s on %d calibration samples, layer by layer",
-                 f"{config.quantize.weight_rounding} weight rounding" if learned else "",
-                 (" and " if learned else "") + "activation ranges by layer output error" if ranges else "",
-                 WEIGHT_ROUNDING_SAMPLES)
+        steps = [f"{config.quantize.weight_rounding} weight rounding"] * learned + \
+            ["activation ranges by layer output error"] * ranges
+        log.info("%s on %d calibration samples, layer by layer", " and ".join(steps), WEIGHT_ROUNDING_SAMPLES)
         # target "self": the "fp32" target's compensation of upstream errors did not carry over to held-out
         # data on MobileNetV2 (12.9 dB nearest -> 10.0 dB; the plain least-squares weight: -0.8 dB)
         outcome.model, outcome.weight_rounding = round_weights(

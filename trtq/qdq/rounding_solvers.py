@@ -56,7 +56,7 @@ def row_errors(w: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np
 def target_errors(b: np.ndarray, s: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Per row (G, O), the error up to a constant when the target is not W X but given by B = W M^T:
     v H v^T - 2 v . b with v = s Q (see trtq.accuracy.weight_rounding's asymmetric objective)."""
-    v = s[..., None] * q
+    v = grid(s, q) * q
     e: np.ndarray = (np.matmul(v, h) * v).sum(-1) - 2 * (v * b).sum(-1)
     return e
 

@@ -318,12 +318,12 @@ def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, 
                         [[f"`{r['node']}`", r["op_type"], format_db(r["sqnr_nearest"]), format_db(r["sqnr_learned"]),
                           f"{r['changed']} / {r['weights']}"] for r in layers[:20]])
         lines.append("")
-    ranges = (rounding or {}).get("ranges") or []
-    if ranges:
+    ranges = rounding.get("ranges") if rounding else None
+    if rounding and ranges:
         changed = [r for r in ranges if r["amax_after"] != r["amax_before"]]
         lines += ["## Activation ranges by layer output error", "",
-                  f"{len(changed)} of {len(ranges)} activation ranges re-chosen ({rounding['samples']} calibration "  # type: ignore[index]
-                  f"samples, {rounding['passes']} passes, {rounding['seconds']:.1f} s); the Q/DQ model has "  # type: ignore[index]
+                  f"{len(changed)} of {len(ranges)} activation ranges re-chosen ({rounding['samples']} calibration "
+                  f"samples, {rounding['passes']} passes, {rounding['seconds']:.1f} s); the Q/DQ model has "
                   "them, the calibration cache keeps the histogram ranges. Largest error reductions (error of "
                   "the reading layers' outputs, after / before):", ""]
         best = sorted(changed, key=lambda r: r["error_ratio"])[:20]
