@@ -178,9 +178,11 @@ class QuantizeConfig:
         ("nearest", "learned", "adaround"),
     )
     equalization: str = _opt(
-        "none", "Cross-layer equalization of Conv -> Relu/ReLU6/identity -> Conv chains before calibration "
-                "(exact in FP32; the equalized model is written to the output folder).",
-        ("none", "cle"),
+        "none", "Rescale Conv -> Relu/ReLU6/identity -> Conv chains before calibration, exactly in FP32 (the "
+                "equalized model is written to the output folder): cle equalizes the weight ranges (Nagel et al. "
+                "2019); activations equalizes, from calibration data, the channel ranges of the activations that "
+                "depthwise convs read (trtq.qdq.activation_equalization).",
+        ("none", "cle", "activations"),
     )
     activation_ranges: str = _opt(
         "histogram", "Per-tensor activation ranges of the Q/DQ model: from the histograms (--method), or re-chosen "

@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
+from trtq.accuracy.evaluation import Batches
 from trtq.accuracy.labels import resolve_labels
 from trtq.atomic import check_writable
 from trtq.cluster.ray_runtime import optional_ray
@@ -34,7 +35,8 @@ from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_rang
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
 from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
-from trtq.qdq.equalization import equalize
+from trtq.qdq.activation_equalization import ActivationEqualizationReport, equalize_activations
+from trtq.qdq.equalization import EqualizationReport, equalize
 from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
@@ -119,7 +121,7 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
     check_prepare(config)
     model, prepared = prepare(model, model_path, out_dir, config, report, plan.calib.feed_dicts,
                               plan.eval.feed_dicts if plan.eval is not None else None)
-    model, calib_path, config = _equalize(model, model_path, out_dir, config, report, prepared)
+    model, calib_path, config = _equalize(model, model_path, out_dir, config, report, plan.calib.feed_dicts, prepared)
     config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
     _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
     with report.stage("calibrate"):
@@ -238,16 +240,20 @@ def _build_weight_only(model_path: Path, model: onnx.ModelProto, config: Config,
     return outcome
 
 
-def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config,
-              report: Report, prepared: Path | None = None) -> tuple[onnx.ModelProto, Path, Config]:
-    """Cross-layer equalization (--equalization cle, not --fast): the equalized FP32 model, written to
+def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: Config, report: Report,
+              batches: Batches, prepared: Path | None = None) -> tuple[onnx.ModelProto, Path, Config]:
+    """Equalization (--equalization cle|activations, not --fast): the equalized FP32 model, written to
     `<out>/<stem>.equalized.onnx`, is what calibration, quantization and an implicit engine use; the cache
     keeps the name `<stem>.cache`. The accuracy check still compares with the original model."""
     q = config.quantize
-    if q.equalization != "cle" or q.fast:
+    if q.equalization == "none" or q.fast:
         return model, prepared or model_path, config
     with report.stage("equalize"):
-        equalized, done = equalize(model)
+        done: EqualizationReport | ActivationEqualizationReport
+        if q.equalization == "cle":
+            equalized, done = equalize(model)
+        else:
+            equalized, done = equalize_activations(model, batches)
         path = out_dir / f"{model_path.stem}.equalized.onnx"
         out_dir.mkdir(parents=True, exist_ok=True)
         model_io.save_model(equalized, path)

@@ -65,8 +65,8 @@ class EqualizationReport:
                 f"{len(self.skipped)} candidate pairs skipped")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pairs": [dict(p.__dict__) for p in self.pairs], "skipped": [list(s) for s in self.skipped],
-                "rounds": self.rounds}
+        return {"method": "cle", "pairs": [dict(p.__dict__) for p in self.pairs],
+                "skipped": [list(s) for s in self.skipped], "rounds": self.rounds}
 
 
 @dataclass
@@ -78,7 +78,9 @@ class _Weights:
 
 
 @dataclass
-class _Chain:
+class Chain:
+    """Conv -> (activation) -> Conv; `scale` is the product of the rescalings applied so far."""
+
     first: onnx.NodeProto
     acts: list[onnx.NodeProto]
     second: onnx.NodeProto
@@ -90,6 +92,15 @@ class _Chain:
     @property
     def w1(self) -> np.ndarray:
         return self.one.w
+
+    @property
+    def group(self) -> int:
+        """The second conv's group count."""
+        return int(_attr(self.second, "group", 1))
+
+    @property
+    def activation(self) -> str:
+        return "+".join(a.op_type for a in self.acts) or "identity"
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
@@ -104,26 +115,30 @@ def equalize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, EqualizationRepor
     work = onnx.ModelProto()
     work.CopyFrom(model)
     index = GraphIndex.build(work, infer=False)
-    chains, skipped = _chains(index)
+    chains, skipped = find_chains(index)
     rounds = 0
     before = [_spread(c.w1) for c in chains]
     for rounds in range(1, ROUNDS + 1):  # noqa: B007
         change = 0.0
         for c in chains:
-            s = _pair_scale(c.one.w, c.two.w, int(_attr(c.second, "group", 1)))
-            _apply(c, s)
+            s = _pair_scale(c.one.w, c.two.w, c.group)
+            scale_chain(c, s)
             change = max(change, float(np.abs(np.log(s)).max()) if s.size else 0.0)
         if change < TOLERANCE:
             break
+    write_chains(work, chains)
+    pairs = tuple(Pair(c.first.name, c.second.name, c.activation, int(c.w1.shape[0]), spread, _spread(c.w1))
+                  for c, spread in zip(chains, before, strict=True))
+    return work, EqualizationReport(pairs, tuple(skipped), rounds if chains else 0)
+
+
+def write_chains(work: onnx.ModelProto, chains: list[Chain]) -> None:
+    """Put the rescaled weights and clip bounds of `chains` into `work` (in place)."""
     names = NameScope(work)
-    pairs = []
     _write_weights(work, chains, names)
-    for c, spread in zip(chains, before, strict=True):
+    for c in chains:
         _write_bound(work, c, names)
-        act = "+".join(a.op_type for a in c.acts) or "identity"
-        pairs.append(Pair(c.first.name, c.second.name, act, int(c.w1.shape[0]), spread, _spread(c.w1)))
     drop_unread(work)
-    return work, EqualizationReport(tuple(pairs), tuple(skipped), rounds if chains else 0)
 
 
 def _spread(w: np.ndarray) -> float:
@@ -132,7 +147,7 @@ def _spread(w: np.ndarray) -> float:
     return float(r.max() / r.min()) if r.size else 1.0
 
 
-def _chains(index: GraphIndex) -> tuple[list[_Chain], list[tuple[str, str]]]:
+def find_chains(index: GraphIndex) -> tuple[list[Chain], list[tuple[str, str]]]:
     chains, skipped = [], []
     firsts: set[str] = set()
     weights: dict[str, _Weights] = {}
@@ -160,7 +175,7 @@ def _only_consumer(index: GraphIndex, tensor: str) -> onnx.NodeProto | None:
     return users[0]
 
 
-def _chain_from(index: GraphIndex, first: onnx.NodeProto, weights: dict[str, _Weights]) -> _Chain | str:
+def _chain_from(index: GraphIndex, first: onnx.NodeProto, weights: dict[str, _Weights]) -> Chain | str:
     """The chain starting at `first`, or why not ("" when there is simply no second conv)."""
     acts: list[onnx.NodeProto] = []
     tensor = first.output[0]
@@ -193,7 +208,7 @@ def _chain_from(index: GraphIndex, first: onnx.NodeProto, weights: dict[str, _We
         return f"weight {shared[0]} is shared with other nodes"
     one = weights.setdefault(first.output[0], _Weights(w1.astype(np.float64), _bias(index, first)))
     two = weights.setdefault(node.output[0], _Weights(w2.astype(np.float64), _bias(index, node)))
-    return _Chain(first, acts, node, one, two, clip_max, np.ones(w1.shape[0]))
+    return Chain(first, acts, node, one, two, clip_max, np.ones(w1.shape[0]))
 
 
 def _bias(index: GraphIndex, node: onnx.NodeProto) -> np.ndarray | None:
@@ -218,7 +233,7 @@ def _clip_bounds(index: GraphIndex, node: onnx.NodeProto) -> tuple[float, float]
     return low, high
 
 
-def _input_ranges(w2: np.ndarray, group: int) -> np.ndarray:
+def input_ranges(w2: np.ndarray, group: int) -> np.ndarray:
     """max|W2| per input channel of the second conv (its channel i is column i % (C/g) of group i // (C/g))."""
     o, cg = w2.shape[:2]
     per: np.ndarray = np.abs(w2.reshape(group, o // group, cg, -1)).max(axis=(1, 3))  # (group, cg)
@@ -227,7 +242,7 @@ def _input_ranges(w2: np.ndarray, group: int) -> np.ndarray:
 
 def _pair_scale(w1: np.ndarray, w2: np.ndarray, group: int) -> np.ndarray:
     r1 = np.abs(w1.reshape(w1.shape[0], -1)).max(1)
-    r2 = _input_ranges(w2, group)
+    r2 = input_ranges(w2, group)
     # dead channels (ranges ~0, e.g. 1e-35 in PP-OCRv4) keep s = 1: dividing their bias by a tiny s
     # would blow up the activation range the next layer's input scale must cover
     ok = (r1 > DEAD * r1.max()) & (r2 > DEAD * r2.max())
@@ -235,7 +250,7 @@ def _pair_scale(w1: np.ndarray, w2: np.ndarray, group: int) -> np.ndarray:
     return np.clip(s, 1 / MAX_SCALE, MAX_SCALE)
 
 
-def _apply(c: _Chain, s: np.ndarray) -> None:
+def scale_chain(c: Chain, s: np.ndarray) -> None:
     """Divide channel i of W1, b1 by s_i and multiply input channel i of W2 by s_i."""
     c.one.w = c.one.w / s.reshape(-1, *([1] * (c.one.w.ndim - 1)))
     if c.one.b is not None:
@@ -247,7 +262,7 @@ def _apply(c: _Chain, s: np.ndarray) -> None:
     c.scale = c.scale * s
 
 
-def _write_weights(model: onnx.ModelProto, chains: list[_Chain], names: NameScope) -> None:
+def _write_weights(model: onnx.ModelProto, chains: list[Chain], names: NameScope) -> None:
     """New initializers for every changed weight and bias (each conv once)."""
     nodes = {c.first.output[0]: (c.first, c.one) for c in chains} | {c.second.output[0]: (c.second, c.two)
                                                                      for c in chains}
@@ -260,7 +275,7 @@ def _write_weights(model: onnx.ModelProto, chains: list[_Chain], names: NameScop
             node.input[pos] = tensor.name
 
 
-def _write_bound(model: onnx.ModelProto, c: _Chain, names: NameScope) -> None:
+def _write_bound(model: onnx.ModelProto, c: Chain, names: NameScope) -> None:
     """Clip(0, M) -> Relu, Min(M / s) (module docstring)."""
     graph = model.graph
     if c.clip_max is not None:

@@ -306,7 +306,14 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
 
 def _rounding_md(equalization: Mapping[str, Any] | None, rounding: Mapping[str, Any] | None) -> list[str]:
     lines: list[str] = []
-    if equalization:
+    if equalization and equalization.get("method") == "activations":
+        chains = equalization["chains"]
+        spread = max((c["spread_before"] for c in chains), default=1.0)
+        lines += ["## Activation equalization", "", f"{len(chains)} conv -> depthwise conv chains rescaled from "
+                  f"{equalization['samples']} calibration samples: every channel of an activation a depthwise "
+                  "conv reads is widened to at least half of its widest channel's range (widest / narrowest "
+                  f"channel up to {spread:.0f}x before); the equalized FP32 model is in the output folder.", ""]
+    elif equalization:
         lines += ["## Cross-layer equalization", "", f"{len(equalization['pairs'])} conv pairs equalized "
                   f"({equalization['rounds']} rounds); the equalized FP32 model is in the output folder.", ""]
     if rounding and rounding["layers"]:
