@@ -43,6 +43,7 @@ from trtq.calibration.stats_files import StatsRecord, load_stats, save_stats
 from trtq.calibrators import TensorStats
 from trtq.config import CalibrationConfig, Config
 from trtq.data import DataPlan, make_readers
+from trtq.data.sanity import SampleCheck
 from trtq.errors import CacheError, ConfigError, DataError, TrtqError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.masks import summary_lines
@@ -394,11 +395,12 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     cal = config.calibration
     mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
     skipped = None
+    check = SampleCheck()  # the Ray workers read their own shards: no check there
     if config.cluster.ray:
         result, skipped = _collect_on_ray(model, model_path, names, config, plan, mask_input, show_progress)
     else:
         result = collect_statistics(
-            model, model_path.parent, names, plan.calib,
+            model, model_path.parent, names, check.watch(plan.calib),
             lambda: TensorStats(num_bins=cal.num_bins,
                                 ema_constant=cal.ema_constant if needs_ema(cal.method) else None),
             providers=providers_for(cal.provider), nan_policy=cal.nan_policy,
@@ -411,7 +413,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
     )
-    warnings = list(plan.warnings) + _nonfinite_summary(result.nonfinite)
+    warnings = list(plan.warnings) + check.warnings() + _nonfinite_summary(result.nonfinite)
     # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.
     warnings += [f"skipped unreadable file {key}: {reason}"
                  for key, reason in (plan.calib.skipped if skipped is None else skipped)]
