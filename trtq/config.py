@@ -181,7 +181,7 @@ class QuantizeConfig:
         "none", "Rescale Conv -> Relu/ReLU6/identity -> Conv chains before calibration, exactly in FP32 (the "
                 "equalized model is written to the output folder): cle equalizes the weight ranges (Nagel et al. "
                 "2019); activations equalizes, from calibration data, the channel ranges of the activations that "
-                "depthwise convs read (trtq.qdq.activation_equalization).",
+                "depthwise convs read (trtq.accuracy.activation_equalization).",
         ("none", "cle", "activations"),
     )
     activation_ranges: str = _opt(

@@ -18,6 +18,7 @@ from pathlib import Path
 import onnx
 
 from trtq.accuracy import ComparisonResult, GateFailure, Gates, check_gates, compare_models
+from trtq.accuracy.activation_equalization import ActivationEqualizationReport, equalize_activations
 from trtq.accuracy.evaluation import Batches
 from trtq.accuracy.labels import resolve_labels
 from trtq.atomic import check_writable
@@ -35,7 +36,6 @@ from trtq.pipeline.quantize import default_qdq_path, save_qdq_model, usable_rang
 from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, needs_loaded_weights
 from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
-from trtq.qdq.activation_equalization import ActivationEqualizationReport, equalize_activations
 from trtq.qdq.equalization import EqualizationReport, equalize
 from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant

@@ -1,4 +1,4 @@
-"""Activation equalization (trtq.qdq.activation_equalization): exact in FP32, equal channel ranges for the
+"""Activation equalization (trtq.accuracy.activation_equalization): exact in FP32, equal channel ranges for the
 depthwise conv's input, weight integers unchanged, and a smaller INT8 error end to end."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
 from tests.qdq.helpers import run
+from trtq.accuracy.activation_equalization import HEADROOM, equalize_activations
 from trtq.cli import main
 from trtq.errors import DataError
-from trtq.qdq.activation_equalization import HEADROOM, equalize_activations
 from trtq.qdq.graph import GraphIndex
 
 C = 8
