@@ -38,6 +38,13 @@ def test_a_constant_input_is_reported_once():
     assert len(lines) == 1 and "input 'x' is 0 everywhere in all 5 calibration samples" in lines[0]
 
 
+def test_constant_integer_inputs_are_normal_but_identical_token_ids_are_not():
+    ids = np.random.default_rng(0).integers(1, 1000, (1, 12))
+    lines = _check({"input_ids": np.repeat(ids, 4, 0), "token_type_ids": np.zeros((4, 12), np.int64),
+                    "attention_mask": np.ones((4, 12), np.int64)})
+    assert len(lines) == 1 and "samples of input 'input_ids' are identical" in lines[0]
+
+
 def test_a_single_sample_has_nothing_to_compare():
     assert _check({"x": np.zeros((1, 2, 4, 4), np.float32)}) == []
 

@@ -4,7 +4,9 @@ Two mistakes give a valid cache with useless ranges and no error anywhere: every
 (one file copied, a glob that matched one image many times, a reader fed the same array) and an
 input that is one value everywhere (a blank image, a mask or all-padding token ids, a wrong scale
 that rounds everything to 0). `SampleCheck` watches the batches as calibration reads them and says
-so in one line per input; hashing stops for an input as soon as two of its samples differ.
+so in one line per input; hashing stops for an input as soon as two of its samples differ. A constant
+integer input is normal (token_type_ids of single sentences, an attention mask without padding) and
+is not reported; identical samples of one are (the same sentence over and over).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class SampleCheck:
         self._varied: set[str] = set()
         self._low: dict[str, float] = {}
         self._high: dict[str, float] = {}
+        self._floating: set[str] = set()
 
     def watch(self, batches: Iterable[Batch]) -> Iterator[Batch]:
         """Yield `batches` unchanged, checking each."""
@@ -37,6 +40,8 @@ class SampleCheck:
         n = 0
         for name, x in feeds.items():
             x = np.asarray(x)
+            if np.issubdtype(x.dtype, np.floating):
+                self._floating.add(name)
             n = max(n, int(x.shape[0]) if x.ndim else 1)
             if x.size:
                 self._low[name] = min(self._low.get(name, np.inf), float(np.min(x)))
@@ -57,10 +62,11 @@ class SampleCheck:
         lines = []
         for name in self._first:
             low, high = self._low.get(name), self._high.get(name)
-            if low is not None and low == high:
+            constant = low is not None and low == high
+            if constant and name in self._floating:
                 lines.append(f"input {name!r} is {low:g} everywhere in all {self.samples} calibration samples: "
                              "the ranges are meaningless; check the data and the preprocessing")
-            elif name not in self._varied:
+            elif not constant and name not in self._varied:
                 lines.append(f"all {self.samples} calibration samples of input {name!r} are identical: the ranges "
                              "describe one sample; check the data folder (one file copied?) and --max-samples")
         return lines
