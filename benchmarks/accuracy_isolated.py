@@ -142,7 +142,7 @@ def peer_run(peer: Peer, model_path: Path, calib: Path, folder: Path, input_name
     target = folder / f"{name}.onnx"
     cmd = [str(python), str(PEERS / peer.script), str(model_path), str(calib), str(target), *peer.args,
            "--input", input_name]
-    run = measured(cmd, folder / f"{name}.log")
+    run = measured(cmd, folder / f"{name}.log", cwd=folder)  # cwd: Quark writes quantized_info.csv there
     extra: dict[str, object] = {"rss_mib": run.rss_mib, "cpu_s": run.cpu_seconds, "excluded": []}
     if run.returncode or not target.exists():
         return Contender(peer.tool, peer.method, None, run.seconds, note=f"failed: {run.error}"[:200], extra=extra)

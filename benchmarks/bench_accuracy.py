@@ -431,7 +431,8 @@ def main() -> None:
     print(f"onnxruntime {ort.__version__}; ModelOpt: {contenders.modelopt_status() or 'available'}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
-        folder = Path(args.keep) if args.keep else Path(tmp)
+        # absolute: the measured processes run in the folder (cwd), with paths into it
+        folder = Path(args.keep).resolve() if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for case in cases:
             rows += run_case(case, args, folder)
