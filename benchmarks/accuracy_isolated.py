@@ -6,7 +6,7 @@ largest process) measured the same way, side by side in one run.
   --eval (what the fallback and bias correction judge on) is every 4th calibration sample, so trtq
   sees no sample the peers do not. The Q/DQ model is read back from its output folder.
 - peers: the scripts in benchmarks/peers/, each in its own virtual environment (they need torch):
-  AMD Quark (CLE + AdaRound, CLE + bias correction), AIMET-ONNX (CLE + AdaRound) and ONNX Runtime
+  AMD Quark (CLE + AdaRound, CLE + bias correction), AIMET-ONNX (CLE + AdaRound, CLE alone) and ONNX Runtime
   quantize_static. A peer that cannot install or run gives a row with its error instead.
 """
 
@@ -46,9 +46,15 @@ PEER_RUNS = (
     Peer("quark", "CLE+AdaRound", "cnn-bench-quark", "quark_int8.py", ("adaround",)),
     Peer("quark", "CLE+biascorr", "cnn-bench-quark", "quark_int8.py", ("biascorr",)),
     Peer("aimet", "CLE+AdaRound", "cnn-bench-aimet", "aimet_int8.py"),
+    Peer("aimet", "CLE", "cnn-bench-aimet", "aimet_int8.py", ("--iterations", "0")),
     Peer("ort", "MinMax", "", "ort_int8.py", ("MinMax", "--strided", "2")),
     Peer("ort", "Percentile", "", "ort_int8.py", ("Percentile", "--strided", "2")),
 )
+
+
+def peer_name(peer: Peer) -> str:
+    """The peer's name in --peers and in the --keep folder's file names, e.g. quark-CLE_AdaRound."""
+    return f"{peer.tool}-{re.sub(r'[^A-Za-z0-9]+', '_', peer.method)}"
 
 
 @dataclass
@@ -130,13 +136,13 @@ def trtq_build(model_path: Path, calib: Path, tune: Path, folder: Path, method: 
 def peer_run(peer: Peer, model_path: Path, calib: Path, folder: Path, input_name: str) -> Contender:
     """One peer script in its own venv (ORT in this one), measured; the row says why when it fails."""
     python = VENVS / peer.venv / "bin" / "python" if peer.venv else Path(sys.executable)
-    name = f"{peer.tool}-{re.sub(r'[^A-Za-z0-9]+', '_', peer.method)}"
+    name = peer_name(peer)
     if not python.exists():
         return Contender(peer.tool, peer.method, note=f"not installed: no {python}")
     target = folder / f"{name}.onnx"
     cmd = [str(python), str(PEERS / peer.script), str(model_path), str(calib), str(target), *peer.args,
            "--input", input_name]
-    run = measured(cmd, folder / f"{name}.log")
+    run = measured(cmd, folder / f"{name}.log", cwd=folder)  # cwd: Quark writes quantized_info.csv there
     extra: dict[str, object] = {"rss_mib": run.rss_mib, "cpu_s": run.cpu_seconds, "excluded": []}
     if run.returncode or not target.exists():
         return Contender(peer.tool, peer.method, None, run.seconds, note=f"failed: {run.error}"[:200], extra=extra)

@@ -155,9 +155,18 @@ def session(model: onnx.ModelProto, threads: int, logit: str | None = None) -> o
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def evaluate(sess: ort.InferenceSession, name: str, x: np.ndarray) -> list[np.ndarray]:
-    """Every session output over the batches of `x`, concatenated."""
-    runs = [sess.run(None, feed) for feed in contenders.batches(x, name)]
+def compared_outputs(sess: ort.InferenceSession, logit: str | None) -> list[str]:
+    """The outputs a score compares: the model's first output and, when the session has it, the logit
+    tensor. Not every output: Quark's bias correction leaves 64 intermediate tensors as graph outputs,
+    which over 300 samples of MobileNetV2 take 16 GB."""
+    names = [o.name for o in sess.get_outputs()]
+    return [names[0], *([logit] if logit in names[1:] else [])]
+
+
+def evaluate(sess: ort.InferenceSession, name: str, x: np.ndarray, logit: str | None = None) -> list[np.ndarray]:
+    """The compared outputs (compared_outputs) over the batches of `x`, concatenated."""
+    fetch = compared_outputs(sess, logit)
+    runs = [sess.run(fetch, feed) for feed in contenders.batches(x, name)]
     return [np.concatenate(parts) for parts in zip(*runs, strict=True)]
 
 
@@ -207,7 +216,7 @@ def score(case: Case, c: contenders.Contender, ref: list[np.ndarray], samples: d
         return row
     row.layers_float = layers_in_float(c.model)
     sess = session(c.model, args.threads, logit)
-    out = evaluate(sess, samples.input_name, samples.eval)
+    out = evaluate(sess, samples.input_name, samples.eval, logit)
     row.sqnr, row.cosine = sqnr_cosine(ref[0], out[0])
     row.task = case.task(ref[0], out[0])
     if len(ref) > 1 and len(out) > 1:
@@ -226,7 +235,7 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> list[Row]:
           f"{samples.description}", flush=True)
     logit = logit_tensor(model)
     fp32 = session(load_model(path), args.threads, logit)
-    ref = evaluate(fp32, spec.name, samples.eval)
+    ref = evaluate(fp32, spec.name, samples.eval, logit)
     fp32_ms = latency_ms(fp32, spec.name, samples.eval, args.runs)
     rows = [Row(case.label, "fp32", "-", latency=fp32_ms, ratio=1.0)]
     if case.key in args.isolated_models.split(","):
@@ -287,10 +296,22 @@ def isolated_contenders(case: Case, path: Path, spec_name: str, samples: data.Sa
         made.append(isolated.trtq_build(path, calib, tune, work, method, flags, code))
         print(f"  trtq {method}: {made[-1].seconds:.0f} s {made[-1].note}", flush=True)
     if case.key in args.peer_models.split(","):
-        for peer in isolated.PEER_RUNS:
+        for peer in selected_peers(args.peers):
             made.append(isolated.peer_run(peer, path, calib, work, spec_name))
             print(f"  {peer.tool} {peer.method}: {made[-1].seconds:.0f} s {made[-1].note}", flush=True)
     return made
+
+
+def selected_peers(names: str) -> list[isolated.Peer]:
+    """The PEER_RUNS named in --peers ('all': every one), in PEER_RUNS order; an unknown name is an error."""
+    known = {isolated.peer_name(p): p for p in isolated.PEER_RUNS}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if wanted == ["all"]:
+        return list(isolated.PEER_RUNS)
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"error: unknown peer {', '.join(unknown)}; known: all, {', '.join(known)}")
+    return [p for name, p in known.items() if name in wanted]
 
 
 def _rank(row: Row) -> tuple[float, float]:
@@ -381,6 +402,10 @@ def main() -> None:
                         help="models whose contenders run as measured processes (trtq build, peers) instead of "
                              "the in-process rows")
     parser.add_argument("--peer-models", default="mnv2,effl0", help="isolated models the peers run on")
+    parser.add_argument("--peers", default="all",
+                        help="comma-separated peer configurations to run: all, or names from "
+                             "accuracy_isolated.PEER_RUNS (quark-CLE_AdaRound, quark-CLE_biascorr, aimet-CLE_AdaRound, "
+                             "aimet-CLE, ort-MinMax, ort-Percentile); with --keep, runs of several invocations add up")
     parser.add_argument("--fallback-models", default="mnv2,effl0",
                         help="isolated models with a `--fallback --min-sqnr 25` trtq row")
     parser.add_argument("--trtq-new", default="", metavar="FLAGS",
@@ -406,7 +431,8 @@ def main() -> None:
     print(f"onnxruntime {ort.__version__}; ModelOpt: {contenders.modelopt_status() or 'available'}")
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
-        folder = Path(args.keep) if args.keep else Path(tmp)
+        # absolute: the measured processes run in the folder (cwd), with paths into it
+        folder = Path(args.keep).resolve() if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for case in cases:
             rows += run_case(case, args, folder)

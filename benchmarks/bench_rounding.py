@@ -62,7 +62,7 @@ def main() -> None:
         spec = graph_inputs(model)[0]
         samples = data.detector_samples(spec, args.calib, args.eval, args.size)
         logit = bench.logit_tensor(model)
-        ref = bench.evaluate(bench.session(model, 1, logit), spec.name, samples.eval)
+        ref = bench.evaluate(bench.session(model, 1, logit), spec.name, samples.eval, logit)
         amax = ranges(model, path.parent, spec.name, samples.calib)
         base = quantize_model(model, amax, QuantizeConfig()).model
         calib = batches(samples.calib, spec.name)
@@ -78,7 +78,7 @@ def main() -> None:
                                             max_samples=args.round_samples)
                 print("  " + report.summary(), flush=True)
             seconds = time.perf_counter() - start
-            out = bench.evaluate(bench.session(qdq, 1, logit), spec.name, samples.eval)
+            out = bench.evaluate(bench.session(qdq, 1, logit), spec.name, samples.eval, logit)
             print(f"| {row} | {bench.sqnr_cosine(ref[0], out[0])[0]:.2f} | {bench.sqnr_cosine(ref[1], out[1])[0]:.2f} "
                   f"| {seconds:.1f} |", flush=True)
 

@@ -1,13 +1,14 @@
 """AIMET-ONNX (aimet-onnx 2.42) INT8 with cross-layer equalization and AdaRound, as one measured process
 of bench_accuracy.py.
 
-    python aimet_int8.py MODEL CALIB.npy OUT.onnx [--iterations 1000]
+    python aimet_int8.py MODEL CALIB.npy OUT.onnx [--iterations 1000 | 0]
 
 equalize_model (BN fold, ReLU6 -> ReLU, cross-layer scaling, high-bias fold), then a
 QuantizationSimModel with TF-enhanced ranges, AIMET's per-channel default config with symmetric
 activations as TensorRT needs them, apply_adaround over all calibration samples (batches of 10;
 1000 iterations per layer like Quark's default, AIMET recommends 10000, which does not fit the
-benchmark's CPU time), activation encodings on the same samples, exported as ONNX Q/DQ (signed INT8).
+benchmark's CPU time; --iterations 0: no AdaRound, CLE and TF-enhanced ranges alone), activation encodings on
+the same samples, exported as ONNX Q/DQ (signed INT8).
 Runs in its own virtual environment (torch==2.13.0, aimet-onnx).
 """
 
@@ -52,7 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sim = QuantizationSimModel(model, quant_scheme="tf_enhanced", param_type="int8", activation_type="int8",
                                    config_file=symmetric_config(Path(tmp)), providers=["CPUExecutionProvider"])
-        apply_adaround(sim, inputs, num_iterations=args.iterations)
+        if args.iterations:
+            apply_adaround(sim, inputs, num_iterations=args.iterations)
         sim.compute_encodings(inputs)
         qdq = sim.to_onnx_qdq(force_activation_as="signed")
     qdq.ir_version = min(qdq.ir_version, 10)

@@ -2,7 +2,8 @@
 
     python ort_int8.py MODEL CALIB.npy OUT.onnx METHOD [--strided N]
 
-QDQ format, symmetric INT8 activations and weights, per-channel weights. --strided N passes
+QDQ format, symmetric INT8 activations and weights, per-channel weights, equal batches of at most 10
+samples (10 for 300, as Quark and AIMET get them). --strided N passes
 CalibStridedMinMax=N (ORT collects every activation of every sample before its histograms, so
 300 224x224 samples of a MobileNet take > 18 GB; strides bound that, at the price of histogram
 edges fixed by the first chunk, see shared/PEERS.md).
@@ -18,15 +19,27 @@ import numpy as np
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 
-class Reader:
-    """onnxruntime.quantization.CalibrationDataReader over an .npy file, batches of 8."""
+def batch_size(count: int, stride: int, largest: int = 10) -> int:
+    """The largest batch <= `largest` that cuts `count` samples into equal batches whose number the stride
+    divides: ORT's histogram collectors stack a chunk's batches into one array (a short last batch
+    fails with "inhomogeneous shape"), and its strided calibration needs the batch count divisible
+    by the stride."""
+    for size in range(min(largest, count), 0, -1):
+        if count % size == 0 and (not stride or (count // size) % stride == 0):
+            return size
+    raise SystemExit(f"error: no batch size <= {largest} cuts {count} samples into a multiple of {stride} "
+                     "equal batches; hint: pass another --strided or sample count")
 
-    def __init__(self, array: np.ndarray, name: str) -> None:
-        self.array, self.name = array, name
+
+class Reader:
+    """onnxruntime.quantization.CalibrationDataReader over an .npy file, in equal batches."""
+
+    def __init__(self, array: np.ndarray, name: str, size: int) -> None:
+        self.array, self.name, self.size = array, name, size
         self.rewind()
 
     def rewind(self) -> None:
-        self.chunks = iter([self.array[i:i + 8] for i in range(0, len(self.array), 8)])
+        self.set_range(0, len(self))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         chunk = next(self.chunks, None)
@@ -34,11 +47,11 @@ class Reader:
 
     def set_range(self, start_index: int, end_index: int) -> None:
         # ORT's strided calibration asks for batches start..end of the reader
-        stop = min(8 * end_index, len(self.array))
-        self.chunks = iter([self.array[i:i + 8] for i in range(8 * start_index, stop, 8)])
+        stop = min(self.size * end_index, len(self.array))
+        self.chunks = iter([self.array[i:i + self.size] for i in range(self.size * start_index, stop, self.size)])
 
     def __len__(self) -> int:
-        return -(-len(self.array) // 8)
+        return -(-len(self.array) // self.size)
 
 
 def main() -> None:
@@ -53,8 +66,10 @@ def main() -> None:
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
     if args.strided:
         extra["CalibStridedMinMax"] = args.strided
+    calib = np.load(args.calib)
+    reader = Reader(calib, args.input, batch_size(len(calib), args.strided))
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(divide="ignore", invalid="ignore"):
-        quantize_static(args.model, args.out, Reader(np.load(args.calib), args.input), quant_format=QuantFormat.QDQ,
+        quantize_static(args.model, args.out, reader, quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=getattr(CalibrationMethod, args.method), extra_options=extra)
 
