@@ -6,11 +6,18 @@ CALIB.npz holds one [N, L] array per model input (every sentence padded to one l
 the calibration-data form `modelopt.onnx.quantization.quantize` takes; it calibrates in batches of 8
 on ONNX Runtime's CPU EP and keeps the unquantized parts in FP32 (high_precision_dtype) so that the
 result is compared with FP32 on the same terms as the other contenders.
+
+ModelOpt writes into the model file it is given (ModelOpt 0.47 saved ENCODER.onnx again with the
+value_info of its shape inference, 668 entries for all-MiniLM-L6-v2, which changes the graph
+fingerprint of what the other contenders read next), so it gets a copy in a temporary folder.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -22,8 +29,11 @@ def main() -> None:
     data = dict(np.load(calib))
     length = next(iter(data.values())).shape[1]
     shapes = ",".join(f"{name}:8x{length}" for name in data)
-    quantize(model, quantize_mode="int8", calibration_data=data, calibration_method=method,
-             calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=out)
+    with tempfile.TemporaryDirectory(prefix="lm-modelopt-") as tmp:
+        copy = Path(tmp) / Path(model).name  # the exports keep their weights inside the .onnx file
+        shutil.copyfile(model, copy)
+        quantize(str(copy), quantize_mode="int8", calibration_data=data, calibration_method=method,
+                 calibration_shapes=shapes, calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=out)
 
 
 if __name__ == "__main__":

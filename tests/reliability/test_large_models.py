@@ -177,3 +177,13 @@ def test_a_model_over_2_gib(tmp_path):
     path = write_model_over_2_gib(tmp_path)
     assert large_models.exceeds_protobuf_limit(load_model(path))
     _pipeline(tmp_path, height=1024, weight_bytes=(tmp_path / "wide.data").stat().st_size)
+
+
+def test_serialized_within_limit_is_the_serialization_or_none_past_the_limit(monkeypatch):
+    model = _wide_model(width=64, height=32)
+    assert large_models.serialized_within_limit(model) == model.SerializeToString()
+    _over_limit(monkeypatch, model)
+    assert large_models.serialized_within_limit(model) is None
+    monkeypatch.setattr(large_models, "LIMIT", len(model.SerializeToString()) - 1)  # tensors fit, the graph not
+    monkeypatch.setattr(large_models, "_MARGIN", -(1 << 30))
+    assert large_models.serialized_within_limit(model) is None

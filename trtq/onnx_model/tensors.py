@@ -8,6 +8,8 @@ that trtq's Q/DQ placement quantizes.
 
 from __future__ import annotations
 
+import math
+
 import onnx
 
 from trtq.onnx_model.masks import mask_tensors
@@ -36,15 +38,57 @@ def constant_tensors(model: onnx.ModelProto) -> set[str]:
     return const
 
 
+# Initializers with more elements than this are weights: shape inference needs their type and
+# dims only. No shape function reads the values of a tensor this large (the inputs whose values
+# decide a shape, Reshape's shape, Slice's starts, Resize's scales, Pad's pads, hold a few elements
+# per dimension).
+WEIGHT_ELEMENTS = 1024
+
+
+def inferred_value_info(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs, value_info and outputs of ONNX shape inference (strict_mode off) on `model`.
+
+    onnx.shape_inference.infer_shapes serializes the whole model, weights included, to run its C++
+    inference and parses the result back: about 1 s for the 90 MB all-MiniLM-L6-v2 on a 2-core
+    machine, and calibration asked for it four times. Here it runs on a stand-in without the
+    weights (each initializer above WEIGHT_ELEMENTS becomes a graph input of its type and dims),
+    which gives the same types and shapes; the stand-in inputs are left out of the result. Models
+    over 2 GiB with their weights in memory, which infer_shapes refuses, are inferred this way too.
+    On a model shape inference cannot handle, what the model itself states.
+    """
+    stub, stand_ins = _without_weights(model)
+    try:
+        graph = onnx.shape_inference.infer_shapes(stub, strict_mode=False).graph
+    except Exception:  # inference is a best effort; fall back to what the model states
+        graph = model.graph
+    return [vi for vi in (*graph.input, *graph.value_info, *graph.output) if vi.name not in stand_ins]
+
+
+def _without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of `model` whose large initializers are typed graph inputs instead, and their names."""
+    stub = onnx.ModelProto(ir_version=model.ir_version, producer_name=model.producer_name)
+    stub.opset_import.extend(model.opset_import)
+    stub.functions.extend(model.functions)
+    graph, source = stub.graph, model.graph
+    graph.name = source.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(graph, field).extend(getattr(source, field))
+    inputs = {i.name for i in source.input}
+    stand_ins: set[str] = set()
+    for tensor in source.initializer:
+        if math.prod(tensor.dims) <= WEIGHT_ELEMENTS:
+            graph.initializer.append(tensor)
+            continue
+        if tensor.name not in inputs:  # IR < 4 lists initializers among the inputs already, with their type
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+            stand_ins.add(tensor.name)
+    return stub, stand_ins
+
+
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor that shape inference can type."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # inference is a best effort; fall back to what the model states
-        inferred = model
-    graph = inferred.graph
     types = {}
-    for vi in (*graph.input, *graph.value_info, *graph.output):
+    for vi in inferred_value_info(model):
         if vi.type.HasField("tensor_type"):
             types[vi.name] = vi.type.tensor_type.elem_type
     return types

@@ -15,7 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from trtq.onnx_model import external_data
-from trtq.onnx_model.tensors import constant_tensors
+from trtq.onnx_model.tensors import constant_tensors, inferred_value_info
 
 # (node index, input index): one place where a tensor is read.
 Use = tuple[int, int]
@@ -123,14 +123,9 @@ class GraphIndex:
 
 def _infer_types_and_shapes(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, tuple[int | None, ...]]]:
     """Element types and static shapes from one ONNX shape-inference run (best effort)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    except Exception:  # inference fails on some exotic models; fall back to what the model states
-        inferred = model
     types: dict[str, int] = {}
     shapes: dict[str, tuple[int | None, ...]] = {}
-    graph = inferred.graph
-    for vi in (*graph.input, *graph.value_info, *graph.output):
+    for vi in inferred_value_info(model):
         if not vi.type.HasField("tensor_type"):
             continue
         ttype = vi.type.tensor_type

@@ -20,7 +20,7 @@ import onnx
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError, first_line
-from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
+from trtq.onnx_model.large_models import exceeds_protobuf_limit, serialized_within_limit, skeleton
 from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
 
@@ -96,9 +96,12 @@ def create_session(model: onnx.ModelProto, model_dir: str | Path | None, provide
     """
     clamp_ir_version(model)
     folder = Path(model_dir or ".") if external_data_files(model) else None
-    if not exceeds_protobuf_limit(model):
+    data = serialized_within_limit(model)
+    if data is not None:
         entries = {**(config_entries or {}), **external_folder_entry(folder)}
-        yield _new_session(model.SerializeToString(), providers, entries)
+        session = _new_session(data, providers, entries)
+        del data  # ONNX Runtime has its own copy; not held while the session lives
+        yield session
         return
     with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
         path = Path(tmp) / "model.onnx"
