@@ -1,7 +1,8 @@
 """Q/DQ placement on a BERT-like encoder (tests/lm_models.py), checked rule by rule against the
 trtq.qdq.placement docstring: weighted ops (rule 1, incl. attention MatMuls of two activations),
-residual Adds (rule 2), activation functions/normalizations untouched (rule 6), one pair per
-tensor (rule 7), non-float tensors never quantized. Ranges: max |x| over real English sentences."""
+residual Adds before LayerNorm left float (rule 11), activation functions/normalizations untouched
+(rule 6), one pair per tensor (rule 7), non-float tensors never quantized. Ranges: max |x| over real
+English sentences."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from trtq.qdq.quantizer import quantize_model
 LAYER_ACTIVATIONS = ("attention.q.transpose", "attention.k.transpose", "attention.v.transpose",
                      "attention.softmax", "attention.merge_reshape", "attention.norm.out", "ffn.gelu.out")
 LINEARS = ("attention.query", "attention.key", "attention.value", "attention.output", "ffn.in", "ffn.out")
-# Rule 1: every input of every MatMul; rule 2: the shortcut of each residual Add (the LayerNorm output
-# that also feeds the next MatMuls, so the pair is shared, rule 7). layer1.ffn.norm.out feeds no MatMul.
+# Rule 1: every input of every MatMul; the residual Adds feed LayerNorms and get no pair (rule 11).
+# layer1.ffn.norm.out feeds no MatMul.
 ACTIVATIONS = {"embeddings.norm.out", "layer0.ffn.norm.out", "pooler.first_token", "pooled"} | {
     f"layer{i}.{name}" for i in range(LAYERS) for name in LAYER_ACTIVATIONS}
 WEIGHTS = {"pooler.dense.weight", "classifier.weight"} | {
@@ -59,11 +60,10 @@ def test_exactly_the_documented_tensors_get_one_pair_each(amax):
     result = _quantize(amax)
     q = qdq_nodes(result.model)
     assert set(q) == ACTIVATIONS | WEIGHTS
-    assert all(len(nodes) == 1 for nodes in q.values())  # rule 7: shared by the Q/K/V MatMuls and the Add
+    assert all(len(nodes) == 1 for nodes in q.values())  # rule 7: shared by the Q/K/V MatMuls
     quantized = {n.name: n.op_type for n in result.report.quantized}
     assert sorted(quantized.values()).count("MatMul") == 6 * LAYERS + 2 * LAYERS + 2  # linears, QK^T, PV, head
-    assert {name for name, op in quantized.items() if op == "Add"} == {
-        f"layer{i}.{part}.residual" for i in range(LAYERS) for part in ("attention", "ffn")}
+    assert "Add" not in quantized.values()
 
 
 def test_weights_are_per_channel_over_the_output_axis(amax):
@@ -90,17 +90,19 @@ def test_attention_matmuls_quantize_both_activations_per_tensor(amax):
             assert float(scale) == pytest.approx(amax[tensor] / 127, rel=1e-6)
 
 
-def test_residual_adds_quantize_only_the_shortcut_and_bias_adds_nothing(amax):
+def test_residual_adds_before_layernorm_and_bias_adds_get_no_pair(amax):
     result = _quantize(amax)
     model = result.model
+    residual = {f"layer{i}.{part}.residual" for i in range(LAYERS) for part in ("attention", "ffn")}
     for i in range(LAYERS):
-        block_in = "embeddings.norm.out" if i == 0 else f"layer{i - 1}.ffn.norm.out"
-        assert dq_inputs_of(model, f"layer{i}.attention.residual") == [block_in, None]
-        assert dq_inputs_of(model, f"layer{i}.ffn.residual") == [f"layer{i}.attention.norm.out", None]
+        for name in (f"layer{i}.attention.residual", f"layer{i}.ffn.residual"):
+            assert dq_inputs_of(model, name) == [None, None]  # rule 11: the residual stream stays float
         for linear in LINEARS:
             assert dq_inputs_of(model, f"layer{i}.{linear}.out") == [None, None]  # bias Add, folded by TensorRT
     skipped = {s.name: s for s in result.report.skipped}
-    assert set(skipped) == NON_RESIDUAL_ADDS
+    assert set(skipped) == NON_RESIDUAL_ADDS | residual
+    for name in residual:
+        assert "residual Add before LayerNormalization" in skipped[name].reason
     assert not any(s.warning for s in skipped.values())
     assert "not a residual Add" in skipped["embeddings.sum"].reason
     for i in range(LAYERS):  # rule 10: the mask Add stays inside the fused attention
@@ -111,11 +113,12 @@ def test_residual_adds_quantize_only_the_shortcut_and_bias_adds_nothing(amax):
 
 @pytest.mark.parametrize("gelu", ["erf", "op"])
 def test_softmax_layernorm_and_gelu_stay_float(amax, gelu):
-    """Rule 6: no Q/DQ around activations and normalizations; only MatMuls and residual Adds read a DQ."""
+    """Rule 6: no Q/DQ around activations and normalizations; only MatMuls read a DQ (rule 11: not the
+    residual Adds)."""
     model = _quantize(amax, gelu).model
     dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     readers = {n.op_type for n in model.graph.node if set(n.input) & dq_outputs}
-    assert readers == {"MatMul", "Add"}
+    assert readers == {"MatMul"}
     ops = {n.op_type for n in model.graph.node}
     assert ("Gelu" in ops) == (gelu == "op") and ("Erf" in ops) == (gelu == "erf")
     for node in model.graph.node:
