@@ -37,6 +37,24 @@ def is_external(tensor: onnx.TensorProto) -> bool:
     return bool(tensor.data_location == onnx.TensorProto.EXTERNAL)
 
 
+def any_external(model: onnx.ModelProto) -> bool:
+    """True when any tensor of the model (initializers and node attributes, subgraphs included) is external."""
+    return any(is_external(t) for t in _all_tensors(model.graph))
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
 def referenced_bytes(model: onnx.ModelProto) -> int:
     """Bytes the model's initializers keep in external files (from their lengths or shapes)."""
     return sum(_length(t) for t in model.graph.initializer if is_external(t))

@@ -90,6 +90,8 @@ def load_model_by_reference(path: str | Path) -> tuple[onnx.ModelProto, Path | N
     """
     path = Path(path)
     light = load_model(path, load_weights=False)
+    if not external_data.any_external(light):
+        return light, None  # everything was in the file: the light load is the whole model (one parse, not two)
     if not large_models.exceeds_limit_when_loaded(light):
         return load_model(path), None
     try:
