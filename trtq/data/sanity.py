@@ -20,7 +20,7 @@ from trtq.data.reader import Batch
 
 
 class SampleCheck:
-    """Whether each input's samples all have the same bytes, and its overall min/max."""
+    """Whether each input's samples all have the same bytes, and whether it is one value everywhere."""
 
     def __init__(self) -> None:
         self.samples = 0
@@ -43,7 +43,7 @@ class SampleCheck:
             if np.issubdtype(x.dtype, np.floating):
                 self._floating.add(name)
             n = max(n, int(x.shape[0]) if x.ndim else 1)
-            if x.size:
+            if x.size and self._low.get(name) == self._high.get(name):  # once not constant, never again
                 self._low[name] = min(self._low.get(name, np.inf), float(np.min(x)))
                 self._high[name] = max(self._high.get(name, -np.inf), float(np.max(x)))
             if name in self._varied or x.ndim == 0:
