@@ -10,6 +10,7 @@ written with external data. Each path must give exactly what it gives under the 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from trtq.accuracy import Gates
 from trtq.accuracy.bias_correction import correct_biases
 from trtq.accuracy.fallback import fallback
 from trtq.cli import main
-from trtq.errors import ModelError
+from trtq.errors import EXIT_OUTPUT, ModelError, OutputError
 from trtq.onnx_model import large_models, weight_files
 from trtq.onnx_model.model import load_model
 from trtq.qdq import quantize_model
@@ -218,3 +219,29 @@ def test_the_store_keeps_at_most_twice_the_latest_model():
     assert {p.name for p in store.folder.glob("*.bin")} == second | third  # the least recently used went
     assert files_of(models[2]) == third and store.written == 3 * _weight_bytes(models[0])
     assert files_of(models[0]) == first and store.written == 4 * _weight_bytes(models[0])  # written again
+
+
+def test_a_full_temporary_folder_is_a_one_line_output_error(monkeypatch):
+    store = weight_files.WeightFiles()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OutputError, match="No space left on device") as caught:
+        store.skeleton(outlier_classifier(channels=CHANNELS))
+    assert caught.value.exit_code == EXIT_OUTPUT and "TMPDIR" in (caught.value.hint or "")
+    assert not list(store.folder.iterdir())  # no partial file left
+
+
+def test_weights_left_in_files_without_their_folder_are_a_one_line_model_error(tmp_path):
+    model = outlier_classifier(channels=CHANNELS)
+    onnx.save_model(outlier_classifier(channels=CHANNELS), str(tmp_path / "m.onnx"), save_as_external_data=True,
+                    location="m.data")  # (onnx moves the weights out of the model it saves)
+    light = onnx.load(str(tmp_path / "m.onnx"), load_external_data=False)
+    with pytest.raises(ModelError, match=r"external files \(m.data\)") as caught:
+        cpu_session(light)
+    assert "weights_dir" in (caught.value.hint or "")
+    feed = image_batches(3, (3, 8, 8), 4, 1)[0]
+    found = cpu_session(light, weights_dir=tmp_path).run(None, feed)[0]
+    np.testing.assert_array_equal(found, cpu_session(model).run(None, feed)[0])

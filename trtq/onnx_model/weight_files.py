@@ -26,9 +26,10 @@ from pathlib import Path
 import onnx
 from onnx import numpy_helper
 
-from trtq.errors import ModelError
+from trtq.errors import ModelError, OutputError
 from trtq.onnx_model import external_data, large_models
 
+_HINT = "set TMPDIR to a writable folder with room for the model's weights"
 # Kinds of values that cannot live in an external file (strings) stay in the skeleton.
 _INLINE_ONLY = frozenset({onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED})
 
@@ -47,7 +48,11 @@ class WeightFiles:
     def folder(self) -> Path:
         """The folder (made on first use, removed at exit)."""
         if self._folder is None or self._owner != os.getpid():
-            self._folder = Path(tempfile.mkdtemp(prefix="trtq-weights-"))
+            try:
+                self._folder = Path(tempfile.mkdtemp(prefix="trtq-weights-"))
+            except OSError as exc:
+                raise OutputError(f"cannot make a temporary folder for the weights of a model over 2 GiB "
+                                  f"({exc.strerror or exc})", hint=_HINT) from None
             self._owner = os.getpid()
             self._sizes.clear()
             atexit.register(_remove, self._folder, self._owner)
@@ -63,7 +68,7 @@ class WeightFiles:
 
         Raises:
             ModelError: the graph is over the limit without its initializers (e.g. huge Constant nodes).
-            OSError: a file cannot be written.
+            OutputError: a file cannot be written (a full or read-only temporary folder).
         """
         with self._lock:
             for threshold in (large_models.EXTERNAL_THRESHOLD, 1):
@@ -105,8 +110,14 @@ class WeightFiles:
             self._sizes.move_to_end(name)
             return name, len(payload)
         partial = folder / f".{name}.partial"
-        partial.write_bytes(payload)
-        os.replace(partial, folder / name)
+        try:
+            partial.write_bytes(payload)
+            os.replace(partial, folder / name)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise OutputError(f"cannot write the weights of a model over 2 GiB to {folder} for ONNX Runtime "
+                              f"({exc.strerror or exc})",
+                              hint=_HINT) from None
         self._sizes[name] = len(payload)
         self.written += len(payload)
         return name, len(payload)

@@ -178,9 +178,16 @@ def evaluation_bytes(model: onnx.ModelProto, outputs: Sequence[str] | None = Non
     weight_files.shared, with the entry naming that folder. `model` is left as it is.
 
     Raises:
-        ModelError: the graph alone is over 2 GiB (weight_files.WeightFiles.skeleton).
+        ModelError: the graph alone is over 2 GiB (weight_files.WeightFiles.skeleton), or weights are left
+            in external files and no `weights_dir` says where.
     """
-    folder = weights_dir if weights_dir is not None and external_data_files(model) else None
+    files = external_data_files(model)
+    if files and weights_dir is None:
+        raise ModelError(f"model '{model.graph.name}' keeps weights in external files ({', '.join(files[:3])}) "
+                         "and no folder to read them from was given",
+                         hint="pass weights_dir (the folder load_model_by_reference returns), or load the model "
+                              "with its weights (trtq.onnx_model.model.load_model)")
+    folder = weights_dir if files else None
     if not exceeds_protobuf_limit(model):
         work = with_outputs(model, outputs) if outputs is not None else model
         data = serialized_within_limit(_readable(work))
