@@ -100,8 +100,9 @@ class WeightFiles:
         return light, used
 
     def _store(self, tensor: onnx.TensorProto, payload: bytes | None = None) -> tuple[str, int]:
-        """The file holding `tensor`'s bytes (or `payload`; written now if no file holds them yet) and their length."""
-        payload = payload or tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
+        """The file holding `tensor`'s bytes (or `payload`), written now if no file holds them yet, and their length."""
+        if payload is None:
+            payload = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
         digest = hashlib.sha256(f"{tensor.data_type}|{list(tensor.dims)}|".encode())
         digest.update(payload)
         name = f"{digest.hexdigest()}.bin"

@@ -153,7 +153,8 @@ def cpu_session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, th
     those weights share.
 
     Raises:
-        ModelError: ONNX Runtime cannot load the model, or its graph alone is over 2 GiB.
+        ModelError: ONNX Runtime cannot load the model, its graph alone is over 2 GiB, or it keeps weights
+            in external files and `weights_dir` is None.
     """
     ort = _lazy.require("onnxruntime")
     data, level, entries = evaluation_bytes(model, outputs, weights_dir)
