@@ -41,19 +41,20 @@ def conv_chain(seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, "conv_chain", ["N", 3, 12, 12], "y", ["N", 4, 12, 12], inits)
 
 
-def outlier_classifier(seed: int = 0, outlier: float = 50.0) -> onnx.ModelProto:
+def outlier_classifier(seed: int = 0, outlier: float = 50.0, channels: int = 8) -> onnx.ModelProto:
     """x[N,3,8,8] -> Conv1 -> Relu (r1) -> Conv2 -> Relu -> Conv3 -> Relu -> GAP -> Flatten -> Gemm -> logits[N,10].
 
     Output channel 0 of conv1 is `outlier` times larger than the others, and conv2 reads that channel
     with weights `outlier` times smaller: the FP32 function is an ordinary network, but r1, the input of
     conv2, is dominated by one channel, so its per-tensor INT8 scale leaves the other channels a few
-    levels only. conv2 is the layer that cannot be quantized.
+    levels only. conv2 is the layer that cannot be quantized. `channels`: of conv1..conv3.
     """
     rng = np.random.default_rng(seed)
-    w1, w2, w3 = _he(rng, (8, 3, 3, 3)), _he(rng, (8, 8, 3, 3)), _he(rng, (8, 8, 3, 3))
+    c = channels
+    w1, w2, w3 = _he(rng, (c, 3, 3, 3)), _he(rng, (c, c, 3, 3)), _he(rng, (c, c, 3, 3))
     w1[0] *= outlier
     w2[:, 0] /= outlier
-    fc = _he(rng, (CLASSES, 8)) * 3.0
+    fc = _he(rng, (CLASSES, c)) * 3.0
     inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (w2, "w2"), (w3, "w3"), (fc, "fc_w"))]
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),

@@ -42,6 +42,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,8 @@ from trtq.accuracy.evaluation import Batches, Reference, limit_samples, run_batc
 from trtq.accuracy.metrics import json_float
 from trtq.accuracy.probe import probe_model
 from trtq.errors import ConfigError, DataError
+from trtq.onnx_model.external_data import tensor_values
+from trtq.onnx_model.large_models import drop_initializers
 from trtq.progress import progress_bar, timed_step
 from trtq.qdq.graph import NameScope
 
@@ -165,8 +168,8 @@ class _Moments:
 
 
 def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batches: Batches, *,
-                   method: str = "sequential", max_samples: int | None = None, show_progress: bool = False
-                   ) -> tuple[onnx.ModelProto, BiasCorrectionReport]:
+                   method: str = "sequential", max_samples: int | None = None, show_progress: bool = False,
+                   weights_dir: Path | None = None) -> tuple[onnx.ModelProto, BiasCorrectionReport]:
     """Correct the biases of `qdq_model`'s quantized Conv/ConvTranspose/Gemm layers (module docstring).
 
     Args:
@@ -177,6 +180,8 @@ def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batc
             error on FP32 activations; see the module docstring).
         max_samples: use at most this many samples of `batches` per pass (None: all).
         show_progress: a progress bar of the passes on stderr (they take seconds each on CPU).
+        weights_dir: the folder of the weights the models left in files (loaded by reference,
+            trtq.onnx_model.model.load_model_by_reference): sessions and the biases read them there.
 
     Returns:
         The corrected copy and the report.
@@ -199,7 +204,7 @@ def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batc
     run = _fast if method == "fast" else _sequential
     with progress_bar(1 if method == "fast" else 1 + len({t.level for t in targets}),
                       "bias correction", unit="pass", enabled=show_progress) as bar:
-        shifts, passes, samples = run(work, fp32_model, targets, batches, bar)
+        shifts, passes, samples = run(work, fp32_model, targets, _Passes(batches, weights_dir), bar)
     ordered = tuple(shift for _, shift in sorted(shifts, key=lambda item: item[0]))
     report = BiasCorrectionReport(ordered, tuple(skipped), passes=passes, samples=samples,
                                   seconds=time.perf_counter() - start, method=method)
@@ -209,43 +214,51 @@ def correct_biases(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batc
 _Shifts = list[tuple[int, BiasShift]]
 
 
+@dataclass(frozen=True)
+class _Passes:
+    """The data of every pass, and the folder of the weights the models left in files (or None)."""
+
+    batches: Batches
+    weights_dir: Path | None
+
+
 def _sequential(work: onnx.ModelProto, fp32_model: onnx.ModelProto, targets: list[_Target],
-                batches: Batches, bar: Any) -> tuple[_Shifts, int, int]:
+                passes: _Passes, bar: Any) -> tuple[_Shifts, int, int]:
     """Level by level: measure the level's outputs in the (already partly corrected) Q/DQ model, correct."""
-    reference, samples = _moments(fp32_model, batches, [t.node.output[0] for t in targets])
+    reference, samples = _moments(fp32_model, passes, [t.node.output[0] for t in targets])
     bar.update(1)
     shifts: _Shifts = []
     levels = sorted({t.level for t in targets})
     for level in levels:
         group = [t for t in targets if t.level == level]
         outputs = [t.node.output[0] for t in group]
-        measured, _ = _moments(_prune(work, outputs), batches, outputs)
+        measured, _ = _moments(_prune(work, outputs), passes, outputs)
         names = NameScope(work)
         for t in group:
             ref = reference[t.node.output[0]]
-            shifts.append(_correct(work, t, ref, measured[t.node.output[0]], names))
+            shifts.append(_correct(work, t, ref, measured[t.node.output[0]], names, passes.weights_dir))
         bar.update(1)
         log.debug("bias correction: level %d, %d layers", level, len(group))
     return shifts, 1 + len(levels), samples
 
 
 def _fast(work: onnx.ModelProto, fp32_model: onnx.ModelProto, targets: list[_Target],
-          batches: Batches, bar: Any) -> tuple[_Shifts, int, int]:
+          passes: _Passes, bar: Any) -> tuple[_Shifts, int, int]:
     """One pass of the probe model: each layer's FP32 output against its output on Q/DQ'd FP32 inputs."""
     probe, pairs = probe_model(work, [t.node.name for t in targets])
     outputs = [name for t in targets if t.node.name in pairs for name in pairs[t.node.name]]
-    stats, samples = _moments(probe, batches, outputs)
+    stats, samples = _moments(probe, passes, outputs)
     bar.update(1)
     names = NameScope(work)
-    shifts = [_correct(work, t, stats[pairs[t.node.name][0]], stats[pairs[t.node.name][1]], names)
+    shifts = [_correct(work, t, stats[pairs[t.node.name][0]], stats[pairs[t.node.name][1]], names, passes.weights_dir)
               for t in targets if t.node.name in pairs]
     return shifts, 1, samples
 
 
 def _correct(work: onnx.ModelProto, target: _Target, ref: _Moments, measured: _Moments,
-             names: NameScope) -> tuple[int, BiasShift]:
+             names: NameScope, weights_dir: Path | None) -> tuple[int, BiasShift]:
     shift = ref.mean - measured.mean
-    created = _add_to_bias(work, target.node, shift, names)
+    created = _add_to_bias(work, target.node, shift, names, weights_dir)
     node = target.node
     return target.index, BiasShift(node.name, node.op_type, target.level, int(shift.size),
                                    float(np.abs(shift).mean()), float(np.abs(shift).max()), ref.rms, created)
@@ -254,8 +267,8 @@ def _correct(work: onnx.ModelProto, target: _Target, ref: _Moments, measured: _M
 def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calib_batches: Batches,
                           mode: str, eval_batches: Batches | None = None, reference: Reference | None = None, *,
                           method: str = "sequential", max_samples: int | None = None,
-                          sqnr_before: float | None = None, show_progress: bool = False
-                          ) -> tuple[onnx.ModelProto, BiasCorrectionReport | None]:
+                          sqnr_before: float | None = None, show_progress: bool = False,
+                          weights_dir: Path | None = None) -> tuple[onnx.ModelProto, BiasCorrectionReport | None]:
     """QuantizeConfig.bias_correction as the pipeline uses it.
 
     Args:
@@ -269,6 +282,7 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
         method, max_samples: as for `correct_biases`.
         sqnr_before: the worst output SQNR of `qdq_model` on `reference` when it was measured
             already (the fallback's last step): "auto" then runs the Q/DQ model once, not twice.
+        weights_dir: as for `correct_biases`.
 
     Raises:
         ConfigError: unknown mode or method.
@@ -278,13 +292,14 @@ def apply_bias_correction(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProt
     if mode == "none":
         return qdq_model, None
     corrected, report = correct_biases(fp32_model, qdq_model, calib_batches, method=method, max_samples=max_samples,
-                                       show_progress=show_progress)
+                                       show_progress=show_progress, weights_dir=weights_dir)
     if mode == "always" or not report.layers:
         return corrected, report
     if reference is None:
         if eval_batches is None:
             log.warning("bias correction 'auto' without held-out data: judged on the calibration data")
-        reference = Reference(fp32_model, eval_batches if eval_batches is not None else calib_batches)
+        reference = Reference(fp32_model, eval_batches if eval_batches is not None else calib_batches,
+                              weights_dir=weights_dir)
     with timed_step(log, "bias correction 'auto': measuring the corrected model on the held-out data"):
         before = sqnr_before if sqnr_before is not None else worst_sqnr(reference.measure(qdq_model))
         after = worst_sqnr(reference.measure(corrected))
@@ -331,11 +346,11 @@ def _beta(node: onnx.NodeProto) -> float:
     return 1.0
 
 
-def _moments(model: onnx.ModelProto, batches: Batches, tensors: Sequence[str]) -> tuple[dict[str, _Moments], int]:
+def _moments(model: onnx.ModelProto, passes: _Passes, tensors: Sequence[str]) -> tuple[dict[str, _Moments], int]:
     """Per-channel moments of `tensors` over all batches, and the number of samples."""
     stats = {t: _Moments() for t in tensors}
     samples = 0
-    for feed, values in run_batches(model, batches, list(tensors)):
+    for feed, values in run_batches(model, passes.batches, list(tensors), passes.weights_dir):
         first = next(iter(feed.values()))
         samples += int(first.shape[0]) if first.ndim else 1
         for name, m in stats.items():
@@ -363,20 +378,20 @@ def _prune(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(reversed(keep))
     listed = {i.name for i in model.graph.input}  # old models list initializers as inputs: keep those
-    inits = [t for t in model.graph.initializer if t.name in needed or t.name in listed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    drop_initializers(graph, {t.name for t in graph.initializer} - needed - listed)
     return pruned
 
 
-def _add_to_bias(model: onnx.ModelProto, node: onnx.NodeProto, shift: np.ndarray, names: NameScope) -> bool:
-    """Add `shift` (per output channel) to the node's bias, creating it if missing; True if created."""
+def _add_to_bias(model: onnx.ModelProto, node: onnx.NodeProto, shift: np.ndarray, names: NameScope,
+                 weights_dir: Path | None = None) -> bool:
+    """Add `shift` (per output channel) to the node's bias (read from `weights_dir` if left in a file there),
+    creating it if missing; True if created."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     shift = shift / _beta(node) if node.op_type == "Gemm" else shift
     name = node.input[2] if len(node.input) > 2 else ""
     if name:
-        old = numpy_helper.to_array(inits[name])
+        old = tensor_values(inits[name], weights_dir)
         value = _shifted(old, shift, node.op_type).astype(old.dtype)
         shared = sum(t == name for n in graph.node for t in n.input) > 1
         if not shared:

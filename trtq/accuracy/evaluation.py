@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -78,15 +79,18 @@ def limit_samples(batches: Batches, max_samples: int | None) -> Callable[[], Ite
     return limited
 
 
-def run_batches(model: onnx.ModelProto, batches: Batches, outputs: Sequence[str] | None = None
-                ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+def run_batches(model: onnx.ModelProto, batches: Batches, outputs: Sequence[str] | None = None,
+                weights_dir: Path | None = None) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Run `model` on each batch: yields (checked feed, {output name: array}), one batch alive at a time.
+
+    `weights_dir`: the folder of the weights a model loaded by reference (or made from one) left in files
+    (trtq.onnx_model.model.load_model_by_reference); see trtq.runtime.session.cpu_session.
 
     Raises:
         DataError: a batch does not fit the model's inputs, or inference fails on it.
         ModelError: the model cannot be loaded.
     """
-    sess = cpu_session(model, outputs)
+    sess = cpu_session(model, outputs, weights_dir=weights_dir)
     names = [o.name for o in sess.get_outputs()]
     inputs = graph_inputs(model)
     for index, feed in enumerate(replayable(batches)()):
@@ -151,6 +155,8 @@ class Reference:
         batches: the evaluation batches (see `Batches`).
         max_cached_bytes: keep the reference outputs in memory up to this size; beyond it they are
             recomputed for every measurement (slower, same results).
+        weights_dir: the folder of the weights `model` left in files (loaded by reference); candidates
+            measured here, made from `model`, read theirs from there too.
 
     Raises:
         DataError: there are no batches, or one does not fit the model.
@@ -160,6 +166,7 @@ class Reference:
     model: onnx.ModelProto
     batches: Batches
     max_cached_bytes: int = DEFAULT_CACHE_BYTES
+    weights_dir: Path | None = None
     outputs: list[str] = field(init=False)
     mask_input: str | None = field(init=False)
     _cache: list[dict[str, np.ndarray]] | None = field(init=False, default=None, repr=False)
@@ -170,7 +177,7 @@ class Reference:
         self.batches = replayable(self.batches)
         cache: list[dict[str, np.ndarray]] | None = []
         size = count = 0
-        for _, values in run_batches(self.model, self.batches, self.outputs):
+        for _, values in run_batches(self.model, self.batches, self.outputs, self.weights_dir):
             count += 1
             size += sum(v.nbytes for v in values.values())
             if cache is not None and size > self.max_cached_bytes:
@@ -197,7 +204,7 @@ class Reference:
     def _reference_outputs(self) -> Iterator[dict[str, np.ndarray]]:
         if self._cache is not None:
             return iter(self._cache)
-        return (values for _, values in run_batches(self.model, self.batches, self.outputs))
+        return (values for _, values in run_batches(self.model, self.batches, self.outputs, self.weights_dir))
 
     def measure(self, candidate: onnx.ModelProto, *, atol: float | None = None, rtol: float | None = None,
                 label: str = "<candidate>") -> ComparisonResult:
@@ -220,7 +227,7 @@ class Reference:
         accs = {name: OutputAccumulator(name) for name in self.outputs}
         checks = {name: _Tolerance(atol or 0.0, rtol or 0.0) for name in self.outputs} \
             if atol is not None or rtol is not None else {}
-        runs = run_batches(candidate, self.batches, self.outputs)
+        runs = run_batches(candidate, self.batches, self.outputs, self.weights_dir)
         batches = samples = 0
         for ref, (feed, cand) in zip(self._reference_outputs(), runs, strict=True):
             n = batch_samples(feed)

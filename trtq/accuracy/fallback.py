@@ -22,6 +22,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -114,7 +115,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
              quantize_config: QuantizeConfig | None, gates: Gates, max_excluded: int = 10, *,
              measure_top: int | None = DEFAULT_MEASURE_TOP, postprocess: Postprocess | None = None,
              reference: Reference | None = None, show_progress: bool = False,
-             trials: int = DEFAULT_TRIALS, tasks: TaskMap | None = None) -> FallbackResult:
+             trials: int = DEFAULT_TRIALS, tasks: TaskMap | None = None,
+             weights_dir: Path | None = None) -> FallbackResult:
     """Quantize `model`, then exclude its most sensitive layers one by one until `gates` pass.
 
     Args:
@@ -131,6 +133,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
         trials: candidates tried at each step (the next ones in the ranking); the best is kept.
         tasks: runs the ranking's measurements and each step's trials (default: one after the other;
             trtq.cluster.tasks.RayMap in parallel); the chosen layers are the same either way.
+        weights_dir: the folder of the weights `model` left in files (loaded by reference,
+            trtq.onnx_model.model.load_model_by_reference): the quantizer and every session read them there.
 
     Raises:
         ConfigError: no gate is set, or max_excluded < 0.
@@ -139,8 +143,8 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
     check_gate_set(gates)
     check_max_excluded(max_excluded)
     options = quantize_config or QuantizeConfig()
-    reference = reference or Reference(model, eval_batches)
-    step = _Step(model, amax, gates, reference, postprocess)
+    reference = reference or Reference(model, eval_batches, weights_dir=weights_dir)
+    step = _Step(model, amax, gates, reference, postprocess, weights_dir)
     result, candidate, first = step.run(options, None)
     steps = [first]
     if first.passed or max_excluded == 0:
@@ -148,7 +152,7 @@ def fallback(model: onnx.ModelProto, amax: Mapping[str, float], eval_batches: Ba
     # A cosine gate on token embeddings is a pooled-cosine gate (trtq.accuracy.gates): rank by that.
     rank_by = "pooled_cosine" if gates.min_cosine is not None and first.pooled_cosine is not None else "sqnr"
     ranking = layer_sensitivity(model, amax, reference.batches, options, measure_top=measure_top, reference=reference,
-                                show_progress=show_progress, rank_by=rank_by, tasks=tasks)
+                                show_progress=show_progress, rank_by=rank_by, tasks=tasks, weights_dir=weights_dir)
     remaining = list(ranking)
     while len(steps) <= max_excluded:
         quantized = {q.name for q in result.report.quantized}
@@ -207,10 +211,11 @@ class _Step:
     gates: Gates
     reference: Reference
     postprocess: Postprocess | None
+    weights_dir: Path | None = None
 
     def run(self, options: QuantizeConfig, layer: LayerSensitivity | None
             ) -> tuple[QuantizeResult, onnx.ModelProto, FallbackStep]:
-        result = quantize_model(self.model, self.amax, options)
+        result = quantize_model(self.model, self.amax, options, self.weights_dir)
         candidate = self.postprocess(result.model) if self.postprocess else result.model
         measured = self.reference.measure(candidate, atol=self.gates.atol, rtol=self.gates.rtol)
         failures = tuple(f.message for f in check_gates(measured, self.gates))

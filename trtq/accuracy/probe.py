@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from trtq.accuracy.metrics import sqnr_from_sums
+from trtq.onnx_model.large_models import drop_initializers
 from trtq.qdq.graph import NameScope
 from trtq.qdq.insert import names_read
 
@@ -155,6 +156,4 @@ def _drop_dead_qdq(model: onnx.ModelProto) -> None:
         graph.node.extend(keep)
     unused = freed - names_read(graph) - outputs - {i.name for i in graph.input}
     if unused:
-        inits = [t for t in graph.initializer if t.name not in unused]
-        del graph.initializer[:]
-        graph.initializer.extend(inits)
+        drop_initializers(graph, unused)

@@ -38,6 +38,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -84,8 +85,10 @@ class LayerSensitivity:
                 "alone_pooled_cosine": json_float(self.alone_pooled_cosine)}
 
 
-def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]:
+def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches, weights_dir: Path | None = None) -> dict[str, float]:
     """node name -> local SQNR (dB) of every quantized layer, from one pass (see the module docstring).
+
+    `weights_dir`: where the model's weights left in files are (trtq.accuracy.evaluation.run_batches).
 
     Raises:
         DataError: no data, or a batch does not fit the model.
@@ -96,7 +99,7 @@ def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]
         return {}
     outputs = [t for pair in pairs.values() for t in pair]
     sums = {node: SqnrSums() for node in pairs}
-    for _, values in run_batches(probe, batches, list(dict.fromkeys(outputs))):
+    for _, values in run_batches(probe, batches, list(dict.fromkeys(outputs)), weights_dir):
         for node, (ref, cand) in pairs.items():
             sums[node].update(values[ref], values[cand])
     return {node: s.sqnr_db for node, s in sums.items()}
@@ -105,7 +108,8 @@ def local_sqnr(qdq_model: onnx.ModelProto, batches: Batches) -> dict[str, float]
 def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches: Batches,
                       quantize_config: QuantizeConfig | None = None, *, measure_top: int | None = DEFAULT_MEASURE_TOP,
                       reference: Reference | None = None, show_progress: bool = False,
-                      rank_by: str = "sqnr", tasks: TaskMap | None = None) -> list[LayerSensitivity]:
+                      rank_by: str = "sqnr", tasks: TaskMap | None = None,
+                      weights_dir: Path | None = None) -> list[LayerSensitivity]:
     """Rank the quantized layers of `model`, most sensitive first (see the module docstring).
 
     Args:
@@ -121,6 +125,8 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
             token-embedding outputs; SQNR where a model has none) for the layers measured alone.
         tasks: runs the measurements alone (default: one after the other; trtq.cluster.tasks.RayMap in
             parallel); the ranking is the same either way.
+        weights_dir: the folder of the weights `model` left in files (loaded by reference): the quantizer
+            and every session read them there.
 
     Returns:
         One entry per quantized layer: measured ones first (worst by `rank_by` first), then the
@@ -128,9 +134,9 @@ def layer_sensitivity(model: onnx.ModelProto, amax: Mapping[str, float], batches
     """
     start = time.perf_counter()
     options = dataclasses.replace(quantize_config or QuantizeConfig(), weights="qdq")
-    qdq = quantize_model(model, amax, options).model
-    reference = reference or Reference(model, batches)
-    local = local_sqnr(qdq, reference.batches)
+    qdq = quantize_model(model, amax, options, weights_dir).model
+    reference = reference or Reference(model, batches, weights_dir=weights_dir)
+    local = local_sqnr(qdq, reference.batches, weights_dir)
     layers = [LayerSensitivity(name, op, local.get(name, math.inf)) for name, op in quantized_layers(qdq)]
     by_local = sorted(layers, key=lambda s: s.local_sqnr_db)
     count = len(by_local) if measure_top is None else max(0, min(measure_top, len(by_local)))

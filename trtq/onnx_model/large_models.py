@@ -24,10 +24,11 @@ LIMIT = 2**31 - 1
 # Leave room for the graph itself (nodes, names, attributes) next to the tensors.
 _MARGIN = 64 << 20
 # Initializers of at least this many bytes go to the data file.
-_EXTERNAL_THRESHOLD = 1024
+EXTERNAL_THRESHOLD = 1024
 
 
-def _tensor_bytes(tensor: onnx.TensorProto) -> int:
+def tensor_bytes(tensor: onnx.TensorProto) -> int:
+    """Bytes of values `tensor` holds in the proto itself (0 for external data)."""
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         return 0
     if tensor.raw_data:
@@ -38,11 +39,11 @@ def _tensor_bytes(tensor: onnx.TensorProto) -> int:
 
 def inline_bytes(model: onnx.ModelProto) -> int:
     """Bytes of weights held in the proto itself (initializers and Constant tensors; an upper bound)."""
-    total = sum(_tensor_bytes(t) for t in model.graph.initializer)
+    total = sum(tensor_bytes(t) for t in model.graph.initializer)
     for node in model.graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.TENSOR:
-                total += _tensor_bytes(attr.t)
+                total += tensor_bytes(attr.t)
     return total
 
 
@@ -78,7 +79,8 @@ def exceeds_limit_when_loaded(model: onnx.ModelProto) -> bool:
     return bool(referenced) and inline_bytes(model) + referenced > LIMIT - _MARGIN
 
 
-def _external(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:
+def external_reference(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> onnx.TensorProto:
+    """A copy of `tensor`'s name, type and shape whose values are `length` bytes at `offset` of file `location`."""
     ref = onnx.TensorProto(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims,
                            data_location=onnx.TensorProto.EXTERNAL, doc_string=tensor.doc_string)
     for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
@@ -100,8 +102,8 @@ def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = Non
         OSError: the data file cannot be written.
     """
     light = onnx.ModelProto()
-    _copy_fields(model, light, skip="graph")
-    _copy_fields(model.graph, light.graph, skip="initializer")
+    copy_fields(model, light, skip="graph")
+    copy_fields(model.graph, light.graph, skip="initializer")
     location = location or data_path.name
     offset = 0
     with open(data_path, "wb") as data:
@@ -109,16 +111,16 @@ def skeleton(model: onnx.ModelProto, data_path: Path, location: str | None = Non
             if weights_dir is not None and external_data.is_external(tensor):
                 offset += _pad(data, offset)
                 length = external_data.copy_tensor(tensor, weights_dir, data)
-                light.graph.initializer.append(_external(tensor, location, offset, length))
+                light.graph.initializer.append(external_reference(tensor, location, offset, length))
                 offset += length
                 continue
-            if _tensor_bytes(tensor) < _EXTERNAL_THRESHOLD:
+            if tensor_bytes(tensor) < EXTERNAL_THRESHOLD:
                 light.graph.initializer.add().CopyFrom(tensor)
                 continue
             payload = tensor.raw_data or numpy_helper.to_array(tensor).tobytes()
             offset += _pad(data, offset)
             data.write(payload)
-            light.graph.initializer.append(_external(tensor, location, offset, len(payload)))
+            light.graph.initializer.append(external_reference(tensor, location, offset, len(payload)))
             offset += len(payload)
         data.flush()
         os.fsync(data.fileno())
@@ -132,7 +134,18 @@ def _pad(data: BinaryIO, offset: int) -> int:
     return padding
 
 
-def _copy_fields(source: object, target: object, skip: str) -> None:
+def drop_initializers(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initializers named in `names` from `graph`, in place.
+
+    Deleted by index rather than by rebuilding the list: upb's `extend`/`append` copy each message by
+    serializing and parsing it (0.5 s per 300 MB kept, and EncodeError for a tensor over 2 GiB).
+    """
+    for i in reversed(range(len(graph.initializer))):
+        if graph.initializer[i].name in names:
+            del graph.initializer[i]
+
+
+def copy_fields(source: object, target: object, skip: str) -> None:
     """Copy every set field of the proto `source` into `target` except `skip`."""
     for field, value in source.ListFields():  # type: ignore[attr-defined]
         if field.name == skip:

@@ -201,9 +201,9 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
 
 def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | None]:
     """The model, with the weights of one over 2 GiB left in their files (model_io.load_model_by_reference)
-    unless a step that rewrites or evaluates weights in memory is on; that step then needs them loaded."""
+    unless a step that rewrites weights in memory (or the precision selection) is on; it then needs them loaded."""
     model, weights_dir = model_io.load_model_by_reference(model_path)
-    if weights_dir is not None and needs_loaded_weights(config):
+    if weights_dir is not None and (needs_loaded_weights(config) or select_stage.requested(config)):
         return model_io.load_model(model_path), None
     return model, weights_dir
 

@@ -102,13 +102,13 @@ def check_qdq_options(config: Config, has_eval: bool) -> None:
 
 
 def needs_loaded_weights(config: Config) -> bool:
-    """Whether a step the config turns on rewrites or evaluates the weights in memory (equalization,
-    learned rounding, bias correction, the fallback, per-layer sensitivity, the FP16 twin), so that a
-    model over 2 GiB cannot keep its weights in their files (trtq.onnx_model.model.load_model_by_reference)."""
-    q, check = config.quantize, config.check
+    """Whether a step the config turns on rewrites the weights in memory (equalization, learned rounding,
+    layer-output ranges, the FP16 twin), so that a model over 2 GiB cannot keep its weights in their files
+    (trtq.onnx_model.model.load_model_by_reference). The fallback, per-layer sensitivity and bias
+    correction read them from there (their sessions through trtq.runtime.session.cpu_session)."""
+    q = config.quantize
     return bool((not q.fast and (q.equalization != "none" or q.weight_rounding != "nearest"
-                                 or q.activation_ranges != "histogram"))
-                or q.bias_correction != "none" or q.fp16 or check.fallback or check.per_layer)
+                                 or q.activation_ranges != "histogram")) or q.fp16)
 
 
 def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Config, calib: DataReader,
@@ -118,7 +118,7 @@ def make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Confi
 
     The FP16 option is ignored here: the returned model is the FP32 variant ONNX Runtime checks;
     trtq.qdq.to_fp16_twin makes the TensorRT 11 variant from it. `weights_dir`: the folder of a model
-    loaded by reference, for the plain quantization (needs_loaded_weights says when that is all that runs).
+    loaded by reference (needs_loaded_weights says which steps need the weights loaded instead).
     With --ray the sensitivity and fallback measurements run as Ray tasks (same ranking, same layers chosen).
     """
     searches = config.check.fallback or (config.check.per_layer and evaluation is not None)
@@ -131,11 +131,11 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
                     evaluation: DataReader | None, show_progress: bool, tasks: TaskMap | None,
                     weights_dir: Path | None) -> QdqOutcome:
     options = dataclasses.replace(config.quantize, fp16=False)
-    reference = _LazyReference(model, evaluation)
+    reference = _LazyReference(model, evaluation, weights_dir)
     if config.check.fallback:
         log.info("fallback: measuring the Q/DQ model against the gates on the held-out samples")
         found = fallback(model, amax, None, options, Gates.from_config(config.check), config.check.max_excluded,
-                         reference=reference.get(), show_progress=show_progress, tasks=tasks)
+                         reference=reference.get(), show_progress=show_progress, tasks=tasks, weights_dir=weights_dir)
         log.info("%s", found.summary())
         outcome = QdqOutcome(found.model, found.quantize_result, fallback=found, sensitivity=list(found.sensitivity))
         options = found.options
@@ -145,7 +145,7 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
         outcome = QdqOutcome(result.model, result)
     if config.check.per_layer and not outcome.sensitivity and evaluation is not None:
         outcome.sensitivity = layer_sensitivity(model, amax, None, options, reference=reference.get(),
-                                                show_progress=show_progress, tasks=tasks)
+                                                show_progress=show_progress, tasks=tasks, weights_dir=weights_dir)
     learned, ranges = learned_rounding(config, outcome.result), range_search(config, outcome.result)
     if learned or ranges:
         steps = [f"{config.quantize.weight_rounding} weight rounding"] * learned + \
@@ -164,7 +164,7 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
         known = outcome.fallback.steps[-1].sqnr_db if outcome.fallback and judge is not None else None
         outcome.model, outcome.bias_correction = apply_bias_correction(
             model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
-            sqnr_before=known, show_progress=show_progress)
+            sqnr_before=known, show_progress=show_progress, weights_dir=weights_dir)
         if outcome.bias_correction is not None:
             log.info("%s", outcome.bias_correction.summary())
     return outcome
@@ -192,11 +192,12 @@ class _LazyReference:
 
     model: onnx.ModelProto
     evaluation: DataReader | None
+    weights_dir: Path | None = None
     _reference: Reference | None = None
 
     def get(self) -> Reference:
         if self._reference is None:
             if self.evaluation is None:
                 raise ConfigError("this step needs held-out samples", hint="give --eval DATA or --eval-fraction")
-            self._reference = Reference(self.model, self.evaluation.feed_dicts())
+            self._reference = Reference(self.model, self.evaluation.feed_dicts(), weights_dir=self.weights_dir)
         return self._reference

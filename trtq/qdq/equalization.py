@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from trtq.onnx_model.large_models import drop_initializers
 from trtq.qdq.graph import GraphIndex, NameScope
 from trtq.qdq.insert import names_read
 
@@ -301,6 +302,4 @@ def drop_unread(model: onnx.ModelProto) -> None:
     del graph.node[:]
     graph.node.extend(nodes)
     listed = {i.name for i in graph.input}
-    inits = [t for t in graph.initializer if t.name in read or t.name in listed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    drop_initializers(graph, {t.name for t in graph.initializer} - read - listed)

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from trtq.onnx_model.large_models import drop_initializers
 from trtq.qdq.graph import GraphIndex, NameScope, Use
 from trtq.qdq.placement import Placement
 from trtq.qdq.scales import (
@@ -147,7 +148,8 @@ class _Writer:
             nodes.extend(self.after.get(i, []))
         del graph.node[:]
         graph.node.extend(nodes)
-        graph.initializer.extend(self.initializers)
+        for tensor in self.initializers:  # add().CopyFrom: a deep copy, where extend serializes and parses
+            graph.initializer.add().CopyFrom(tensor)
 
 
 def _node(op: str, inputs: list[str], output: str, name: str, axis: int | None) -> onnx.NodeProto:
@@ -180,9 +182,7 @@ def _drop_unused_constants(model: onnx.ModelProto, candidates: set[str]) -> None
         graph.node.extend(keep_nodes)
     dropped = {t.name for t in graph.initializer if t.name in unused}
     if dropped:
-        keep = [t for t in graph.initializer if t.name not in dropped]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+        drop_initializers(graph, dropped)
         inputs = [i for i in graph.input if i.name not in dropped]
         del graph.input[:]
         graph.input.extend(inputs)

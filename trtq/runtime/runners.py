@@ -8,7 +8,6 @@ engine is given, so everything else works without TensorRT).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from polygraphy.backend.onnxrt import OnnxrtRunner
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError
-from trtq.onnx_model.large_models import exceeds_protobuf_limit, skeleton
+from trtq.onnx_model import weight_files
+from trtq.onnx_model.large_models import exceeds_protobuf_limit
 from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files, load_model_by_reference
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
 from trtq.runtime.session import clamp_ir_version, external_folder_entry, load_error, providers_for
@@ -74,18 +74,17 @@ def onnx_runner(model: onnx.ModelProto, name: str, outputs: Sequence[str], provi
 def _session(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str,
              weights_dir: Path | None = None) -> Any:
     if weights_dir is not None and external_data_files(model):  # weights left in their files: ORT reads them there
-        return _session_from(model, name, outputs, providers, level, None, external_folder_entry(weights_dir))
-    if exceeds_protobuf_limit(model):  # weights to a data file first: the proto ORT reads is then small
-        with tempfile.TemporaryDirectory(prefix="trtq-") as tmp:
-            light = skeleton(model, Path(tmp) / "weights.data")
-            return _session_from(light, name, outputs, providers, level, Path(tmp) / "model.onnx")
-    return _session_from(model, name, outputs, providers, level, None)
+        return _session_from(model, name, outputs, providers, level, external_folder_entry(weights_dir))
+    if exceeds_protobuf_limit(model):  # weights to files first (shared with other sessions): the proto is then small
+        light = weight_files.shared.skeleton(model)
+        return _session_from(light, name, outputs, providers, level, external_folder_entry(weight_files.shared.folder))
+    return _session_from(model, name, outputs, providers, level)
 
 
 def _session_from(model: onnx.ModelProto, name: str, outputs: Sequence[str], providers: Sequence[str], level: str,
-                  path: Path | None, entries: Mapping[str, str] | None = None) -> Any:
-    """The session of `model` with `outputs`, from bytes, or saved to `path` (next to its external data);
-    `entries`: more session config entries."""
+                  entries: Mapping[str, str] | None = None) -> Any:
+    """The session of `model` with `outputs`, from bytes; `entries`: more session config entries (e.g. the
+    folder of its external data)."""
     ort = _lazy.require("onnxruntime")
     modified = ModifyOutputs(model, outputs=[exact_pattern(o) for o in outputs], copy=True)
     levels = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
@@ -96,10 +95,7 @@ def _session_from(model: onnx.ModelProto, name: str, outputs: Sequence[str], pro
     for key, value in {**QDQ_SESSION_ENTRIES, **(entries or {})}.items():
         options.add_session_config_entry(key, value)
     try:
-        if path is None:
-            return ort.InferenceSession(BytesFromOnnx(modified)(), options, providers=list(providers))
-        onnx.save_model(modified(), str(path))
-        return ort.InferenceSession(str(path), options, providers=list(providers))
+        return ort.InferenceSession(BytesFromOnnx(modified)(), options, providers=list(providers))
     except Exception as exc:  # ONNX Runtime and Polygraphy raise their own types for every load failure
         raise load_error(exc, name) from None
 

@@ -1,11 +1,14 @@
-"""ONNX Runtime sessions: providers, the IR version clamp, the 2 GiB check and the load error, in one place.
+"""ONNX Runtime sessions: providers, the IR version clamp, models over 2 GiB and the load error, in one place.
 
 Models under 2 GiB go to ONNX Runtime as bytes: no temporary files at all. A
 model whose weights stay in external files (loaded without them) goes as bytes
 too, with ONNX Runtime told the folder to read those files from (it refuses
 links to them from elsewhere: "External data path escapes model directory").
 Only a model over 2 GiB held in memory is written, its weights streamed to a
-data file in a temporary directory, so nothing lands in the working directory.
+data file in a temporary directory, so nothing lands in the working directory;
+evaluation sessions (`cpu_session`) of such models share their weight files
+(trtq.onnx_model.weight_files), so the many models of an accuracy search that
+share weights do not each write them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import onnx
 
 from trtq import _lazy
 from trtq.errors import MissingDependencyError, ModelError, first_line
+from trtq.onnx_model import weight_files
 from trtq.onnx_model.large_models import exceeds_protobuf_limit, serialized_within_limit, skeleton
 from trtq.onnx_model.model import MAX_IR_VERSION, external_data_files
 from trtq.runtime.qdq_options import QDQ_SESSION_ENTRIES, ort_optimization_level
@@ -42,13 +46,6 @@ def set_process_threads(threads: int) -> None:
 def clamp_ir_version(model: onnx.ModelProto) -> None:
     """Lower the model's IR version, in place, to the newest ONNX Runtime reads (onnx may write a newer one)."""
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
-
-
-def check_size(model: onnx.ModelProto, message: str, hint: str) -> None:
-    """Raise ModelError(message, hint) when `model` is over the 2 GiB protobuf can serialise into bytes
-    (sized without ByteSize(), which raises EncodeError past the limit)."""
-    if exceeds_protobuf_limit(model):
-        raise ModelError(message, hint=hint)
 
 
 def load_error(exc: Exception, name: str | None = None) -> ModelError:
@@ -145,38 +142,76 @@ def with_outputs(model: onnx.ModelProto, outputs: Sequence[str]) -> onnx.ModelPr
     return copy
 
 
-def cpu_session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, threads: int = 0) -> Any:
+def cpu_session(model: onnx.ModelProto, outputs: Sequence[str] | None = None, threads: int = 0,
+                weights_dir: Path | None = None) -> Any:
     """An ONNX Runtime CPU session of `model` (returning `outputs`, default the graph outputs).
 
     The graph optimization level follows trtq.runtime.qdq_options (basic for FP8 / FP16-scale Q/DQ).
+    Weights left in external files under `weights_dir` (a model loaded by reference, or made from one)
+    are read by ONNX Runtime from there. A model over 2 GiB in memory goes to ONNX Runtime as a skeleton
+    whose weights are files of trtq.onnx_model.weight_files.shared, which the sessions of models sharing
+    those weights share.
 
     Raises:
-        ModelError: the model is over 2 GiB or ONNX Runtime cannot load it.
+        ModelError: ONNX Runtime cannot load the model, its graph alone is over 2 GiB, or it keeps weights
+            in external files and `weights_dir` is None.
     """
     ort = _lazy.require("onnxruntime")
-    work = with_outputs(model, outputs) if outputs is not None else model
-    check_size(work, f"model '{model.graph.name}' is over 2 GiB, which in-memory evaluation cannot load",
-               hint="leave out --fallback / --bias-correction for this model")
+    data, level, entries = evaluation_bytes(model, outputs, weights_dir)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads or _process_threads
-    if ort_optimization_level(work) == "basic":
+    if level == "basic":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    for key, value in QDQ_SESSION_ENTRIES.items():
+    for key, value in {**QDQ_SESSION_ENTRIES, **entries}.items():
         options.add_session_config_entry(key, value)
-    data = ort_bytes(work)
     try:
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ONNX Runtime raises its own types for every load failure
         raise load_error(exc) from None
 
 
+def evaluation_bytes(model: onnx.ModelProto, outputs: Sequence[str] | None = None, weights_dir: Path | None = None
+                     ) -> tuple[bytes, str, dict[str, str]]:
+    """(the bytes ONNX Runtime loads for `model` returning `outputs`, its optimization level, the session
+    config entries they need): the model itself under 2 GiB, with the entry naming `weights_dir` when
+    weights are left in files there; over it, a skeleton whose large weights are files of
+    weight_files.shared, with the entry naming that folder. `model` is left as it is.
+
+    Raises:
+        ModelError: the graph alone is over 2 GiB (weight_files.WeightFiles.skeleton), or weights are left
+            in external files and no `weights_dir` says where.
+    """
+    files = external_data_files(model)
+    if files and weights_dir is None:
+        raise ModelError(f"model '{model.graph.name}' keeps weights in external files ({', '.join(files[:3])}) "
+                         "and no folder to read them from was given",
+                         hint="pass weights_dir (the folder load_model_by_reference returns), or load the model "
+                              "with its weights (trtq.onnx_model.model.load_model)")
+    folder = weights_dir if files else None
+    if not exceeds_protobuf_limit(model):
+        work = with_outputs(model, outputs) if outputs is not None else model
+        data = serialized_within_limit(_readable(work))
+        if data is not None:
+            return data, ort_optimization_level(work), external_folder_entry(folder)
+    # No copy of the weights in memory, unlike with_outputs; those in `folder` are copied into the store.
+    light = weight_files.shared.skeleton(model, folder)
+    clamp_ir_version(light)
+    work = with_outputs(light, outputs) if outputs is not None else light
+    return work.SerializeToString(), ort_optimization_level(work), external_folder_entry(weight_files.shared.folder)
+
+
+def _readable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, or a copy with an IR version ONNX Runtime reads."""
+    if model.ir_version <= MAX_IR_VERSION:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    clamp_ir_version(copy)
+    return copy
+
+
 def ort_bytes(model: onnx.ModelProto) -> bytes:
     """The serialized model with an IR version ONNX Runtime reads (`model` itself is left as it is)."""
-    if model.ir_version > MAX_IR_VERSION:
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        clamp_ir_version(copy)
-        model = copy
-    data: bytes = model.SerializeToString()
+    data: bytes = _readable(model).SerializeToString()
     return data
