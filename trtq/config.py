@@ -190,8 +190,15 @@ class QuantizeConfig:
                      "layers quantized (trtq.accuracy.input_ranges; the cache keeps the histogram ranges).",
         ("histogram", "layer-output"),
     )
-    fast: bool = _opt(False, "Quick path: nearest weight rounding, histogram ranges and no equalization, whatever "
-                             "else is set.")
+    activation_shift: str = _opt(
+        "off", "Centre each channel of an activation on TensorRT's symmetric INT8 grid (Outlier Suppression+ "
+               "shifting, trtq.qdq.activation_shift): a per-channel shift before the Q, taken back exactly in the "
+               "reading layer's bias; linear: MatMul/Gemm and unpadded Conv inputs; all: padded Convs too (a "
+               "constant border map after them, static spatial sizes only); off.",
+        ("off", "linear", "all"),
+    )
+    fast: bool = _opt(False, "Quick path: nearest weight rounding, histogram ranges, no equalization and no activation "
+                             "shift, whatever else is set.")
     pow2: bool = _opt(
         False, "Power-of-two INT8 scales (fixed-point accelerators, PACT2-style): every activation amax is rounded up "
                "to 127 * 2^k so its scale is exactly 2^k (cache and Q/DQ model), and every weight scale up to 2^k.",

@@ -21,6 +21,7 @@ from trtq.cli.command import LazyChoice, section_option
 # built from calibration data. Commands that cannot act on them pass them to config_options(skip=...)
 # so that their --help does not offer them (YAML files may still set them; they are then unused).
 BUILD_ONLY = ("bias_correction", "fallback", "max_excluded", "smoothquant", "weight_rounding", "activation_ranges",
+              "activation_shift",
               "equalization", "fast", "max_accuracy_loss")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import onnx
 
 from trtq.accuracy import Gates
+from trtq.accuracy.activation_shift import SHIFT_SAMPLES, ActivationShiftReport, shift_activations
 from trtq.accuracy.bias_correction import BiasCorrectionReport, apply_bias_correction
 from trtq.accuracy.evaluation import Reference
 from trtq.accuracy.fallback import FallbackResult, check_gate_set, check_max_excluded, fallback
@@ -69,11 +70,13 @@ class QdqOutcome:
     bias_correction: BiasCorrectionReport | None = None
     sensitivity: list[LayerSensitivity] = field(default_factory=list)
     weight_rounding: WeightRoundingReport | None = None
+    activation_shift: ActivationShiftReport | None = None
 
     def summaries(self) -> list[str]:
         """One line per accuracy mechanism that ran, for report.md (make_qdq_model logs each as it ends)."""
         lines = [self.fallback.summary()] if self.fallback else []
         lines += [self.weight_rounding.summary()] if self.weight_rounding else []
+        lines += [self.activation_shift.summary()] if self.activation_shift else []
         return lines + ([self.bias_correction.summary()] if self.bias_correction else [])
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class QdqOutcome:
             "bias_correction": self.bias_correction.to_dict() if self.bias_correction else None,
             "sensitivity": ranking_table(self.sensitivity) if self.sensitivity else None,
             "weight_rounding": self.weight_rounding.to_dict() if self.weight_rounding else None,
+            "activation_shift": self.activation_shift.to_dict() if self.activation_shift else None,
         }
 
 
@@ -157,6 +161,12 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
             model, outcome.model, calib.feed_dicts(), method=ROUNDING_METHODS[config.quantize.weight_rounding],
             target="self", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
         log.info("%s", outcome.weight_rounding.summary())
+    if activation_shift(config, outcome.result):
+        # after the weight rounding: the shift is taken back with the final weight integers
+        outcome.model, outcome.activation_shift = shift_activations(
+            model, outcome.model, calib.feed_dicts(), config.quantize.activation_shift, max_samples=SHIFT_SAMPLES,
+            weights_dir=weights_dir)
+        log.info("%s", outcome.activation_shift.summary())
     mode = config.quantize.bias_correction
     if mode != "none":
         judge = reference.get() if mode == "auto" and evaluation is not None else None
@@ -178,6 +188,12 @@ def learned_rounding(config: Config, result: QuantizeResult) -> bool:
     """Whether learned weight rounding (GPTQ or AdaRound) runs: asked for, not --fast, INT8, and weights to round."""
     q = config.quantize
     return q.weight_rounding != "nearest" and not q.fast and q.precision == "int8" and result.report.weights > 0
+
+
+def activation_shift(config: Config, result: QuantizeResult) -> bool:
+    """Whether activations are shifted onto their INT8 grid: asked for, not --fast, INT8, and layers to compensate."""
+    q = config.quantize
+    return q.activation_shift != "off" and not q.fast and q.precision == "int8" and result.report.weights > 0
 
 
 def range_search(config: Config, result: QuantizeResult) -> bool:

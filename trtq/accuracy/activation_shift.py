@@ -1,0 +1,103 @@
+"""`--activation-shift`: measure per-channel ranges on calibration data, then shift (trtq.qdq.activation_shift).
+
+The shift of each channel is the middle of its [min, max] over the calibration samples, taken
+on the FP32 model the Q/DQ model was made from (the tensors the Q nodes read keep their names).
+Language models are measured at their real tokens only, as calibration is (trtq.onnx_model.token_axes),
+so padding does not widen the ranges.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from trtq.accuracy.evaluation import Batches, limit_samples, run_batches
+from trtq.onnx_model.model import graph_inputs
+from trtq.onnx_model.token_axes import attention_mask_input
+from trtq.qdq.activation_shift import MODES, ShiftedTensor, apply_shifts, shift_targets
+
+# Calibration samples the ranges come from: one FP32 pass; minima and maxima need the whole data
+# more than means do (a channel's range only grows), so more than bias correction takes.
+SHIFT_SAMPLES = 512
+
+
+@dataclass
+class ActivationShiftReport:
+    """What the shift did: the tensors shifted (amax before/after), how many could be, the time."""
+
+    mode: str
+    shifted: list[ShiftedTensor] = field(default_factory=list)
+    candidates: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if not self.shifted:
+            return f"activation shift ({self.mode}): no activation gained (of {self.candidates} that could be shifted)"
+        gains = [t.gain_db for t in self.shifted]
+        return (f"activation shift ({self.mode}): {len(self.shifted)} of {self.candidates} activations centred on "
+                f"their INT8 grid, range {min(gains):.1f}..{max(gains):.1f} dB narrower "
+                f"(ranges from {self.samples} calibration samples, {self.seconds:.1f} s)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "candidates": self.candidates, "samples": self.samples,
+                "seconds": round(self.seconds, 3), "shifted": [t.to_dict() for t in self.shifted]}
+
+
+def parse_mode(value: str) -> str:
+    """The mode, lower-cased; ValueError for anything but MODES (the config reports it)."""
+    mode = str(value).strip().lower()
+    if mode not in MODES:
+        raise ValueError(f"--activation-shift must be one of {', '.join(MODES)}, got {value!r}")
+    return mode
+
+
+def shift_activations(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batches: Batches, mode: str, *,
+                      max_samples: int | None = SHIFT_SAMPLES,
+                      weights_dir: Path | None = None) -> tuple[onnx.ModelProto, ActivationShiftReport]:
+    """A copy of `qdq_model` with its shiftable activations shifted (trtq.qdq.activation_shift), and the report."""
+    start = time.perf_counter()
+    work = onnx.ModelProto()
+    work.CopyFrom(qdq_model)
+    targets = shift_targets(work, mode)
+    report = ActivationShiftReport(mode, candidates=len(targets))
+    if not targets:
+        return work, report
+    axes = {t.tensor: t.channel_axis for t in targets}
+    ranges, shapes, report.samples = channel_ranges(fp32_model, batches, axes, max_samples, weights_dir)
+    work, report.shifted = apply_shifts(work, targets, ranges, shapes)
+    report.seconds = time.perf_counter() - start
+    return work, report
+
+
+def channel_ranges(model: onnx.ModelProto, batches: Batches, axes: dict[str, int], max_samples: int | None,
+                   weights_dir: Path | None = None
+                   ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, tuple[int, ...]], int]:
+    """Per-channel (min, max) of each tensor in `axes` (name -> channel axis) over the batches, the last
+    shape seen of each, and the sample count. Per-token tensors of a language model count real tokens only."""
+    mask_name = attention_mask_input(graph_inputs(model))
+    lows: dict[str, np.ndarray] = {}
+    highs: dict[str, np.ndarray] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    samples = 0
+    for feed, values in run_batches(model, limit_samples(batches, max_samples), list(axes), weights_dir):
+        first = next(iter(feed.values()))
+        samples += int(first.shape[0]) if first.ndim else 1
+        mask = feed.get(mask_name) if mask_name else None
+        for name, axis in axes.items():
+            x = values[name]
+            shapes[name] = tuple(x.shape)
+            if mask is not None and x.ndim >= 3 and x.shape[:2] == mask.shape and axis % x.ndim == x.ndim - 1:
+                x = x[np.asarray(mask) != 0]  # [real tokens, .., channels]
+            rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+            if rows.shape[0] == 0:
+                continue
+            lo, hi = rows.min(axis=0).astype(np.float64), rows.max(axis=0).astype(np.float64)
+            lows[name] = np.minimum(lows[name], lo) if name in lows else lo
+            highs[name] = np.maximum(highs[name], hi) if name in highs else hi
+    return {n: (lows[n], highs[n]) for n in lows}, shapes, samples
