@@ -81,7 +81,7 @@ def compare_command(ctx: click.Context, reference: str, candidate: str, data: st
                             progress=not ctx.obj.get("quiet", False))
     gates = Gates.from_config(config.check)
     failures = check_gates(result, gates)
-    nodes = _layer_nodes(reference, result)
+    nodes = _layer_nodes(reference, candidate, result)
     if as_json:
         payload = {**result.to_dict(), "gates": {"thresholds": gates.to_dict(), "passed": not failures,
                                                  "failures": [f.to_dict() for f in failures]}}
@@ -100,11 +100,15 @@ def compare_command(ctx: click.Context, reference: str, candidate: str, data: st
     raise_on_failures(failures)
 
 
-def _layer_nodes(reference: str, result: ComparisonResult) -> dict[str, str]:
-    """tensor -> the REFERENCE node producing it, for the per-layer entries (the layer's name, as fallback's)."""
+def _layer_nodes(reference: str, candidate: str, result: ComparisonResult) -> dict[str, str]:
+    """tensor -> the node producing it, for the per-layer entries: in CANDIDATE when it is a Q/DQ model (its
+    nodes carry the names the quantizer and fallback gave them), else in REFERENCE named the same way."""
     if not result.per_layer:
         return {}
     from trtq.onnx_model.model import load_model
     from trtq.onnx_model.tensors import producer_names
+    from trtq.qdq.graph import name_nodes
 
-    return producer_names(load_model(reference, load_weights=False), (layer.tensor for layer in result.per_layer))
+    graph = load_model(candidate if candidate.lower().endswith(".onnx") else reference, load_weights=False)
+    name_nodes(graph)  # unnamed nodes get the names the quantizer, fallback and sensitivity give them
+    return producer_names(graph, (layer.tensor for layer in result.per_layer))

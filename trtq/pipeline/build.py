@@ -39,6 +39,7 @@ from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, need
 from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import EqualizationReport, equalize
+from trtq.qdq.graph import name_nodes
 from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
@@ -303,11 +304,15 @@ def _record_shapes(report: Report, calib: DataReader) -> None:
             for name, shapes in calib.batch_shapes.items()}
 
 
-def _layer_nodes(model_path: Path, result: ComparisonResult) -> dict[str, str]:
-    """tensor -> the FP32 node producing it, for the per-layer entries (the graph only: no weights read)."""
+def _layer_nodes(model_path: Path, candidate: Path, result: ComparisonResult) -> dict[str, str]:
+    """tensor -> the node producing it, for the per-layer entries: in the Q/DQ model, whose nodes carry the
+    names the quantizer, fallback and sensitivity gave them (after SmoothQuant or equalization added nodes);
+    for an engine, in the FP32 model named the same way. The graph only: no weights are read."""
     if not result.per_layer:
         return {}
-    graph = model_io.load_model(model_path, load_weights=False)
+    onnx_candidate = candidate.suffix.lower() == ".onnx"
+    graph = model_io.load_model(candidate if onnx_candidate else model_path, load_weights=False)
+    name_nodes(graph)
     return producer_names(graph, (layer.tensor for layer in result.per_layer))
 
 
@@ -326,7 +331,7 @@ def _check_accuracy(config: Config, model_path: Path, outcome: BuildOutcome, pla
         result = compare_models(model_path, candidate, plan.eval.feed_dicts(), per_layer=config.check.per_layer,
                                 labels=labels, keys=plan.eval.keys if labels else None, atol=config.check.atol,
                                 rtol=config.check.rtol, progress=show_progress)
-    outcome.layer_nodes = _layer_nodes(model_path, result)
+    outcome.layer_nodes = _layer_nodes(model_path, candidate, result)
     report.set_comparison(result, outcome.layer_nodes)
     outcome.comparison = result
     gates = Gates.from_config(config.check)
