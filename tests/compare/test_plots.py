@@ -67,7 +67,7 @@ def test_the_gate_is_drawn_where_sqnr_is(tmp_path, figures):
         {"node": "conv_a", "op_type": "Conv", "alone_sqnr_db": 31.0, "local_sqnr_db": 25.0},
         {"node": "gemm_b", "op_type": "Gemm", "alone_sqnr_db": 14.0, "local_sqnr_db": 9.0},
         {"node": "conv_c", "op_type": "Conv", "alone_sqnr_db": None, "local_sqnr_db": 30.0},
-    ]}
+    ], "fallback": {"excluded": ["gemm_b"], "passed": True, "steps": [], "sensitivity": []}}
     written = add_plots(report, tmp_path)
     assert [p.name for p in written] == ["layer_sensitivity.png", "layer_sqnr.png", "ranges.png", "output_sqnr.png"]
     for name in ("layer_sensitivity.png", "layer_sqnr.png", "output_sqnr.png"):
@@ -78,6 +78,10 @@ def test_the_gate_is_drawn_where_sqnr_is(tmp_path, figures):
     labels = [t.get_text() for t in axes.get_yticklabels()]
     assert labels == ["conv_a (Conv)", "gemm_b (Gemm)"]  # bottom to top
     assert "alone SQNR" in axes.get_xlabel()
+    # The layer the fallback left in float stands out, and the legend says why.
+    top, bottom = axes.patches[1].get_facecolor(), axes.patches[0].get_facecolor()
+    assert top != bottom
+    assert "left in float (--fallback)" in [t.get_text() for t in axes.get_legend().get_texts()]
 
 
 def test_the_range_plot_colours_by_method_and_names_the_clipped_tensors_in_bars(tmp_path, figures):

@@ -118,18 +118,23 @@ def plot_output_errors(outputs: Mapping[str, Mapping[str, Any]], path: Path,
 
 
 def _bars(rows: Sequence[tuple[str, float]], path: Path, xlabel: str, title: str,
-          gate: float | None) -> Path | None:
-    """Horizontal bars, the first row (the worst) on top, with the gate line when there is one."""
+          gate: float | None, marked: Sequence[bool] = (), marked_label: str = "") -> Path | None:
+    """Horizontal bars, the first row (the worst) on top, with the gate line when there is one; the rows
+    `marked` says (e.g. the layers the fallback left in float) in another colour."""
     from matplotlib.figure import Figure
 
     if not rows:
         return None
     fig = Figure(figsize=(8, max(3, 0.3 * len(rows) + 1)))
     ax = fig.add_subplot()
-    shown = list(reversed(rows))
-    ax.barh([short(n) for n, _ in shown], [v for _, v in shown])
+    shown, flags = list(reversed(rows)), list(reversed(list(marked) or [False] * len(rows)))
+    bars = ax.barh([short(n) for n, _ in shown], [v for _, v in shown],
+                   color=[_COLOURS[1] if flag else _COLOURS[0] for flag in flags])
+    if any(flags):
+        bars[flags.index(True)].set_label(marked_label)
     if gate is not None:
         ax.axvline(gate, color=_GATE_COLOUR, linestyle="--", label=f"gate --min-sqnr {gate:g} dB")
+    if gate is not None or any(flags):
         ax.legend(loc="lower right")
     ax.set(xlabel=xlabel, title=title)
     ax.tick_params(axis="y", labelsize=8)
@@ -144,19 +149,21 @@ def plot_layer_errors(layers: Sequence[Mapping[str, Any]], path: Path, min_sqnr:
                  f"Per-layer SQNR, worst {len(rows)} of {len(layers)}", min_sqnr)
 
 
-def plot_layer_sensitivity(ranking: Sequence[Mapping[str, Any]], path: Path,
-                           min_sqnr: float | None = None) -> Path | None:
+def plot_layer_sensitivity(ranking: Sequence[Mapping[str, Any]], path: Path, min_sqnr: float | None = None,
+                           excluded: Sequence[str] = ()) -> Path | None:
     """The most sensitive MAX_BARS layers, worst first: the model outputs' SQNR with only that layer
     quantized (alone SQNR, against which the gate line reads), or, for a ranking without it, the
-    layer's own output SQNR (local)."""
+    layer's own output SQNR (local); the layers in `excluded` (left in float by the fallback) stand out."""
     key = "alone_sqnr_db" if any(_finite(r.get("alone_sqnr_db")) is not None for r in ranking) else "local_sqnr_db"
-    rows = sorted(((f"{r['node']} ({r['op_type']})", v) for r in ranking if (v := _finite(r.get(key))) is not None),
+    kept = sorted(((r, v) for r in ranking if (v := _finite(r.get(key))) is not None),
                   key=lambda row: row[1])[:MAX_BARS]
+    rows = [(f"{r['node']} ({r['op_type']})", v) for r, v in kept]
     alone = key == "alone_sqnr_db"
     xlabel = ("alone SQNR (dB): the model outputs with only this layer quantized" if alone
               else "local SQNR (dB): the layer's own output with only it quantized")
     return _bars(rows, path, xlabel, f"Layer sensitivity, most sensitive {len(rows)} of {len(ranking)}",
-                 min_sqnr if alone else None)
+                 min_sqnr if alone else None, [r["node"] in set(excluded) for r, _ in kept],
+                 "left in float (--fallback)")
 
 
 def plots_available() -> bool:
@@ -167,7 +174,7 @@ def plots_available() -> bool:
 def write_plots(ranges: Mapping[str, tuple[float, float]], outputs: Mapping[str, Mapping[str, Any]],
                 layers: Sequence[Mapping[str, Any]], out_dir: Path, *, methods: Mapping[str, str] | None = None,
                 sensitivity: Sequence[Mapping[str, Any]] = (), min_sqnr: float | None = None,
-                ) -> list[tuple[str, Path]]:
+                excluded: Sequence[str] = ()) -> list[tuple[str, Path]]:
     """Draw the plots there is data for into `out_dir` (needs matplotlib, see plots_available).
 
     Args:
@@ -178,12 +185,14 @@ def write_plots(ranges: Mapping[str, tuple[float, float]], outputs: Mapping[str,
         methods: tensor -> the method that chose its range (colours of the range plot).
         sensitivity: the layer ranking as JSON data (`node`, `op_type`, `alone_sqnr_db`, `local_sqnr_db`).
         min_sqnr: the --min-sqnr gate, drawn as a line, or None.
+        excluded: the layers the fallback left in float (marked in the sensitivity plot).
 
     Returns:
         (artifact kind, path) of every plot written, the one answering "where is the error" first.
     """
     jobs: list[tuple[str, str, Any]] = [
-        ("plot_layer_sensitivity", "layer_sensitivity.png", lambda p: plot_layer_sensitivity(sensitivity, p, min_sqnr)),
+        ("plot_layer_sensitivity", "layer_sensitivity.png", lambda p: plot_layer_sensitivity(sensitivity, p, min_sqnr,
+                                                                                   excluded)),
         ("plot_layer_sqnr", "layer_sqnr.png", lambda p: plot_layer_errors(layers, p, min_sqnr)),
         ("plot_ranges", "ranges.png", lambda p: plot_ranges(ranges, p, methods)),
         ("plot_output_sqnr", "output_sqnr.png", lambda p: plot_output_errors(outputs, p, min_sqnr)),

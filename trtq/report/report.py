@@ -207,7 +207,8 @@ def add_plots(report: Report, out_dir: Path) -> list[Path]:
         with timed_step(log, "drawing the report's plots"):
             drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {},
                                       comparison.get("per_layer") or [], out_dir, methods=report.range_methods,
-                                      sensitivity=accuracy.get("sensitivity") or [], min_sqnr=min_sqnr)
+                                      sensitivity=accuracy.get("sensitivity") or [], min_sqnr=min_sqnr,
+                                      excluded=(accuracy.get("fallback") or {}).get("excluded") or [])
     for kind, path in drawn:
         report.add_artifact(kind, path)
     _remove_stale_plots(report, out_dir, {path.name for _, path in drawn})
