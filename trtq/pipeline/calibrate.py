@@ -152,8 +152,9 @@ def _setting_changes(old: Mapping[str, object] | None, new: Mapping[str, object]
     """`mean [0, 0, 0] -> [0.5, 0.5, 0.5], ...` for the preprocessing settings that differ."""
     if old is None or new is None:
         return "the images were preprocessed then, not now" if new is None else "no preprocessing recorded then"
-    return ", ".join(f"--{k.replace('_', '-')} {old.get(k, 'unset')} -> {new.get(k, 'unset')}"
-                     for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+    changed = ", ".join(f"--{k.replace('_', '-')} {old.get(k, 'unset')} -> {new.get(k, 'unset')}"
+                        for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+    return changed or "same settings; another trtq version recorded them otherwise"
 
 
 def reheaded(table: CalibrationTable, cache_path: Path, trt_version: str | None) -> CalibrationTable:
