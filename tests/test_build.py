@@ -213,3 +213,28 @@ def test_the_build_checks_hold_on_a_gpu_machine(workdir, simulated_gpu):
     data = _check_build(result, workdir / "cls_trtq")
     assert Path(data["artifacts"]["engine"]).read_bytes() == b"ENGINE:0"
     assert data["comparison"]["samples"] == 2
+
+
+def test_per_layer_names_the_layers_as_the_sensitivity_ranking_does(tmp_path):
+    # The conv model's nodes have no names: trtq names them (<op>_<index>) on the model it quantizes,
+    # after SmoothQuant added a Mul before the Gemm, so the names come from the Q/DQ model, not the FP32 file.
+    from PIL import Image
+
+    from tests.image_models import conv_classifier, image_args, save
+
+    model = save(conv_classifier(), tmp_path / "conv.onnx")
+    assert not any(node.name for node in onnx.load(str(model)).graph.node)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["-q", "build", str(model), "--calib", str(images), *image_args(), "-o", str(out),
+                                       "--eval-fraction", "0.5", "--per-layer", "--smoothquant", "auto"])
+    assert result.exit_code == 0, result.output
+    data = _report(out)
+    ranked = {r["op_type"]: r["node"] for r in data["accuracy"]["sensitivity"]}
+    layers = {la["op_type"]: la["node"] for la in data["comparison"]["per_layer"]}
+    assert layers == ranked and all(layers.values())
+    assert any(line.split()[1:3] == ["Gemm", ranked["Gemm"]] for line in result.stdout.splitlines())

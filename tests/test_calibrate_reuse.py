@@ -119,6 +119,7 @@ def test_a_cache_made_from_other_data_is_made_again(ocr_classifier, photo_dir, p
     for path in sorted(p for p in photo_dir.iterdir() if p.is_file())[:-2]:
         shutil.copy(path, fewer / path.name)
     output = _run(*_args(ocr_classifier, fewer, cache, "--method", "percentile"))
-    assert f"not reusing {cache}: it was made from other calibration data than" in output
+    assert (f"not reusing {cache}: it was made from other calibration data: other samples are selected "
+            f"({len(list(photo_dir.iterdir()))} then, {len(list(fewer.iterdir()))} now:") in output
     assert cache.read_bytes() != before
     assert "reused" in _run(*_args(ocr_classifier, fewer, cache, "--method", "percentile"))

@@ -32,12 +32,15 @@ log = logging.getLogger(__name__)
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | Callable[[], Sequence[str]] | None = None,
-         flag_value: str | None = None) -> Any:
+         flag_value: str | None = None, path: str | None = None) -> Any:
     """A dataclass field carrying its help text (and allowed values, or a function giving them) for CLI and docs.
 
     `flag_value`: the value the flag takes when given without one (`--ray` alone means `--ray local`).
+    `path`: what kind of path the field holds, for the CLI's checks (trtq.cli.options.PATH_TYPES): "data"
+    (input file or folder), "stats" (input files), "labels" (input file or the word 'folders'),
+    "output-file" (a file written, perhaps read first).
     """
-    meta = {"help": help, "choices": choices, "flag_value": flag_value}
+    meta = {"help": help, "choices": choices, "flag_value": flag_value, "path": path}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -62,8 +65,9 @@ class DataConfig:
     """Where calibration and evaluation samples come from and how they are batched."""
 
     calib: str | None = _opt(None, "Calibration data: image folder/file, .npy/.npz file or folder, video, or a "
-                                   "data-loader script (.py with a load_data() generator of feed dicts).")
-    eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).")
+                                   "data-loader script (.py with a load_data() generator of feed dicts).",
+                             path="data")
+    eval: str | None = _opt(None, "Separate held-out evaluation data (same kinds as --calib).", path="data")
     eval_fraction: float | None = _opt(
         None, "Fraction of --calib held out for evaluation (default: 0.2 for build, 0 for calibrate)."
     )
@@ -124,11 +128,12 @@ class CalibrationConfig:
     )
     power_of_two: bool = _opt(False, "Round amax itself up to a power of two (its scale 2^k / 127 is not one; "
                                      "--pow2 makes the scales powers of two).")
-    cache: str | None = _opt(None, "Calibration cache path (read if valid for the model, else written).")
+    cache: str | None = _opt(None, "Calibration cache path (read if valid for the model, else written).",
+                             path="output-file")
     trt_version: str | None = _opt(None, "TensorRT version the cache header targets, e.g. 10.16.1.")
     force: bool = _opt(False, "Use a cache even if it does not match the model.")
-    save_stats: str | None = _opt(None, "Save the raw observer statistics to this file (.npz).")
-    load_stats: list[str] = _opt([], "Load and merge observer statistics instead of running the model.")
+    save_stats: str | None = _opt(None, "Save the raw observer statistics to this file (.npz).", path="output-file")
+    load_stats: list[str] = _opt([], "Load and merge observer statistics instead of running the model.", path="stats")
     compare_methods: bool = _opt(
         False, "Also compare minmax, entropy, percentile and mse on held-out data (one calibration pass)."
     )
@@ -212,7 +217,7 @@ class BuildConfig:
     implicit: bool = _opt(False, "TensorRT 10.x: implicit INT8 with a calibrator/cache instead of Q/DQ.")
     require_engine: bool = _opt(False, "Fail (exit 3) when no engine can be built here.")
     workspace_mb: int | None = _opt(None, "Builder workspace limit in MiB.")
-    timing_cache: str | None = _opt(None, "TensorRT timing cache file to reuse and update.")
+    timing_cache: str | None = _opt(None, "TensorRT timing cache file to reuse and update.", path="output-file")
     min_shapes: str | None = _opt(None, "Profile minimum shapes, e.g. x:1x3x224x224.")
     opt_shapes: str | None = _opt(None, "Profile optimum shapes.")
     max_shapes: str | None = _opt(None, "Profile maximum shapes.")
@@ -248,7 +253,7 @@ class CheckConfig:
               "the fastest of FP32, FP16, INT8 and INT8 with layers in float that keeps it.")
     labels: str | None = _opt(
         None, "True labels for top-1 accuracy: a labels file (JSON or 'key index' lines), or 'folders' "
-              "when the evaluation data is one subfolder per class."
+              "when the evaluation data is one subfolder per class.", path="labels",
     )
 
 

@@ -73,6 +73,8 @@ def test_provenance_rejects_unknown_key_naming_it():
     ({"num_bins": 1.5}, "'num_bins'"),
     ({"random_data": "yes"}, "'random_data'"),
     ({"algorithm_params": [1]}, "'algorithm_params'"),
+    ({"data_parts": {"samples": 1}}, "'data_parts' must be an object of strings"),
+    ({"preprocess": [0.5]}, "'preprocess' must be an object or null"),
 ])
 def test_provenance_rejects_bad_values(change, message):
     data = {**_provenance().to_dict(), **change}
@@ -93,3 +95,11 @@ def test_provenance_requires_its_keys():
 def test_provenance_params_must_be_json_values():
     with pytest.raises(TypeError, match="algorithm_params"):
         _provenance(algorithm_params={"f": object()})
+
+
+def test_the_data_parts_and_preprocessing_round_trip_and_older_sidecars_lack_them():
+    prov = _provenance(data_parts={"samples": "d" * 64, "contents": "e" * 64},
+                       preprocess={"mean": [0.5, 0.5, 0.5], "resize": "pad-right"})
+    assert Provenance.from_dict(prov.to_dict()) == prov
+    older = {k: v for k, v in prov.to_dict().items() if k not in ("data_parts", "preprocess")}
+    assert Provenance.from_dict(older).data_parts == {} and Provenance.from_dict(older).preprocess is None

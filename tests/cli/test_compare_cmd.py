@@ -127,3 +127,25 @@ def test_image_folder_is_read_with_the_preset_preprocessing(ocr_classifier, phot
     assert data["samples"] == len(list(photo_dir.iterdir()))
     (metrics,) = data["outputs"].values()
     assert metrics["max_abs_error"] == 0.0 and metrics["top1_agreement"] == 1.0
+
+
+def test_per_layer_names_layers_as_the_fallback_does(case, tmp_path):
+    # Fallback, sensitivity and --exclude-nodes name nodes (conv_b); the per-layer entries measure
+    # their output tensors (cb): console, report.md and report.json name both, the layer first.
+    folder, _ = case
+    out = tmp_path / "report"
+    args = [str(folder / "fp32.onnx"), str(folder / "broken.onnx"), "--data", str(folder / "eval.npz"), "--per-layer"]
+    result = _compare(*args, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.split("worst layers", 1)[1].splitlines()
+    assert rows[0].endswith("SQNR, op, layer, output")
+    assert any(row.split()[1:] == ["Conv", "conv_b", "->", "cb"] for row in rows[1:]), rows
+    assert any(row.split()[1:] == ["Gemm", "fc", "->", "logits"] for row in rows[1:]), rows
+    layers = json.loads((out / "report.json").read_text())["comparison"]["per_layer"]
+    assert {la["tensor"]: la["node"] for la in layers} == {"ca": "conv_a", "cb": "conv_b", "cc": "conv_c",
+                                                             "sum": "add", "gap": "gap", "logits": "fc"}
+    md = (out / "report.md").read_text()
+    assert "| layer | op | output | layer SQNR dB | cosine |" in md and "| `conv_b` | Conv | `cb` |" in md
+    assert "**layer**: a node of the FP32 model" in md
+    as_json = json.loads(_compare(*args, "--json").stdout)
+    assert {la["node"] for la in as_json["per_layer"]} == {"conv_a", "conv_b", "conv_c", "add", "gap", "fc"}

@@ -88,6 +88,11 @@ class Provenance:
         left_out: tensor -> why it has no range although it is a calibrated tensor of the model: its
             data held attention-mask values (-inf, huge negative fills) and no Q/DQ pair reads it
             (trtq.calibration.collect). A cache lacking exactly these tensors still fits the model.
+        data_parts: sha256 of each part of the calibration data ("samples", "contents", "preprocess";
+            trtq.data.fingerprint.data_parts), so that a cache not reused can say which part changed;
+            empty in older sidecars and for streamed data.
+        preprocess: the preprocessing settings the images were read with, or None (NumPy data, or an
+            older sidecar); names the settings that changed.
     """
 
     model_graph_sha256: str
@@ -104,10 +109,16 @@ class Provenance:
     method_counts: dict[str, int] = field(default_factory=dict)
     stats_file: str | None = None
     left_out: dict[str, str] = field(default_factory=dict)
+    data_parts: dict[str, str] = field(default_factory=dict)
+    preprocess: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithm_params", json_params(self.algorithm_params))
         object.__setattr__(self, "method_counts", {str(k): int(v) for k, v in self.method_counts.items()})
+        # keys sorted, as a statistics file stores them: the same run gives the same sidecar bytes
+        object.__setattr__(self, "data_parts", {str(k): v for k, v in sorted(self.data_parts.items())})
+        if self.preprocess is not None:
+            object.__setattr__(self, "preprocess", dict(sorted(self.preprocess.items())))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict, with "schema" first."""
@@ -167,6 +178,10 @@ def _check_types(values: Mapping[str, Any], source: str) -> None:
         if key == "method_counts" and not (isinstance(value, dict) and all(
                 isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value.values())):
             raise bad(key, "an object of counts")
+        if key == "data_parts" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise bad(key, "an object of strings")
+        if key == "preprocess" and value is not None and not isinstance(value, dict):
+            raise bad(key, "an object or null")
         if key == "left_out" and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
             raise bad(key, "an object of strings")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from trtq.calibrators import TensorStats, compute_amax, round_to_power_of_two, round_to_power_of_two_scale
-from trtq.calibrators.auto import choose_method, method_counts
+from trtq.calibrators.auto import choose_method
 from trtq.calibrators.registry import AlgorithmInfo, algorithm, available_methods
 from trtq.config import CalibrationConfig
 from trtq.errors import ConfigError, DataError
@@ -90,15 +90,35 @@ def ranges_and_counts(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
     Raises:
         ConfigError: a range cannot be computed, or both power-of-two roundings are asked for.
     """
+    amax, methods = ranges_and_methods(stats, cal, pow2)
+    return amax, method_counts_of(methods) if cal.method == "auto" else {}
+
+
+def method_counts_of(methods: Mapping[str, str]) -> dict[str, int]:
+    """How many tensors each method made the range of, most first (as calibrators.auto.method_counts)."""
+    counts: dict[str, int] = {}
+    for method in methods.values():
+        counts[method] = counts.get(method, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def ranges_and_methods(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
+                       pow2: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+    """(tensor -> amax, tensor -> the method that made it: auto's per-tensor choice, else the method).
+
+    Raises:
+        ConfigError: as ranges_and_counts.
+    """
     check_pow2(cal, pow2)
     params = method_params(cal)
-    counts: dict[str, int] = {}
     try:
-        if cal.method == "auto":  # the choices themselves, to count them (the amax compute_amax gives)
+        if cal.method == "auto":  # the choices themselves, to name them (the amax compute_amax gives)
             choices = _per_tensor(stats, lambda s: choose_method(s, percentile=cal.percentile))
-            amax, counts = {name: c.amax for name, c in choices.items()}, method_counts(choices)
+            amax = {name: c.amax for name, c in choices.items()}
+            methods = {name: c.method for name, c in choices.items()}
         else:
             amax = _per_tensor(stats, lambda s: compute_amax(cal.method, s, **params))
+            methods = dict.fromkeys(amax, cal.method)
     except _TensorFailed as failed:  # a bad parameter value, or ema without its observer
         raise ConfigError(f"cannot compute the {cal.method} range of tensor '{failed.name}': "
                           f"{failed.error}") from None
@@ -110,7 +130,7 @@ def ranges_and_counts(stats: Mapping[str, TensorStats], cal: CalibrationConfig,
         amax = {name: round_to_power_of_two_scale(value) for name, value in amax.items()}
     # A tensor that was constant zero gets amax 0, but a zero scale can never be written or applied
     # (TensorRT rejects it); any positive scale quantizes its zeros exactly, so take the Q/DQ floor.
-    return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, counts
+    return {name: value if value > 0 else AMAX_FLOOR for name, value in amax.items()}, methods
 
 
 def range_warnings(stats: Mapping[str, TensorStats], nonfinite: Mapping[str, int]) -> list[str]:

@@ -12,10 +12,12 @@ reading, so files written without it (or by save_observers directly) still load.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from trtq._version import __version__
 from trtq.atomic import atomic_path
@@ -40,6 +42,8 @@ class StatsRecord:
         model_graph_sha256, model_weights_sha256: fingerprint of the model that ran, or None.
         onnxruntime_version: ONNX Runtime version that ran the model, or None.
         random_data: the statistics come from random inputs.
+        data_parts: hash of each part of the data (trtq.data.fingerprint.data_parts), or empty if unknown.
+        preprocess: the preprocessing settings images were read with, or None.
     """
 
     num_samples: int | None = None
@@ -48,15 +52,21 @@ class StatsRecord:
     model_weights_sha256: str | None = None
     onnxruntime_version: str | None = None
     random_data: bool = False
+    data_parts: dict[str, str] = field(default_factory=dict)
+    preprocess: dict[str, Any] | None = None
 
     def to_meta(self) -> dict[str, str]:
-        """The string metadata save_observers stores (unknown values are left out)."""
+        """The string metadata save_observers stores (unknown values are left out; dicts as JSON)."""
         meta = {"trtq_version": __version__, "random_data": "true" if self.random_data else "false"}
         for key in ("num_samples", "data_sha256", "model_graph_sha256", "model_weights_sha256",
                     "onnxruntime_version"):
             value = getattr(self, key)
             if value is not None:
                 meta[key] = str(value)
+        if self.data_parts:
+            meta["data_parts"] = json.dumps(self.data_parts, sort_keys=True)
+        if self.preprocess is not None:
+            meta["preprocess"] = json.dumps(self.preprocess, sort_keys=True)
         return meta
 
     @classmethod
@@ -70,11 +80,30 @@ class StatsRecord:
         if count is not None and not (count.isdigit() and count.isascii()):
             raise CacheError(f"statistics file {source} has num_samples {count!r}, not a sample count",
                              hint=_SAVE_HINT)
+        parts, preprocess = _json_meta(meta, "data_parts", source), _json_meta(meta, "preprocess", source)
         return cls(num_samples=None if count is None else int(count), data_sha256=meta.get("data_sha256"),
                    model_graph_sha256=meta.get("model_graph_sha256"),
                    model_weights_sha256=meta.get("model_weights_sha256"),
                    onnxruntime_version=meta.get("onnxruntime_version"),
-                   random_data=meta.get("random_data") == "true")
+                   random_data=meta.get("random_data") == "true",
+                   data_parts={str(k): str(v) for k, v in (parts or {}).items()}, preprocess=preprocess)
+
+
+def _json_meta(meta: Mapping[str, str], key: str, source: str) -> dict[str, Any] | None:
+    """The JSON object stored under `key`, or None when absent.
+
+    Raises:
+        CacheError: the value is not a JSON object.
+    """
+    if key not in meta:
+        return None
+    try:
+        value = json.loads(meta[key])
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise CacheError(f"statistics file {source} has a {key} entry that is not a JSON object", hint=_SAVE_HINT)
+    return value
 
 
 @dataclass
@@ -197,6 +226,8 @@ def merge_records(records: Sequence[StatsRecord], sources: Sequence[str]) -> tup
             model_graph_sha256=records[0].model_graph_sha256, model_weights_sha256=records[0].model_weights_sha256,
             onnxruntime_version=versions.pop() if len(versions) == 1 else None,
             random_data=any(r.random_data for r in records),
+            # shards are other samples each: their parts do not add up; one preprocessing if they agree
+            preprocess=records[0].preprocess if all(r.preprocess == records[0].preprocess for r in records) else None,
         )
     warnings = [f"statistics file {s} does not record its sample count; the provenance counts it as 0"
                 for r, s in zip(records, sources, strict=True) if r.num_samples is None]

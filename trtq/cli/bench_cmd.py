@@ -10,6 +10,7 @@ import click
 
 from trtq.cli import main
 from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.paths import OutputPath, data_path, model_file
 
 
 def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
@@ -23,7 +24,8 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 
 
 @main.command("bench")
-@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("models", nargs=-1, required=True,
+                type=model_file("check the path to the .onnx model or engine"))
 @click.option("--batch", "batches", default="1", show_default=True, callback=_batches,
               help="Batch sizes, comma-separated, e.g. 1,8.")
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed runs first.")
@@ -32,14 +34,14 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
               help="Time budget per row instead of --runs.")
 @click.option("--shape", "shapes", default=None, metavar="NAME:DIMS[,...]",
               help="Dims of dynamic inputs, e.g. x:1x3x224x224 (the batch dim follows --batch).")
-@click.option("--data", default=None, type=click.Path(),
+@click.option("--data", default=None, type=data_path(),
               help="Time on real samples from this data (preprocessed as -c/flags say) instead of random inputs.")
 @click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="ONNX Runtime providers: auto adds CUDA where it has a device.")
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="ONNX Runtime intra-op threads (0: one per core).")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Write the result as JSON.")
-@click.option("--markdown", "markdown_path", default=None, type=click.Path(dir_okay=False),
+@click.option("--json", "json_path", default=None, type=OutputPath(dir_okay=False), help="Write the result as JSON.")
+@click.option("--markdown", "markdown_path", default=None, type=OutputPath(dir_okay=False),
               help="Write the result as a Markdown table.")
 @config_options("preprocess")
 @click.pass_context

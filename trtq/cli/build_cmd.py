@@ -7,6 +7,7 @@ import click
 from trtq.cli import main
 from trtq.cli.command import section_option
 from trtq.cli.options import OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
+from trtq.cli.paths import OutputPath, model_file
 
 EXAMPLES = """
 trtq build model.onnx --calib photos/
@@ -20,7 +21,7 @@ trtq build encoder.onnx --calib sentences.npz --eval held_out.npz --min-cosine 0
 
 
 @main.command("build", examples=EXAMPLES)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=model_file())
 @config_options("data", "preprocess", "calibration", "quantize", "build", "check", "prepare", "cluster",
                 skip=("compare_methods",),
                 required=("calib",),
@@ -29,7 +30,7 @@ trtq build encoder.onnx --calib sentences.npz --eval held_out.npz --min-cosine 0
                                      "unless a --config file gives data.calib or --allow-random-data is set.",
                             "per_layer": "Report SQNR per quantized layer, worst first, and rank the layers by "
                                          "their effect on the outputs when quantized alone."})
-@section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION,
+@section_option("-o", "--out-dir", type=OutputPath(file_okay=False), default=None, section=OUTPUT_SECTION,
                 shown_default="<model stem>_trtq/ next to the model",
                 help="Output folder: cache, Q/DQ model, engine, report.")
 @click.pass_context
@@ -59,9 +60,10 @@ def build_command(ctx: click.Context, model: str, **params) -> None:
     if outcome.comparison is not None:
         from trtq.report.report import render_summary
 
-        click.echo(render_summary(outcome.comparison, outcome.failures))
+        click.echo(render_summary(outcome.comparison, outcome.failures, layer_nodes=outcome.layer_nodes))
+    width = max(map(len, report.artifacts), default=0)
     for kind, path in report.artifacts.items():
-        click.echo(f"{kind:<18} {path}")
+        click.echo(f"{kind:<{width}} {path}")
     from trtq.report.verdict import console_verdict
 
     click.echo(console_verdict(report.to_dict()))

@@ -9,6 +9,7 @@ import click
 
 from trtq.cli import main
 from trtq.cli.command import LazyChoice
+from trtq.cli.paths import OutputPath, cache_file
 
 if TYPE_CHECKING:
     from trtq.cache.table import CalibrationTable
@@ -47,7 +48,7 @@ def cache_group() -> None:
 
 
 @cache_group.command("show")
-@click.argument("cache", type=click.Path(dir_okay=False))
+@click.argument("cache", type=cache_file())
 @_FROM
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Tensors listed; 0 lists all (--json always lists all).")
@@ -64,8 +65,8 @@ def show_command(cache: str, from_format: str, limit: int, as_json: bool) -> Non
 
 
 @cache_group.command("diff")
-@click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
+@click.argument("a", type=cache_file())
+@click.argument("b", type=cache_file())
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Changed tensors listed, largest |log(b/a)| first; 0 lists all.")
 @click.option("--rtol", type=click.FloatRange(min=0), default=_DIFF_RTOL, show_default=True,
@@ -82,8 +83,8 @@ def diff_command(a: str, b: str, top: int, rtol: float) -> None:
 
 
 @cache_group.command("convert")
-@click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
-@click.argument("target", metavar="OUT", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="IN", type=cache_file())
+@click.argument("target", metavar="OUT", type=OutputPath(dir_okay=False))
 @click.option("--to", "to_format", type=LazyChoice(_write_formats),
               help="Output format; default from OUT's extension (.cache trt, .json json, .flatbuffers ort).")
 @_FROM

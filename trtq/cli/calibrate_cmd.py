@@ -14,6 +14,7 @@ from trtq.cli.options import (
     print_config_and_exit,
     resolve_config,
 )
+from trtq.cli.paths import OutputPath, model_file
 
 EXAMPLES = """
 trtq calibrate model.onnx --calib photos/ -c imagenet
@@ -25,9 +26,10 @@ trtq calibrate model.onnx --load-stats a.npz,b.npz --method percentile
 
 
 @main.command("calibrate", examples=EXAMPLES)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=model_file())
 @config_options("data", "preprocess", "calibration", "cluster", skip=BUILD_ONLY)
-@section_option("-o", "--out-dir", default=None, section=OUTPUT_SECTION, shown_default="next to the model",
+@section_option("-o", "--out-dir", type=OutputPath(file_okay=False), default=None, section=OUTPUT_SECTION,
+                shown_default="next to the model",
                 help="Folder for the cache.")
 @section_option("--pow2/--no-pow2", "pow2", default=None, section=SECTION_TITLES["quantize"], shown_default="no-pow2",
                 help="Power-of-two INT8 scales: every amax becomes 127 * 2^k (scale 2^k); recorded in the sidecar.")
@@ -37,8 +39,9 @@ def calibrate_command(ctx: click.Context, model: str, **params) -> None:
 
     A cache that already matches the model is reused without running the model (unless
     statistics are saved, loaded or compared). A cache of this model made with another
-    --method, --percentile, --num-bins or --tensors is made again (from the statistics its
-    run saved with --save-stats, if they are still there), and a line says why.
+    --method, --percentile, --num-bins or --tensors, or from other data (other samples, file
+    contents or preprocessing), is made again (from the statistics its run saved with
+    --save-stats, if they are still there); a line says why before the work starts.
 
     \b
     --save-stats FILE            also save the raw statistics (mergeable .npz)
@@ -68,7 +71,7 @@ def calibrate_command(ctx: click.Context, model: str, **params) -> None:
         from trtq.pipeline.method_compare import format_comparison
 
         click.echo(format_comparison(comparison))
-    if outcome.not_reused:
+    if outcome.not_reused and not progress:  # else its INFO line came before the work; -q hides that line
         click.echo(outcome.not_reused)
     for note in outcome.notes:
         click.echo(note)

@@ -117,6 +117,14 @@ class TrtqCommand(click.Command):
         names = {name for p in self.params for name in p.opts}
         self.params += [flag for flag in _global_flags() if not names & set(flag.opts)]
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Check the path parameters (trtq.cli.paths) before the command runs; --print-config reads none."""
+        if not ctx.params.get("print_config"):
+            from trtq.cli.paths import check_paths
+
+            check_paths(ctx)
+        return super().invoke(ctx)
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):

@@ -11,9 +11,11 @@ import click
 from trtq.cli import main
 from trtq.cli.command import section_option
 from trtq.cli.options import BUILD_ONLY, OUTPUT_SECTION, config_options, print_config_and_exit, resolve_config
+from trtq.cli.paths import OutputPath, data_path, model_file
 from trtq.config import Config
 
 if TYPE_CHECKING:
+    from trtq.accuracy import ComparisonResult
     from trtq.data.reader import FeedDicts
 
 EXAMPLES = """
@@ -41,14 +43,15 @@ _NOT_FOR_COMPARE = ("calib", "eval", "eval_fraction", "max_samples", "allow_rand
 
 
 @main.command("compare", examples=EXAMPLES)
-@click.argument("reference", type=click.Path(dir_okay=False))
-@click.argument("candidate", type=click.Path(dir_okay=False))
-@section_option("--data", "data", required=True, type=click.Path(), section="Data",
+@click.argument("reference", type=model_file())
+@click.argument("candidate", type=model_file("check the path to the Q/DQ .onnx model or the engine"))
+@section_option("--data", "data", required=True, type=data_path(), section="Data",
                 help="Evaluation data: an image folder/file, a .npz/.npy file or folder (arrays named after the "
                      "model inputs, samples along axis 0), or a video; preprocessed as --config/flags say.")
 @config_options("data", "preprocess", "check", skip=(*_NOT_FOR_COMPARE, *BUILD_ONLY), help_texts={
     "per_layer": "Report SQNR per quantized layer of CANDIDATE (a Q/DQ model), worst first."})
-@section_option("-o", "--out-dir", "out_dir", type=click.Path(file_okay=False), default=None, section=OUTPUT_SECTION,
+@section_option("-o", "--out-dir", "out_dir", type=OutputPath(file_okay=False), default=None,
+                section=OUTPUT_SECTION,
                 help="Also write report.json, report.md (and plots) into this folder.")
 @section_option("--json", "as_json", is_flag=True, section=OUTPUT_SECTION,
                 help="Print the result as JSON instead of a table.")
@@ -78,17 +81,34 @@ def compare_command(ctx: click.Context, reference: str, candidate: str, data: st
                             progress=not ctx.obj.get("quiet", False))
     gates = Gates.from_config(config.check)
     failures = check_gates(result, gates)
+    nodes = _layer_nodes(reference, candidate, result)
     if as_json:
         payload = {**result.to_dict(), "gates": {"thresholds": gates.to_dict(), "passed": not failures,
                                                  "failures": [f.to_dict() for f in failures]}}
+        for layer in payload["per_layer"]:  # named as in report.json
+            layer["node"] = nodes.get(layer["tensor"])
         click.echo(json.dumps(payload, indent=2, allow_nan=False))
     else:
-        click.echo(render_summary(result, failures))
+        click.echo(render_summary(result, failures, layer_nodes=nodes))
     if config.out_dir:
         report = Report(command="compare")
         report.set_config(config)
-        report.set_comparison(result)
+        report.set_comparison(result, nodes)
         if gates.any:
             report.set_gates(gates, failures)
         write_report(report, config.out_dir)
     raise_on_failures(failures)
+
+
+def _layer_nodes(reference: str, candidate: str, result: ComparisonResult) -> dict[str, str]:
+    """tensor -> the node producing it, for the per-layer entries: in CANDIDATE when it is a Q/DQ model (its
+    nodes carry the names the quantizer and fallback gave them), else in REFERENCE named the same way."""
+    if not result.per_layer:
+        return {}
+    from trtq.onnx_model.model import load_model
+    from trtq.onnx_model.tensors import producer_names
+    from trtq.qdq.graph import name_nodes
+
+    graph = load_model(candidate if candidate.lower().endswith(".onnx") else reference, load_weights=False)
+    name_nodes(graph)  # unnamed nodes get the names the quantizer, fallback and sensitivity give them
+    return producer_names(graph, (layer.tensor for layer in result.per_layer))

@@ -7,10 +7,11 @@ import json
 import click
 
 from trtq.cli import main
+from trtq.cli.paths import model_file
 
 
 @main.command("inspect")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=model_file())
 @click.option("--tensors", is_flag=True, help="List every tensor that would be calibrated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def inspect_command(model: str, tensors: bool, as_json: bool) -> None:

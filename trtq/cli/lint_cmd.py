@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from trtq.cli import main
+from trtq.cli.paths import model_file
 from trtq.errors import EXIT_BAD_INPUT
 
 
 @main.command("lint")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=model_file())
 @click.option("--strict", is_flag=True, help="Exit 4 on warnings too, not only on errors.")
 @click.pass_context
 def lint_command(ctx: click.Context, model: str, strict: bool) -> None:

@@ -8,16 +8,17 @@ import click
 
 from trtq.cli import main
 from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.paths import OutputPath, data_path, model_file
 from trtq.errors import ConfigError
 
 CHECK_SAMPLES = 8  # enough batches to catch a changed computation; the check is exact, not statistical
 
 
 @main.command("optimize")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+@click.argument("model", type=model_file())
+@click.option("-o", "--output", "output", type=OutputPath(dir_okay=False), default=None,
               help="Optimized model to write (default: <model>.optimized.onnx next to the model).")
-@click.option("--data", "data", type=click.Path(), default=None,
+@click.option("--data", "data", type=data_path(), default=None,
               help="Real inputs (as --calib of trtq build) the outputs are checked on; the first "
                    f"{CHECK_SAMPLES} samples unless --max-samples.")
 @config_options("data", "preprocess", skip=("calib", "eval", "eval_fraction"))

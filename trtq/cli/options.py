@@ -16,6 +16,7 @@ import click
 
 from trtq import config as cfg
 from trtq.cli.command import LazyChoice, section_option
+from trtq.cli.paths import CheckedPath, InputPath, InputPaths, OutputPath, data_path
 
 # Fields only `trtq build` acts on: they need a quality gate, evaluation data or a Q/DQ model being
 # built from calibration data. Commands that cannot act on them pass them to config_options(skip=...)
@@ -33,8 +34,28 @@ CONFIG_SECTION = "Config"
 OUTPUT_SECTION = "Output"
 
 
+
+
+
+def _path_type(kind: str) -> CheckedPath:
+    """The checked click.Path of a config field's `path` kind (trtq.config._opt)."""
+    from trtq.errors import CacheError, DataError
+
+    if kind == "data":
+        return data_path()
+    if kind == "stats":
+        return InputPaths("statistics file", CacheError, dir_okay=False,
+                          hint="re-create it with 'trtq calibrate --save-stats' or remove it from {flag}")
+    if kind == "labels":
+        return InputPath("labels file", DataError, dir_okay=False, skip=("folders",),
+                         hint="give a JSON or 'key index' text file, or 'folders' for one subfolder per class")
+    return OutputPath(dir_okay=False)
+
+
 def _click_type(tp: Any, f: dataclasses.Field[Any]) -> tuple[Any, bool]:
     """(click type, is_flag) for a field type."""
+    if f.metadata.get("path"):
+        return _path_type(f.metadata["path"]), False
     origin = typing.get_origin(tp)
     if origin is not None and origin is not list:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))

@@ -8,13 +8,14 @@ import click
 
 from trtq.cli import main
 from trtq.cli.options import config_options, print_config_and_exit, resolve_config
+from trtq.cli.paths import OutputPath, data_path, model_file
 
 _DATA_SKIP = ("calib", "eval", "eval_fraction", "allow_random_data", "random_samples")
 
 
 @main.command("prune")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+@click.argument("model", type=model_file())
+@click.option("-o", "--output", "output", type=OutputPath(dir_okay=False), default=None,
               help="Pruned model to write (default: <model>.pruned.onnx next to the model).")
 @click.option("--pattern", "pattern", type=click.Choice(["2:4"]), default=None,
               help="Structured sparsity: keep the 2 largest |w| of every 4 consecutive input-channel weights "
@@ -25,7 +26,7 @@ _DATA_SKIP = ("calib", "eval", "eval_fraction", "allow_random_data", "random_sam
 @click.option("--scope", "scope", type=click.Choice(["layer", "global"]), default="layer", show_default=True,
               help="--sparsity per layer, or one threshold over all layers.")
 @click.option("--exclude-nodes", "exclude", default="", help="Comma-separated node names left dense.")
-@click.option("--data", "data", type=click.Path(), default=None,
+@click.option("--data", "data", type=data_path(), default=None,
               help="Real inputs (as --calib of trtq build) to measure the accuracy cost: SQNR of the pruned model "
                    "against the unpruned one.")
 @config_options("data", "preprocess", skip=_DATA_SKIP)

@@ -16,6 +16,7 @@ from trtq.cli.options import (
     print_config_and_exit,
     resolve_config,
 )
+from trtq.cli.paths import OutputPath, model_file
 
 EXAMPLES = """
 trtq quantize model.onnx --cache model.cache -o model.qdq.onnx
@@ -25,11 +26,11 @@ trtq quantize model.onnx --cache trt10.cache --fp16
 
 
 @main.command("quantize", examples=EXAMPLES)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model", type=model_file())
 @config_options("quantize", skip=BUILD_ONLY)  # bias correction needs calibration data: build only
 @field_options("cache", "force", section="Cache", help_texts={
     "cache": "Calibration cache: trtq's, or one written by TensorRT 8.x/10.x (default: <model>.cache)."})
-@section_option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None, section=OUTPUT_SECTION,
+@section_option("-o", "--output", "output", type=OutputPath(dir_okay=False), default=None, section=OUTPUT_SECTION,
                 shown_default="<model>.qdq.onnx next to the model", help="Q/DQ model to write.")
 @click.pass_context
 def quantize_command(ctx: click.Context, model: str, output: str | None, **params) -> None:

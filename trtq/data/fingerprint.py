@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from trtq.config import PreprocessConfig
 from trtq.data.reader import DataReader
@@ -83,3 +84,39 @@ def data_fingerprint(reader: DataReader, preprocess: PreprocessConfig | None) ->
     for path in files:
         digest.update(f"file {file_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+def data_parts(reader: DataReader, preprocess: PreprocessConfig | None) -> dict[str, str]:
+    """sha256 of each part data_fingerprint covers, so that a cache made from other data can say which
+    part changed: "samples" (the selected keys in order, and a random source's seed), "contents" (the
+    bytes of their files) and, for pixels, "preprocess" (the settings). Empty for a stream.
+    """
+    source = getattr(reader, "source", None)
+    if source is None:
+        return {}
+    samples, contents = hashlib.sha256(_VERSION), hashlib.sha256(_VERSION)
+    seed = getattr(source, "seed", None)
+    if seed is not None:
+        samples.update(f"seed {seed}\n".encode())
+    files_of = getattr(source, "files_of", None)
+    files: dict[Path, None] = {}
+    for index in reader.indices:
+        samples.update(f"sample {source.keys[index]}\n".encode("utf-8", "surrogateescape"))
+        if files_of is not None:
+            files.update(dict.fromkeys(files_of(index)))
+    for path in files:  # hashed once per process (file_sha256), so this costs no second read
+        contents.update(f"file {file_sha256(path)}\n".encode())
+    parts = {"samples": samples.hexdigest(), "contents": contents.hexdigest()}
+    settings = preprocess_settings(reader, preprocess)
+    if settings is not None:
+        parts["preprocess"] = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return parts
+
+
+def preprocess_settings(reader: DataReader, preprocess: PreprocessConfig | None) -> dict[str, Any] | None:
+    """The preprocessing settings as JSON data when they apply to `reader` (images or video), else None."""
+    source = getattr(reader, "source", None)
+    if preprocess is None or source is None or not _uses_pixels(source):
+        return None
+    loaded: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(preprocess), default=str))
+    return loaded

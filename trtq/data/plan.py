@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from trtq.config import Config, DataConfig, PreprocessConfig
 from trtq.data.dispatch import NO_DATA_HINT, open_source
-from trtq.data.fingerprint import data_fingerprint
+from trtq.data.fingerprint import data_fingerprint, data_parts, preprocess_settings
 from trtq.data.reader import DataReader
 from trtq.data.source import Source, is_fixed
 from trtq.data.split import split_indices
@@ -43,6 +44,14 @@ class DataPlan:
         if self._calib_sha256 is None:
             self._calib_sha256 = data_fingerprint(self.calib, self.preprocess)
         return self._calib_sha256
+
+    def calib_parts(self) -> dict[str, str]:
+        """The fingerprint of each part of the calibration data (data_parts), to say which one changed."""
+        return data_parts(self.calib, self.preprocess)
+
+    def calib_preprocess(self) -> dict[str, Any] | None:
+        """The preprocessing settings the calibration data is read with, or None when none apply (NumPy data)."""
+        return preprocess_settings(self.calib, self.preprocess)
 
 
 def _warn(warnings: list[str], text: str) -> None:

@@ -9,6 +9,7 @@ that trtq's Q/DQ placement quantizes.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import onnx
 
@@ -137,3 +138,14 @@ def attention_masks(model: onnx.ModelProto) -> dict[str, str]:
     """The attention-mask tensors of `model` and their kind (trtq.onnx_model.masks), in graph order."""
     return mask_tensors(model, constant_tensors(model), tensor_types(model))
 
+
+
+def producer_names(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, str]:
+    """tensor -> name of the node producing it, for those of `tensors` a named node produces.
+
+    Per-layer comparison measures tensors; fallback, sensitivity and --exclude-nodes name nodes:
+    this maps the first onto the second, so that every report names a layer the same way.
+    """
+    wanted = set(tensors)
+    return {output: node.name for node in model.graph.node if node.name
+            for output in node.output if output in wanted}

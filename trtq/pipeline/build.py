@@ -22,11 +22,13 @@ from trtq.accuracy.activation_equalization import ActivationEqualizationReport, 
 from trtq.accuracy.evaluation import Batches
 from trtq.accuracy.labels import resolve_labels
 from trtq.atomic import check_writable
+from trtq.cache.sidecar import sidecar_path
 from trtq.cluster.ray_runtime import optional_ray
 from trtq.config import Config
 from trtq.data import DataPlan, DataReader, make_readers
 from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
+from trtq.onnx_model.tensors import producer_names
 from trtq.pipeline import select_stage
 from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, check_ray, default_cache_path, with_tensor_scope
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
@@ -37,6 +39,7 @@ from trtq.pipeline.quantize_stage import check_qdq_options, make_qdq_model, need
 from trtq.pipeline.weight_only import check_build_options, is_weight_only, quantize_weight_only, uses_gptq
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import EqualizationReport, equalize
+from trtq.qdq.graph import name_nodes
 from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
@@ -59,6 +62,7 @@ class BuildOutcome:
     failures: list[GateFailure] = field(default_factory=list)
     report_paths: list[Path] = field(default_factory=list)
     selection: Selection | None = None  # with --target-latency / --max-accuracy-loss
+    layer_nodes: dict[str, str] = field(default_factory=dict)  # per-layer tensor -> FP32 node (the layer's name)
 
 
 def default_out_dir(model_path: Path) -> Path:
@@ -268,15 +272,16 @@ def _equalize(model: onnx.ModelProto, model_path: Path, out_dir: Path, config: C
 
 def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None:
     report.add_artifact("calibration_cache", calibration.cache_path)
+    if sidecar_path(calibration.cache_path).is_file():  # the provenance the next run checks the cache against
+        report.add_artifact("calibration_sidecar", sidecar_path(calibration.cache_path))
     report.provenance.update(cache_reused=calibration.reused, algorithm=calibration.table.algorithm)
     if calibration.stats is not None and calibration.table.provenance is not None:  # the samples that ran
         report.provenance["calibration_samples"] = calibration.table.provenance.num_samples
     if calibration.table.provenance and calibration.table.provenance.method_counts:
         report.provenance["auto_method_counts"] = calibration.table.provenance.method_counts
     if calibration.reused:
-        report.info.append(f"calibration cache {calibration.cache_path} matched the model and was reused")
-    if calibration.not_reused:
-        log.info("%s", calibration.not_reused)
+        report.info.append(f"calibration cache {calibration.cache_path} reused: {calibration.reuse_reason}")
+    if calibration.not_reused:  # calibrate() said it on the console before the work
         report.info.append(calibration.not_reused)
     report.info.extend(calibration.notes)
     for warning in calibration.warnings:
@@ -284,6 +289,8 @@ def _record_calibration(report: Report, calibration: CalibrationOutcome) -> None
     if calibration.stats:
         report.ranges = {name: (calibration.table.amax[name], stats.hist.amax)
                          for name, stats in calibration.stats.items() if name in calibration.table.amax}
+        report.range_methods = {name: calibration.methods[name] for name in report.ranges
+                                if name in calibration.methods}
 
 
 def _record_shapes(report: Report, calib: DataReader) -> None:
@@ -295,6 +302,18 @@ def _record_shapes(report: Report, calib: DataReader) -> None:
         report.provenance["calibration_shapes"] = {
             name: ["x".join(map(str, shape)) for shape in sorted(set(shapes))]
             for name, shapes in calib.batch_shapes.items()}
+
+
+def _layer_nodes(model_path: Path, candidate: Path, result: ComparisonResult) -> dict[str, str]:
+    """tensor -> the node producing it, for the per-layer entries: in the Q/DQ model, whose nodes carry the
+    names the quantizer, fallback and sensitivity gave them (after SmoothQuant or equalization added nodes);
+    for an engine, in the FP32 model named the same way. The graph only: no weights are read."""
+    if not result.per_layer:
+        return {}
+    onnx_candidate = candidate.suffix.lower() == ".onnx"
+    graph = model_io.load_model(candidate if onnx_candidate else model_path, load_weights=False)
+    name_nodes(graph)
+    return producer_names(graph, (layer.tensor for layer in result.per_layer))
 
 
 def _check_accuracy(config: Config, model_path: Path, outcome: BuildOutcome, plan: DataPlan,
@@ -312,7 +331,8 @@ def _check_accuracy(config: Config, model_path: Path, outcome: BuildOutcome, pla
         result = compare_models(model_path, candidate, plan.eval.feed_dicts(), per_layer=config.check.per_layer,
                                 labels=labels, keys=plan.eval.keys if labels else None, atol=config.check.atol,
                                 rtol=config.check.rtol, progress=show_progress)
-    report.set_comparison(result)
+    outcome.layer_nodes = _layer_nodes(model_path, candidate, result)
+    report.set_comparison(result, outcome.layer_nodes)
     outcome.comparison = result
     gates = Gates.from_config(config.check)
     if gates.any:

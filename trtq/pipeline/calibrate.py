@@ -6,9 +6,11 @@ through ONNX Runtime into observers (or merge observers saved earlier with
 an amax with the chosen algorithm, and write the cache with its provenance sidecar.
 
 A cache of this model made with other settings (method, its parameters, histogram
-bins, tensor scope, as its sidecar records them) is not reused: the ranges are
-made again, from the statistics the cache's run saved (--save-stats) when that file
-still matches, else by running the model; the outcome says why (`not_reused`).
+bins, tensor scope, as its sidecar records them) or other data (which samples, their
+files' contents, the preprocessing) is not reused: the ranges are made again, from the
+statistics the cache's run saved (--save-stats) when that file still matches, else by
+running the model. One INFO line says why before that work starts; the outcome keeps
+it (`not_reused`), and a reused cache's outcome says why it matched (`reuse_reason`).
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from trtq.calibration.microbatch import MIB
 from trtq.calibration.ranges import (
     check_pow2,
     check_settings,
+    method_counts_of,
     needs_ema,
     range_warnings,
-    ranges_and_counts,
+    ranges_and_methods,
     recorded_params,
     uses_bins,
 )
@@ -70,6 +73,9 @@ class CalibrationOutcome:
         not_reused: why an existing cache of this model was not reused (it was made with other
             settings), or None.
         notes: what needs no action, one line per kind (e.g. attention-mask tensors left out).
+        reuse_reason: why a reused cache was taken (what was checked), or None.
+        methods: tensor -> the range method that made its amax (auto's per-tensor choice), when ranges
+            were computed in this run.
     """
 
     table: CalibrationTable
@@ -82,6 +88,8 @@ class CalibrationOutcome:
     saved_stats: Path | None = None
     not_reused: str | None = None
     notes: list[str] = field(default_factory=list)
+    reuse_reason: str | None = None
+    methods: dict[str, str] = field(default_factory=dict)
 
 
 def default_cache_path(model_path: Path, config: Config) -> Path:
@@ -118,9 +126,35 @@ def settings_changes(provenance: Provenance | None, cal: CalibrationConfig, name
                        "which cannot be checked against the cache before it is read")
     # Other data is named only when nothing else changed (other settings already say the run differs).
     if not changes and plan is not None and provenance.data_sha256 not in (None, plan.calib_sha256()):
-        changes.append(f"it was made from other calibration data than the {plan.calib.num_samples} samples given now "
-                       "(other files or file contents, preprocessing or sample selection)")
+        changes.append(f"it was made from other calibration data: {data_change(provenance, plan)}")
     return changes
+
+
+def data_change(provenance: Provenance, plan: DataPlan) -> str:
+    """Which part of the calibration data differs from the one `provenance` records: the samples
+    selected, their files' contents, the preprocessing (naming the settings), as far as it records them."""
+    then, now, count = provenance.data_parts, plan.calib_parts(), plan.calib.num_samples
+    if not then or not now:  # a sidecar older than the per-part record
+        return (f"not the {count} samples given now (other files or file contents, preprocessing or sample "
+                "selection; its sidecar does not say which)")
+    parts = []
+    if then.get("samples") != now.get("samples"):
+        parts.append(f"other samples are selected ({provenance.num_samples} then, {count} now: other file names, "
+                     "--max-samples, --eval-fraction or its --seed, --video-stride, or random data's --seed)")
+    elif then.get("contents") != now.get("contents"):
+        parts.append(f"the files of its {count} samples have other contents (same names)")
+    if then.get("preprocess") != now.get("preprocess"):
+        parts.append(f"the preprocessing changed ({_setting_changes(provenance.preprocess, plan.calib_preprocess())})")
+    return "; ".join(parts) or f"not the {count} samples given now"
+
+
+def _setting_changes(old: Mapping[str, object] | None, new: Mapping[str, object] | None) -> str:
+    """`mean [0, 0, 0] -> [0.5, 0.5, 0.5], ...` for the preprocessing settings that differ."""
+    if old is None or new is None:
+        return "the images were preprocessed then, not now" if new is None else "no preprocessing recorded then"
+    changed = ", ".join(f"--{k.replace('_', '-')} {old.get(k, 'unset')} -> {new.get(k, 'unset')}"
+                        for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+    return changed or "same settings; another trtq version recorded them otherwise"
 
 
 def reheaded(table: CalibrationTable, cache_path: Path, trt_version: str | None) -> CalibrationTable:
@@ -204,28 +238,40 @@ def calibrate(model_path: str | Path, config: Config, show_progress: bool = True
         if not changes:
             warnings = validate_table(table, fingerprint=fp, tensor_names=names, force=cal.force,
                                       source=str(cache_path))
-            log.info("reusing calibration cache %s: %s", cache_path, _reuse_reason(table.provenance, plan))
+            reason = _reuse_reason(table.provenance, plan)
+            log.info("reusing calibration cache %s: %s", cache_path, reason)
             table = reheaded(table, cache_path, cal.trt_version)
-            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings, notes=notes)
+            return CalibrationOutcome(table, cache_path, reused=True, warnings=warnings, notes=notes,
+                                      reuse_reason=reason)
         not_reused, old = f"not reusing {cache_path}: {'; '.join(changes)}", table.provenance
-    elif cache_path.exists() and not cal.force:
-        check_overwrite(cache_path, fp, names)
+    elif cache_path.exists():
+        if not cal.force:
+            check_overwrite(cache_path, fp, names)
+        not_reused = f"not reusing {cache_path}: {_statistics_wanted(cal)}"
 
     gathered = _gather(model, model_path, names, fp, config, plan, show_progress, old, not_reused)
     gathered.warnings += range_warnings(gathered.stats, gathered.nonfinite)
     if cal.save_stats:
         save_stats(cal.save_stats, gathered.stats, gathered.record)
     with timed_step(log, f"computing {cal.method} ranges of {len(gathered.stats)} tensors"):
-        table = make_table(gathered.stats, gathered.record, names, fp, cal, pow2=config.quantize.pow2,
-                           num_bins=gathered.num_bins,
-                           stats_file=_stats_file(cal, gathered.files), left_out=gathered.left_out)
+        table, methods = table_and_methods(gathered.stats, gathered.record, names, fp, cal, pow2=config.quantize.pow2,
+                                           num_bins=gathered.num_bins, stats_file=_stats_file(cal, gathered.files),
+                                           left_out=gathered.left_out)
     write_cache(table, cache_path, cal.trt_version)
     return CalibrationOutcome(
         table, cache_path, reused=False, warnings=gathered.warnings, stats=gathered.stats, seconds=gathered.seconds,
         stats_files=gathered.files, saved_stats=Path(cal.save_stats) if cal.save_stats else None,
-        not_reused=gathered.note,
+        not_reused=gathered.note, methods=methods,
         notes=notes + summary_lines(gathered.left_out, "from the calibration data", DATA_REASONS),
     )
+
+
+def _statistics_wanted(cal: CalibrationConfig) -> str:
+    """Why a cache is not even compared with the settings: the run needs statistics, which a cache lacks."""
+    if cal.load_stats:
+        return "the ranges are made from the statistics of --load-stats"
+    wanted = "--save-stats saves" if cal.save_stats else "--compare-methods compares the methods on"
+    return f"{wanted} the model's activation statistics, which a cache does not hold"
 
 
 def check_ray(config: Config) -> None:
@@ -294,7 +340,16 @@ def _covers_all(cache_path: Path, model: onnx.ModelProto) -> bool:
 def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str], fp: model_io.ModelFingerprint,
                cal: CalibrationConfig, num_bins: int | None = None, stats_file: str | None = None,
                left_out: Mapping[str, str] | None = None, pow2: bool = False) -> CalibrationTable:
-    """The calibration table of `stats` with the configured method, and its provenance.
+    """The calibration table of `stats` with the configured method, and its provenance (table_and_methods)."""
+    return table_and_methods(stats, record, names, fp, cal, num_bins, stats_file, left_out, pow2)[0]
+
+
+def table_and_methods(stats: Mapping[str, TensorStats], record: StatsRecord, names: list[str],
+                      fp: model_io.ModelFingerprint, cal: CalibrationConfig, num_bins: int | None = None,
+                      stats_file: str | None = None, left_out: Mapping[str, str] | None = None,
+                      pow2: bool = False) -> tuple[CalibrationTable, dict[str, str]]:
+    """The calibration table of `stats` with the configured method, its provenance, and which method made
+    each tensor's range (auto's choice per tensor; otherwise the method).
 
     Args:
         num_bins: histogram bins of `stats` (default: the config's).
@@ -302,7 +357,8 @@ def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: lis
         left_out: tensors of `names` calibration left out (mask values in their data) and why.
         pow2: power-of-two scales (QuantizeConfig.pow2), applied to the ranges and recorded.
     """
-    amax, counts = ranges_and_counts(stats, cal, pow2)
+    amax, methods = ranges_and_methods(stats, cal, pow2)
+    counts = method_counts_of(methods) if cal.method == "auto" else {}
     left_out = dict(left_out or {})
     provenance = Provenance(
         model_graph_sha256=fp.graph, model_weights_sha256=fp.weights,
@@ -310,9 +366,9 @@ def make_table(stats: Mapping[str, TensorStats], record: StatsRecord, names: lis
         algorithm=cal.method, num_samples=record.num_samples or 0, data_sha256=record.data_sha256,
         algorithm_params=recorded_params(cal, pow2), num_bins=num_bins if num_bins is not None else cal.num_bins,
         onnxruntime_version=record.onnxruntime_version, random_data=record.random_data, method_counts=counts,
-        stats_file=stats_file,
+        stats_file=stats_file, data_parts=dict(record.data_parts), preprocess=record.preprocess,
     )
-    return CalibrationTable(amax=amax, algorithm=cal.method, provenance=provenance)
+    return CalibrationTable(amax=amax, algorithm=cal.method, provenance=provenance), methods
 
 
 def _stats_file(cal: CalibrationConfig, loaded: tuple[str, ...]) -> str | None:
@@ -348,16 +404,21 @@ def _gather(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mode
     """
     cal = config.calibration
     if cal.load_stats:
+        if not_reused:
+            log.info("%s", not_reused)
         gathered = _load(names, fp, config)
-        gathered.files = tuple(cal.load_stats)
+        gathered.files, gathered.note = tuple(cal.load_stats), not_reused
         return gathered
     saved = _saved_stats(old, names, fp, config, plan)
     if saved is not None:
         saved.note = f"{not_reused}; ranges made again from the statistics saved in {old.stats_file} (no model run)"
+        log.info("%s", saved.note)
         return saved
     if not_reused and plan is None and not config.data.calib and not config.data.allow_random_data:
         raise DataError(f"{not_reused}, and making it again needs calibration data",
                         hint="give --calib DATA, or the settings the cache was made with to reuse it")
+    if not_reused:  # said before the run, which may take minutes
+        log.info("%s; recalibrating", not_reused)
     gathered = _collect(model, model_path, names, fp, config, plan, show_progress)
     if not_reused:
         gathered.note = f"{not_reused}; recalibrated"
@@ -412,6 +473,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
         num_samples=result.num_samples, data_sha256=plan.calib_sha256(), model_graph_sha256=fp.graph,
         model_weights_sha256=fp.weights, onnxruntime_version=onnxruntime.__version__,
         random_data=bool(config.data.allow_random_data and not config.data.calib),
+        data_parts=plan.calib_parts(), preprocess=plan.calib_preprocess(),
     )
     warnings = list(plan.warnings) + check.warnings() + _nonfinite_summary(result.nonfinite)
     # Files found unreadable while reading (--skip-bad-files); those left out when opening are in plan.warnings.

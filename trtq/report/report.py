@@ -33,7 +33,7 @@ from trtq.atomic import write_text
 from trtq.config import Config, to_dict
 from trtq.progress import timed_step
 from trtq.report import plots
-from trtq.report.tables import bench_lines, selection_lines
+from trtq.report.tables import bench_lines, layer_name, selection_lines
 from trtq.report.verdict import LEGEND, format_db, shown_rel, verdict_lines
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class Report:
         comparison: ComparisonResult.to_dict() of the accuracy check, or None if it did not run.
         gates: thresholds and failures, or None if no gate was evaluated.
         ranges: tensor -> (chosen amax, observed max |x|), for the range plot.
+        range_methods: tensor -> the range method that made its amax (auto's per-tensor choice).
         skipped: steps that did not run, with the reason.
         warnings: things the user should look at.
         info: notes that need no action (e.g. plots not written without matplotlib).
@@ -108,6 +109,7 @@ class Report:
     comparison: dict[str, Any] | None = None
     gates: dict[str, Any] | None = None
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    range_methods: dict[str, str] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: list[str] = field(default_factory=list)
@@ -131,8 +133,13 @@ class Report:
     def set_config(self, config: Config) -> None:
         self.config = to_dict(config)
 
-    def set_comparison(self, result: ComparisonResult) -> None:
+    def set_comparison(self, result: ComparisonResult, layer_nodes: Mapping[str, str] | None = None) -> None:
+        """Record the comparison; `layer_nodes` (tensor -> the FP32 node producing it, see
+        trtq.onnx_model.tensors.producer_names) names each per-layer entry's layer as fallback and
+        sensitivity do (`node`), beside the tensor measured."""
         self.comparison = result.to_dict()
+        for layer in self.comparison["per_layer"]:
+            layer["node"] = (layer_nodes or {}).get(layer["tensor"])
         self.warnings.extend(w for w in result.warnings if w not in self.warnings)
 
     def set_gates(self, gates: Gates, failures: Sequence[GateFailure]) -> None:
@@ -162,7 +169,9 @@ class Report:
             "provenance": _plain(self.provenance),
             "stages": [{"name": s.name, "seconds": round(s.seconds, 3), "status": s.status} for s in self.stages],
             "comparison": self.comparison, "gates": self.gates,
-            "ranges": {k: {"amax": json_float(a), "observed_max": json_float(o)} for k, (a, o) in self.ranges.items()},
+            "ranges": {k: {"amax": json_float(a), "observed_max": json_float(o),
+                           **({"method": self.range_methods[k]} if k in self.range_methods else {})}
+                       for k, (a, o) in self.ranges.items()},
             "skipped": list(self.skipped), "warnings": list(self.warnings), "info": list(self.info),
             "artifacts": dict(self.artifacts), "accuracy": _plain(self.accuracy),
             "bench": _plain(self.bench), "selection": _plain(self.selection),
@@ -183,17 +192,37 @@ def _plain(value: Any) -> Any:
 
 
 def add_plots(report: Report, out_dir: Path) -> list[Path]:
-    """Draw the plots the report has data for, recording them as artifacts; without matplotlib one info line."""
+    """Draw the plots the report has data for, recording them as artifacts; without matplotlib one info line.
+
+    A plot an earlier run left in `out_dir` that this run has no data for (the range plot after a
+    reused cache: no statistics were collected) is removed, so no stale picture sits beside the report.
+    """
     if not plots.plots_available():
         report.info.append("plots not written: matplotlib is not installed (pip install 'trtq[plot]')")
-        return []
-    comparison = report.comparison or {}
-    with timed_step(log, "drawing the report's plots"):
-        drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {}, comparison.get("per_layer") or [],
-                                  out_dir)
+        drawn: list[tuple[str, Path]] = []
+    else:
+        comparison = report.comparison or {}
+        accuracy = report.accuracy or {}
+        min_sqnr = (report.gates or {}).get("thresholds", {}).get("min_sqnr")
+        with timed_step(log, "drawing the report's plots"):
+            drawn = plots.write_plots(report.ranges, comparison.get("outputs") or {},
+                                      comparison.get("per_layer") or [], out_dir, methods=report.range_methods,
+                                      sensitivity=accuracy.get("sensitivity") or [], min_sqnr=min_sqnr,
+                                      excluded=(accuracy.get("fallback") or {}).get("excluded") or [])
     for kind, path in drawn:
         report.add_artifact(kind, path)
+    _remove_stale_plots(report, out_dir, {path.name for _, path in drawn})
     return [path for _, path in drawn]
+
+
+def _remove_stale_plots(report: Report, out_dir: Path, drawn: set[str]) -> None:
+    for name, about in plots.PLOT_FILES.items():
+        stale = out_dir / name
+        if name not in drawn and stale.is_file():
+            stale.unlink()
+            why = ("no calibration statistics in this run (the cache was reused)" if name == "ranges.png"
+                   else "this run has no data for it")
+            report.info.append(f"removed {stale} ({about}) of an earlier run: {why}")
 
 
 def write_report(report: Report, out_dir: str | Path) -> list[Path]:
@@ -257,10 +286,12 @@ def _comparison_md(comparison: Mapping[str, Any]) -> list[str]:
                           format_db(m["sqnr_db"])] for name, m in pooled])
     layers = comparison["per_layer"]
     if layers:
-        lines += ["", f"### Per-layer SQNR, worst {min(10, len(layers))} of {len(layers)}", ""]
-        lines += _table(["tensor", "op", "SQNR dB", "cosine"],
-                        [[f"`{la['tensor']}`", la["op_type"], format_db(la["sqnr_db"]), _num(la["cosine"], 5)]
-                         for la in layers[:10]])
+        lines += ["", f"### Per-layer SQNR, worst {min(10, len(layers))} of {len(layers)}", "",
+                  "SQNR of each quantized layer's output with every layer quantized (errors accumulated up to it).",
+                  ""]
+        lines += _table(["layer", "op", "output", "layer SQNR dB", "cosine"],
+                        [[f"`{layer_name(la)}`", la["op_type"], f"`{la['tensor']}`", format_db(la["sqnr_db"]),
+                          _num(la["cosine"], 5)] for la in layers[:10]])
     return lines
 
 
@@ -279,7 +310,7 @@ def _accuracy_md(accuracy: Mapping[str, Any]) -> list[str]:
     if fallback:
         verdict = "the gates pass" if fallback["passed"] else "the gates still fail"
         lines += ["## Fallback", "", f"{len(fallback['excluded'])} layers left in float; {verdict}.", ""]
-        lines += _table(["step", "excluded layer", "op", "worst SQNR dB", "top-1 agr.", "gates"],
+        lines += _table(["step", "excluded layer", "op", "worst output SQNR dB", "top-1 agr.", "gates"],
                         [[str(i), f"`{s['node']}`" if s["node"] else "(none)", s["op_type"] or "–",
                           format_db(s["sqnr_db"]), _num(s["top1_agreement"]), "pass" if s["passed"] else "fail"]
                          for i, s in enumerate(fallback["steps"])])
@@ -386,8 +417,13 @@ def render_markdown(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (), layers: int = 10) -> str:
-    """A terminal summary: one table row per output, the worst layers, gate failures and warnings."""
+def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (), layers: int = 10,
+                   layer_nodes: Mapping[str, str] | None = None) -> str:
+    """A terminal summary: one table row per output, the worst layers, gate failures and warnings.
+
+    `layer_nodes` (tensor -> FP32 node) names the worst layers as fallback and sensitivity do, with
+    the output tensor measured after the name when it differs.
+    """
     width = max([len("output"), *map(len, result.outputs)])  # whole names: they are what users grep for
     header = f"{'output':<{width}} {'SQNR dB':>8} {'cosine':>9} {'max abs':>10} {'p99 abs':>10} {'top-1 agr':>9}"
     lines = [f"{result.candidate} vs {result.reference}: {result.samples} samples, "
@@ -406,8 +442,16 @@ def render_summary(result: ComparisonResult, failures: Sequence[GateFailure] = (
             lines.append(f"  atol {t.atol:g} / rtol {t.rtol:g}: {t.batches - t.failed_batches} of "
                          f"{plural(t.batches, 'batch')} pass")
     if result.per_layer:
-        lines.append(f"worst layers (SQNR dB), {min(layers, len(result.per_layer))} of {len(result.per_layer)}:")
-        lines += [f"  {la.sqnr_db:8.2f}  {la.op_type:<18} {la.tensor}" for la in result.worst_layers(layers)]
+        lines.append(f"worst layers (layer SQNR dB), {min(layers, len(result.per_layer))} of "
+                     f"{len(result.per_layer)}: SQNR, op, layer, output")
+        lines += [_layer_line(la.sqnr_db, la.op_type, (layer_nodes or {}).get(la.tensor), la.tensor)
+                  for la in result.worst_layers(layers)]
     lines += [f"gate failed: {f.message}" for f in failures]
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def _layer_line(sqnr_db: float, op_type: str, node: str | None, tensor: str) -> str:
+    """`  12.34  Conv   conv_3 -> conv_3.out` (the output only when it is not the layer's own name)."""
+    name = node or tensor
+    return f"  {format_db(sqnr_db):>8}  {op_type:<18} {name}" + (f" -> {tensor}" if tensor != name else "")

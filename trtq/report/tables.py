@@ -45,3 +45,9 @@ def selection_lines(data: Mapping[str, Any]) -> list[str]:
                      f"{verdict} | {mark} |")
     lines += [f"- {note}" for note in data["notes"]]
     return lines
+
+
+def layer_name(layer: Mapping[str, Any]) -> str:
+    """The layer (FP32 node) of a per-layer entry, as fallback and sensitivity name it; its tensor when unknown."""
+    node = layer.get("node")
+    return str(node) if node else str(layer["tensor"])

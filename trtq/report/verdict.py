@@ -224,6 +224,11 @@ LEGEND = [
     "mean and worst sample. Rule of thumb for the mean: >= 0.99 very close, 0.98-0.99 close, 0.95-0.98 noticeably "
     "different, below far.",
     "- **status**: `passed` / `failed` when gates were set (exit code 0 / 1), `unchecked` when none was.",
+    "- **layer**: a node of the FP32 model, by the name `--exclude-nodes` takes (per-layer comparison, fallback "
+    "and sensitivity all name layers so); its **output** is the tensor the per-layer comparison measures. "
+    "**layer SQNR**: SQNR of that output with every layer quantized (errors accumulated up to it); "
+    "**alone SQNR**: of the model outputs with only that layer quantized; **local SQNR**: of the layer's own "
+    "output with only that layer quantized; **worst output SQNR**: the lowest over the model outputs.",
 ]
 
 
