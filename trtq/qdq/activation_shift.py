@@ -260,13 +260,7 @@ def _compensate(graph: _Graph, scope: NameScope, layer: onnx.NodeProto, z: np.nd
     if layer.op_type == "Conv":
         if any(_attr(layer, "pads", [0])):
             assert shape is not None and len(shape) == 4
-            cmap = _conv_of_constant(layer, w, z, shape)
-            name = scope.fresh(f"{layer.name}_shift_compensation")
-            graph.model.graph.initializer.append(numpy_helper.from_array(cmap.astype(np.float32), name))
-            raw = scope.fresh(f"{layer.output[0]}_unshifted")
-            node = helper.make_node("Add", [raw, name], [layer.output[0]], name=scope.fresh(f"{layer.name}_shift_add"))
-            layer.output[0] = raw
-            return node
+            return _add_after(graph, scope, layer, _conv_of_constant(layer, w, z, shape))
         comp = _taps(layer, w, z).sum(axis=(1, 2))
         _add_bias(graph, scope, layer, 2, comp, len(layer.input) > 2 and bool(layer.input[2]))
         return None
@@ -281,8 +275,13 @@ def _compensate(graph: _Graph, scope: NameScope, layer: onnx.NodeProto, z: np.nd
         graph.replaced.add(node.input[index])
         _replace_constant(graph, scope, node, index, comp)
         return None
+    return _add_after(graph, scope, layer, comp)
+
+
+def _add_after(graph: _Graph, scope: NameScope, layer: onnx.NodeProto, value: np.ndarray) -> onnx.NodeProto:
+    """An Add of the constant `value` to `layer`'s output, under the output's name (the layer's output is renamed)."""
     name = scope.fresh(f"{layer.name}_shift_compensation")
-    graph.model.graph.initializer.append(numpy_helper.from_array(comp.astype(np.float32), name))
+    graph.model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
     raw = scope.fresh(f"{layer.output[0]}_unshifted")
     node = helper.make_node("Add", [raw, name], [layer.output[0]], name=scope.fresh(f"{layer.name}_shift_add"))
     layer.output[0] = raw
