@@ -14,11 +14,14 @@ Merging two observers gives bit for bit what one observer of all the values woul
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type
+from trtq.calibrators import histogram
+from trtq.calibrators.observers import ObserverDict, as_values, batch_range, check_type, raise_nonfinite
 
 # log2 bins: bin i holds |x| in [2**(e-1), 2**e) with e = i + EXP_MIN; bin 0 also holds every
 # smaller magnitude and zeros, the last bin every larger one (float32 activations beyond 2**40
@@ -61,15 +64,11 @@ class ChannelObserver:
             raise ValueError("per-channel statistics need an array with a channel (last) axis")
         if x.size == 0:
             return
-        batch_range(x)  # rejects NaN/Inf before anything changes
-        rows = np.abs(x.reshape(-1, x.shape[-1]))
-        self._ensure(rows.shape[1])
-        np.maximum(self.absmax, rows.max(axis=0), out=self.absmax)
-        exponent = np.frexp(rows)[1]
-        index = np.clip(exponent - EXP_MIN, 0, NUM_BINS - 1)
-        index[rows == 0] = 0  # frexp(0) has exponent 0; zeros belong with the smallest magnitudes
-        index += np.arange(rows.shape[1], dtype=index.dtype) * NUM_BINS
-        self.log_bins += np.bincount(index.reshape(-1), minlength=self.log_bins.size).reshape(self.log_bins.shape)
+        kernel = compiled_kernel() if x.dtype == np.float32 else None
+        absmax, log_bins = channel_counts_numpy(x) if kernel is None else _checked(kernel(x.reshape(-1, x.shape[-1])))
+        self._ensure(len(absmax))
+        np.maximum(self.absmax, absmax, out=self.absmax)
+        self.log_bins += log_bins
         self._count += int(x.size)
 
     def _ensure(self, channels: int) -> None:
@@ -107,6 +106,40 @@ class ChannelObserver:
         obs.log_bins = np.asarray(d["log_bins"], np.int64).reshape(len(obs.absmax), NUM_BINS).copy()
         obs._count = int(d["count"])
         return obs
+
+
+def channel_counts_numpy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max |x| per channel as float64, int64 [channels, NUM_BINS] counts of binary exponents) of the
+    last axis of `x`: the reference the compiled kernel (histogram_kernel.channel_counts) is tested against.
+
+    Raises:
+        ValueError: `x` holds NaN or ±Inf.
+    """
+    batch_range(x)
+    rows = np.abs(x.reshape(-1, x.shape[-1]))
+    exponent = np.frexp(rows)[1]
+    index = np.clip(exponent - EXP_MIN, 0, NUM_BINS - 1)
+    index[rows == 0] = 0  # frexp(0) has exponent 0; zeros belong with the smallest magnitudes
+    index += np.arange(rows.shape[1], dtype=index.dtype) * NUM_BINS
+    counts = np.bincount(index.reshape(-1), minlength=rows.shape[1] * NUM_BINS).reshape(rows.shape[1], NUM_BINS)
+    return rows.max(axis=0).astype(np.float64), counts.astype(np.int64)
+
+
+@functools.cache
+def compiled_kernel() -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, int]] | None:
+    """histogram_kernel.channel_counts (float32 only), or None when numba is unavailable (histogram.py warns)."""
+    if histogram.compiled_kernel() is None:
+        return None
+    from trtq.calibrators import histogram_kernel
+
+    return histogram_kernel.channel_counts
+
+
+def _checked(counted: tuple[np.ndarray, np.ndarray, int]) -> tuple[np.ndarray, np.ndarray]:
+    absmax, log_bins, bad = counted
+    if bad:
+        raise_nonfinite(bad)
+    return absmax, log_bins
 
 
 def bin_magnitudes() -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Compiled one-pass binning of a batch: the same counts as histogram.bin_batch, outside the GIL.
+"""Compiled one-pass binning of a batch: the same counts as histogram.bin_batch, outside the GIL
+(and channels.ChannelObserver's per-channel counts: the same as channels.channel_counts_numpy).
 
 The numpy path (histogram.bin_batch) reads every chunk several times and
 np.bincount holds the GIL, about 2.3 ns per value. This kernel reads each value
@@ -123,3 +124,47 @@ def bin_values(values: np.ndarray, num_bins: int, exponent: int | None):
     e, has, lo, hi, zeros, bad = _bin_values(values, num_bins, 0 if exponent is None else exponent,
                                          exponent is not None, bins, sub)
     return (int(e) if has else None), bins, float(lo), float(hi), int(zeros), int(bad)
+
+
+# channels.py's log2 bins: bin k holds the binary exponent k + _EXP_MIN (np.frexp's), clipped to the ends.
+_EXP_MIN, _LOG_BINS = -24, 64
+_FLOAT32_BIAS = 126  # np.frexp's exponent of a normal float32 is its biased exponent field minus 126
+
+
+@_jit
+def _channel_counts(bits, absbits, log_bins):
+    """channels.ChannelObserver's update of the float32 batch whose bit patterns are `bits` (uint32 [rows,
+    channels]): max |x| of each channel as bit patterns into `absbits` (uint32 [channels], zeroed) and the
+    counts of each binary exponent into `log_bins` (int64 [_LOG_BINS, channels], zeroed, bin-major so that
+    neighbouring channels count into neighbouring memory). Returns the number of NaN/Inf values.
+
+    Integers only: for finite floats of one sign the bit patterns sort as the values do, and the exponent
+    field gives np.frexp's exponent; zeros and denormals (exponent field 0, frexp exponent below -125)
+    clip to bin 0, as in the numpy path (which puts zeros there explicitly).
+    """
+    bad = 0
+    for i in range(bits.shape[0]):
+        for j in range(bits.shape[1]):
+            a = bits[i, j] & np.uint32(0x7FFFFFFF)
+            field = np.int64(a >> np.uint32(23))
+            if field == 255:
+                bad += 1
+                continue
+            if a > absbits[j]:
+                absbits[j] = a
+            k = min(max(field - _FLOAT32_BIAS - _EXP_MIN, 0), _LOG_BINS - 1)  # no branch for zeros: they clip
+            log_bins[k, j] += 1
+    return bad
+
+
+def channel_counts(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run the per-channel kernel on the float32 matrix `rows` [values, channels].
+
+    Returns:
+        (max |x| per channel as float64, int64 [channels, _LOG_BINS] exponent counts, NaN/Inf count).
+    """
+    bits = np.ascontiguousarray(rows).view(np.uint32)
+    absbits = np.zeros(bits.shape[1], dtype=np.uint32)
+    log_bins = np.zeros((_LOG_BINS, bits.shape[1]), dtype=np.int64)
+    bad = _channel_counts(bits, absbits, log_bins)
+    return absbits.view(np.float32).astype(np.float64), np.ascontiguousarray(log_bins.T), int(bad)

@@ -238,3 +238,38 @@ def test_per_layer_names_the_layers_as_the_sensitivity_ranking_does(tmp_path):
     layers = {la["op_type"]: la["node"] for la in data["comparison"]["per_layer"]}
     assert layers == ranked and all(layers.values())
     assert any(line.split()[1:3] == ["Gemm", ranked["Gemm"]] for line in result.stdout.splitlines())
+
+
+def test_build_reads_and_hashes_the_model_once_and_calibrates_from_its_file(workdir, monkeypatch):
+    """Calibration takes the model `trtq build` loaded and fingerprinted (no second parse or weight hash),
+    and its session is made from the model file's bytes; the cache is the one `trtq calibrate` makes."""
+    from trtq.calibration import collect
+    from trtq.onnx_model import model as model_io
+
+    counts = {"load": 0, "fingerprint": 0, "sources": []}
+    load, fingerprint, session = model_io.load_model_by_reference, model_io.fingerprint, collect.collection_session
+
+    def counted_load(*args, **kwargs):
+        counts["load"] += 1
+        return load(*args, **kwargs)
+
+    def counted_fingerprint(*args, **kwargs):
+        counts["fingerprint"] += 1
+        return fingerprint(*args, **kwargs)
+
+    def recorded_session(*args, **kwargs):
+        counts["sources"].append(args[4] if len(args) > 4 else kwargs.get("source"))
+        return session(*args, **kwargs)
+
+    monkeypatch.setattr(model_io, "load_model_by_reference", counted_load)
+    monkeypatch.setattr(model_io, "fingerprint", counted_fingerprint)
+    monkeypatch.setattr(collect, "collection_session", recorded_session)
+    result = _build(workdir, "--eval-fraction", "0")
+    assert result.exit_code == 0, result.output
+    assert (counts["load"], counts["fingerprint"]) == (1, 1)
+    assert counts["sources"] == [workdir / "cls.onnx"]
+    monkeypatch.undo()
+    alone = CliRunner().invoke(main, ["-q", "calibrate", str(workdir / "cls.onnx"), "--calib", str(workdir / "photos"),
+                                      *CLS, "--tensors", "qdq", "--cache", str(workdir / "alone.cache")])
+    assert alone.exit_code == 0, alone.output
+    assert (workdir / "alone.cache").read_bytes() == (workdir / "cls_trtq" / "cls.cache").read_bytes()

@@ -206,3 +206,31 @@ def test_interrupt_mid_stream_propagates_and_ends_the_observer_thread(tmp_path):
     assert seen == [0, 2]
     assert not [t for t in threading.enumerate() if t.name.startswith("trtq-observer")]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("external", [False, True])
+def test_session_from_the_model_file_is_the_exposed_model(tmp_path, external):
+    """collection_session(source=...) appends the exposed outputs to the file's bytes instead of copying and
+    serializing the model: the bytes parse to expose_tensors' model (IR version clamped), and the session
+    returns the same activations as the one made from the copy."""
+    from trtq.calibration.collect import collection_session, expose_tensors, exposed_file_bytes
+    from trtq.onnx_model.model import MAX_IR_VERSION, load_model_by_reference
+
+    model = _affine_model()
+    model.ir_version = MAX_IR_VERSION + 2  # newer than ONNX Runtime reads: the session clamps it
+    options = dict(save_as_external_data=True, all_tensors_to_one_file=True, location="affine.onnx.data",
+                   size_threshold=0) if external else {}
+    onnx.save_model(model, str(tmp_path / "affine.onnx"), **options)
+    loaded, _ = load_model_by_reference(tmp_path / "affine.onnx")
+    names = ["a", "z", "y"]  # z is a graph output already
+    merged = onnx.ModelProto.FromString(exposed_file_bytes(loaded, tmp_path / "affine.onnx", names))
+    expected = expose_tensors(onnx.load(str(tmp_path / "affine.onnx"), load_external_data=False), names)
+    expected.ir_version = MAX_IR_VERSION
+    assert merged == expected
+    assert [o.name for o in merged.graph.output] == ["z", "a", "y"]
+    x = _photo_crops()[:2]
+    with collection_session(loaded, tmp_path, names, ["CPUExecutionProvider"], tmp_path / "affine.onnx") as fast, \
+            collection_session(loaded, tmp_path, names, ["CPUExecutionProvider"]) as copied:
+        assert [o.name for o in fast.get_outputs()] == [o.name for o in copied.get_outputs()] == ["z", "a", "y"]
+        for got, want in zip(fast.run(None, {"x": x}), copied.run(None, {"x": x}), strict=True):
+            np.testing.assert_array_equal(got, want)

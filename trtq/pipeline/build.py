@@ -30,7 +30,14 @@ from trtq.errors import MissingDependencyError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import producer_names
 from trtq.pipeline import select_stage
-from trtq.pipeline.calibrate import CalibrationOutcome, calibrate, check_ray, default_cache_path, with_tensor_scope
+from trtq.pipeline.calibrate import (
+    CalibrationOutcome,
+    LoadedModel,
+    calibrate,
+    check_ray,
+    default_cache_path,
+    with_tensor_scope,
+)
 from trtq.pipeline.engine_stage import build_pipeline_engine, engine_unavailable_reason
 from trtq.pipeline.precision_select import Selection
 from trtq.pipeline.prepare import check_prepare, lost_pattern, prepare
@@ -102,7 +109,7 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
                                      hint="run on a machine with TensorRT and a CUDA GPU, or drop --require-engine")
     report = Report(command="build")
     report.set_config(config)
-    model, weights_dir = _load(model_path, config)
+    model, weights_dir, by_reference = _load(model_path, config)
     inputs, fp = model_io.graph_inputs(model), model_io.fingerprint(model, weights_dir)
     report.provenance.update(model=str(model_path), model_graph_sha256=fp.graph, model_weights_sha256=fp.weights)
 
@@ -128,8 +135,10 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
     model, calib_path, config = _equalize(model, model_path, out_dir, config, report, plan.calib.feed_dicts, prepared)
     config = with_tensor_scope(config, model, default_cache_path(calib_path, config))
     _announce("calibrate", f"{config.calibration.method} ranges of the {config.calibration.tensors} tensors")
+    # The model calibration reads is the one loaded above unless a prepared or equalized one was written.
+    loaded = LoadedModel(model, fp) if by_reference and calib_path == model_path else None
     with report.stage("calibrate"):
-        calibration = calibrate(calib_path, config, show_progress, plan=plan)
+        calibration = calibrate(calib_path, config, show_progress, plan=plan, loaded=loaded)
     _record_calibration(report, calibration)
     _record_shapes(report, plan.calib)
 
@@ -137,7 +146,7 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
     with report.stage("quantize"):
         amax, warnings = usable_ranges(calibration.table, model, force=config.calibration.force,
                                        source=str(calibration.cache_path), options=config.quantize,
-                                       weights_dir=weights_dir)
+                                       weights_dir=weights_dir, fingerprint=fp if calib_path == model_path else None)
         smoothed = smoothquant(model, amax, calibration.stats, config.quantize.smoothquant, weights_dir)
         log.info("%s", smoothed.note)
         report.info.append(smoothed.note)
@@ -203,13 +212,14 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
     return outcome
 
 
-def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | None]:
+def _load(model_path: Path, config: Config) -> tuple[onnx.ModelProto, Path | None, bool]:
     """The model, with the weights of one over 2 GiB left in their files (model_io.load_model_by_reference)
-    unless a step that rewrites weights in memory (or the precision selection) is on; it then needs them loaded."""
+    unless a step that rewrites weights in memory (or the precision selection) is on; it then needs them loaded.
+    The flag says whether the model is load_model_by_reference's (calibration can take it as it is)."""
     model, weights_dir = model_io.load_model_by_reference(model_path)
     if weights_dir is not None and (needs_loaded_weights(config) or select_stage.requested(config)):
-        return model_io.load_model(model_path), None
-    return model, weights_dir
+        return model_io.load_model(model_path), None, False
+    return model, weights_dir, True
 
 
 def _build_weight_only(model_path: Path, model: onnx.ModelProto, config: Config, plan: DataPlan, report: Report,

@@ -46,10 +46,12 @@ def default_qdq_path(model_path: Path, folder: Path | None = None, fp16: bool = 
 
 def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: bool = False,
                   source: str = "the calibration cache", options: QuantizeConfig | None = None,
-                  weights_dir: Path | None = None) -> tuple[dict[str, float], list[str]]:
+                  weights_dir: Path | None = None,
+                  fingerprint: model_io.ModelFingerprint | None = None) -> tuple[dict[str, float], list[str]]:
     """The table's amax values for tensors of `model`, and warnings (about tensors the Q/DQ model
     made with `options` needs and the table lacks, among others). `weights_dir`: the folder of a
-    model loaded by reference (model_io.load_model_by_reference), for its fingerprint.
+    model loaded by reference (model_io.load_model_by_reference), for its fingerprint; `fingerprint`:
+    that fingerprint when the caller has it (`trtq build`), so that the weights are not hashed again.
 
     Raises:
         CacheError: the cache shares no tensor with the model, its values are unusable, or
@@ -66,7 +68,7 @@ def usable_ranges(table: CalibrationTable, model: onnx.ModelProto, *, force: boo
     coverage = check_coverage(table, needed, force=force, source=source)
     # Names are checked on the shared subset: missing inputs only leave their layer in float.
     subset = dataclasses.replace(table, amax={n: table.amax[n] for n in shared})
-    fp = model_io.fingerprint(model, weights_dir)
+    fp = fingerprint if fingerprint is not None else model_io.fingerprint(model, weights_dir)
     warnings = coverage + validate_table(subset, fingerprint=fp, tensor_names=shared, force=force, source=source)
     ignored = len(table.amax) - len(shared)
     if ignored:

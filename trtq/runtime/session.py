@@ -113,6 +113,16 @@ def external_folder_entry(folder: Path | None) -> dict[str, str]:
     return {EXTERNAL_FOLDER_ENTRY: str(folder.resolve())} if folder is not None else {}
 
 
+def session_from_bytes(data: bytes, providers: list[str], config_entries: Mapping[str, str] | None = None) -> Any:
+    """An onnxruntime.InferenceSession of the serialized model `data` (what create_session makes for a model
+    under 2 GiB), for callers that have the bytes already.
+
+    Raises:
+        ModelError: ONNX Runtime rejects the model.
+    """
+    return _new_session(data, providers, config_entries)
+
+
 def _new_session(model: bytes | str, providers: list[str], config_entries: Mapping[str, str] | None = None) -> Any:
     ort = _lazy.require("onnxruntime")
     options = ort.SessionOptions()
