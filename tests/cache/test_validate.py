@@ -74,7 +74,8 @@ def test_weights_change_is_an_error_that_says_what_to_do():
         validate_table(_table(), fingerprint=retrained, tensor_names=NAMES)
     assert info.value.one_line().endswith(
         f"the weights changed since the cache was written (cache for weights {FP.weights[:12]}, "
-        f"model has {retrained.weights[:12]}); recalibrate, or pass --force to use it anyway")
+        f"model has {retrained.weights[:12]}); recalibrate: delete the cache or give another --cache path, "
+        "and trtq calibrates anew; or pass --force to use it anyway")
 
 
 def test_force_turns_mismatches_into_warnings():

@@ -20,7 +20,8 @@ from trtq.onnx_model.model import ModelFingerprint
 _SHOWN = 5
 # Hash prefix length shown in messages (as ModelFingerprint.short).
 _SHORT = 12
-_FORCE_HINT = "recalibrate, or pass --force to use it anyway"
+_FORCE_HINT = ("recalibrate: delete the cache or give another --cache path, and trtq calibrates anew; or pass --force "
+               "to use it anyway")
 # A cache without provenance (TensorRT wrote it) is taken for this model only when it names at least this
 # share of the model's quantizable tensors: one shared name such as 'x' is no evidence (issue 13.2).
 MIN_COVERAGE = 0.5
