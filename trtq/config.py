@@ -199,8 +199,9 @@ class QuantizeConfig:
         "off", "Centre each channel of an activation on TensorRT's symmetric INT8 grid (Outlier Suppression+ "
                "shifting, trtq.qdq.activation_shift): a per-channel shift before the Q, taken back exactly in the "
                "reading layer's bias; linear: MatMul/Gemm and unpadded Conv inputs; all: padded Convs too (a "
-               "constant border map after them, static spatial sizes only); off.",
-        ("off", "linear", "all"),
+               "constant border map after them, for the calibrated spatial size only); auto: all, kept only if "
+               "the held-out output SQNR rises; off.",
+        ("off", "linear", "all", "auto"),
     )
     fast: bool = _opt(False, "Quick path: nearest weight rounding, histogram ranges, no equalization and no activation "
                              "shift, whatever else is set.")

@@ -200,6 +200,23 @@ def test_symmetric_tensors_are_left_alone():
     assert "x" not in [t.tensor for t in report.shifted]
 
 
+def test_auto_keeps_the_shift_only_when_the_held_out_sqnr_rises():
+    from trtq.accuracy.evaluation import Reference
+
+    model, calib = relu_cnn(), _cnn_data(64, 1)
+    qdq = _quantized(model, calib)
+    reference = Reference(model, _cnn_data(32, 5))
+    shifted, report = shift_activations(model, qdq, calib, "auto", reference=reference)
+    assert report.sqnr_before is not None and report.sqnr_after is not None
+    assert report.applied == (report.sqnr_after > report.sqnr_before) and report.applied  # this model gains
+    assert shifted.SerializeToString() == shift_activations(model, qdq, calib, "all")[0].SerializeToString()
+    # judged against the unshifted Q/DQ model itself, where nothing can beat it: the shift is dropped
+    judge = Reference(qdq, _cnn_data(32, 5))
+    kept, report = shift_activations(model, qdq, calib, "auto", reference=judge)
+    assert not report.applied and kept.SerializeToString() == qdq.SerializeToString()
+    assert "not kept" in report.summary()
+
+
 def test_shift_is_deterministic():
     model, calib = relu_cnn(), _cnn_data(32, 1)
     qdq = _quantized(model, calib)
@@ -225,6 +242,9 @@ def test_off_and_fast_do_nothing(tmp_path):
     assert shifted["accuracy"]["activation_shift"]["shifted"]
     assert "activation shift (all)" in (tmp_path / "shift" / "report.md").read_text()
     assert build("fast", "--activation-shift", "all", "--fast")["accuracy"].get("activation_shift") is None
+    auto = build("auto", "--activation-shift", "auto")["accuracy"]["activation_shift"]
+    assert auto["mode"] == "auto" and auto["sqnr_before"] is not None
+    assert auto["applied"] == (auto["sqnr_after"] > auto["sqnr_before"])
     off = build("off", "--activation-shift", "off")
     sqnr = [r["comparison"]["outputs"]["y"]["sqnr_db"] for r in (off, shifted)]
     assert sqnr[1] > sqnr[0] + 1.0, sqnr

@@ -165,7 +165,8 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
         # after the weight rounding: the shift is taken back with the final weight integers
         outcome.model, outcome.activation_shift = shift_activations(
             model, outcome.model, calib.feed_dicts(), config.quantize.activation_shift, max_samples=SHIFT_SAMPLES,
-            weights_dir=weights_dir)
+            reference=reference.get() if config.quantize.activation_shift == "auto" and evaluation is not None
+            else None, weights_dir=weights_dir)
         log.info("%s", outcome.activation_shift.summary())
     mode = config.quantize.bias_correction
     if mode != "none":

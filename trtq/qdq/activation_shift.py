@@ -144,6 +144,10 @@ def _broadcast(scale: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     return scale.reshape(shape)
 
 
+def _padded(node: onnx.NodeProto) -> bool:
+    return node.op_type == "Conv" and any(_attr(node, "pads", [0]))
+
+
 def _layer_kind(graph: _Graph, node: onnx.NodeProto, dq_out: str, mode: str) -> int | None:
     """The channel axis of `dq_out` if `node` reads it as its data input and can take the shift, else None."""
     if not node.input or node.input[0] != dq_out or dq_out in node.input[1:]:
@@ -205,7 +209,7 @@ def apply_shifts(model: onnx.ModelProto, targets: list[ShiftTarget], ranges: Ran
     after: list[tuple[onnx.NodeProto, onnx.NodeProto]] = []
     replaced: set[str] = set()  # initializers the shift replaced (old scales, old biases)
     for target in targets:
-        if target.tensor not in ranges:
+        if target.tensor not in ranges or (any(_padded(n) for n in target.layers) and target.tensor not in shapes):
             continue
         amax = float(np.asarray(graph.value(target.quantize.input[1])).reshape(())) * QMAX
         lo, hi = _windows(np.asarray(ranges[target.tensor][0], np.float64),
@@ -258,7 +262,7 @@ def _compensate(graph: _Graph, scope: NameScope, layer: onnx.NodeProto, z: np.nd
     w = graph.dequantized_weight(layer.input[1])
     assert w is not None  # shift_targets checked it
     if layer.op_type == "Conv":
-        if any(_attr(layer, "pads", [0])):
+        if _padded(layer):
             assert shape is not None and len(shape) == 4
             return _add_after(graph, scope, layer, _conv_of_constant(layer, w, z, shape))
         comp = _taps(layer, w, z).sum(axis=(1, 2))
