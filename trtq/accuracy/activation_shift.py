@@ -22,8 +22,6 @@ from trtq.onnx_model.model import graph_inputs
 from trtq.onnx_model.token_axes import attention_mask_input
 from trtq.qdq.activation_shift import ShiftedTensor, apply_shifts, shift_targets
 
-MODES = ("off", "linear", "all", "auto")
-
 # Calibration samples the ranges come from: one FP32 pass; minima and maxima need the whole data
 # more than means do (a channel's range only grows), so more than bias correction takes.
 SHIFT_SAMPLES = 512
@@ -63,14 +61,6 @@ class ActivationShiftReport:
                 "sqnr_after": json_float(self.sqnr_after)}
 
 
-def parse_mode(value: str) -> str:
-    """The mode, lower-cased; ValueError for anything but MODES (the config reports it)."""
-    mode = str(value).strip().lower()
-    if mode not in MODES:
-        raise ValueError(f"--activation-shift must be one of {', '.join(MODES)}, got {value!r}")
-    return mode
-
-
 def shift_activations(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, batches: Batches, mode: str, *,
                       max_samples: int | None = SHIFT_SAMPLES, reference: Reference | None = None,
                       weights_dir: Path | None = None) -> tuple[onnx.ModelProto, ActivationShiftReport]:
@@ -82,13 +72,13 @@ def shift_activations(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, b
     start = time.perf_counter()
     work = onnx.ModelProto()
     work.CopyFrom(qdq_model)
-    targets = shift_targets(work, "all" if mode == "auto" else mode)
+    targets = shift_targets(work, "all" if mode == "auto" else mode, weights_dir)
     report = ActivationShiftReport(mode, candidates=len(targets))
     if not targets:
         return work, report
     axes = {t.tensor: t.channel_axis for t in targets}
     ranges, shapes, report.samples = channel_ranges(fp32_model, batches, axes, max_samples, weights_dir)
-    work, report.shifted = apply_shifts(work, targets, ranges, shapes)
+    work, report.shifted = apply_shifts(work, targets, ranges, shapes, weights_dir)
     if mode == "auto" and report.shifted and reference is not None:
         report.sqnr_before = worst_sqnr(reference.measure(qdq_model))
         report.sqnr_after = worst_sqnr(reference.measure(work))

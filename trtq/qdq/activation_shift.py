@@ -37,15 +37,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from trtq.qdq.graph import NameScope
+from trtq.qdq.graph import GraphIndex, NameScope
 
-MODES = ("off", "linear", "all")
 MIN_GAIN_DB = 3.0
 HEADROOM = 2.0
 QMAX = 127
@@ -92,32 +92,30 @@ def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
 
 
 class _Graph:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    """The model being shifted, its GraphIndex (built before any change), and the initializers replaced so far."""
+
+    def __init__(self, model: onnx.ModelProto, weights_dir: Path | None = None) -> None:
         self.model = model
-        self.producer = {o: n for n in model.graph.node for o in n.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for n in model.graph.node:
-            for t in n.input:
-                self.consumers.setdefault(t, []).append(n)
-        self.inits = {t.name: t for t in model.graph.initializer}
-        self.replaced: set[str] = set()
+        self.index = GraphIndex.build(model, infer=False, weights_dir=weights_dir)
+        self.replaced: set[str] = set()  # old scales and biases, dropped at the end if nothing reads them
+
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        return self.index.producer_node(name)
+
+    def consumers(self, name: str) -> list[onnx.NodeProto]:
+        return self.index.consumer_nodes(name)
 
     def value(self, name: str) -> np.ndarray | None:
-        if name in self.inits:
-            return numpy_helper.to_array(self.inits[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
-        return None
+        return self.index.constant_value(name)
 
     def dequantized_weight(self, name: str) -> np.ndarray | None:
         """The weight a layer input `name` carries as TensorRT multiplies it: DQ(int8) or DQ(Q(float))."""
-        dq = self.producer.get(name)
+        dq = self.producer(name)
         if dq is None or dq.op_type != "DequantizeLinear":
             return None
         scale = self.value(dq.input[1])
         axis = _attr(dq, "axis", 1)
-        q = self.producer.get(dq.input[0])
+        q = self.producer(dq.input[0])
         if q is not None and q.op_type == "QuantizeLinear":
             w = self.value(q.input[0])
             if w is None or scale is None:
@@ -152,10 +150,7 @@ def _layer_kind(graph: _Graph, node: onnx.NodeProto, dq_out: str, mode: str) -> 
     """The channel axis of `dq_out` if `node` reads it as its data input and can take the shift, else None."""
     if not node.input or node.input[0] != dq_out or dq_out in node.input[1:]:
         return None
-    if node.op_type == "MatMul" and len(node.input) == 2:
-        w = graph.dequantized_weight(node.input[1])
-        return -1 if w is not None and w.ndim == 2 else None
-    if node.op_type == "Gemm" and not _attr(node, "transA", 0):
+    if (node.op_type == "MatMul" and len(node.input) == 2) or (node.op_type == "Gemm" and not _attr(node, "transA", 0)):
         w = graph.dequantized_weight(node.input[1])
         return -1 if w is not None and w.ndim == 2 else None
     if node.op_type == "Conv":
@@ -169,23 +164,26 @@ def _layer_kind(graph: _Graph, node: onnx.NodeProto, dq_out: str, mode: str) -> 
     return None
 
 
-def shift_targets(model: onnx.ModelProto, mode: str = "linear") -> list[ShiftTarget]:
-    """The activation Q/DQ pairs of `model` a shift can apply to (see the module docstring)."""
+def shift_targets(model: onnx.ModelProto, mode: str = "linear", weights_dir: Path | None = None) -> list[ShiftTarget]:
+    """The activation Q/DQ pairs of `model` a shift can apply to (see the module docstring).
+
+    `weights_dir`: the folder of the weights a model loaded by reference left in files.
+    """
     if mode == "off":
         return []
-    graph = _Graph(model)
+    graph = _Graph(model, weights_dir)
     found = []
     for q in model.graph.node:
-        if q.op_type != "QuantizeLinear" or graph.value(q.input[0]) is not None:
+        if q.op_type != "QuantizeLinear" or graph.index.is_constant(q.input[0]):
             continue
         scale = graph.value(q.input[1])
-        readers = graph.consumers.get(q.output[0], [])
+        readers = graph.consumers(q.output[0])
         if scale is None or scale.size != 1 or len(readers) != 1 or readers[0].op_type != "DequantizeLinear":
             continue
         dq = readers[0]
-        if dq.input[1] != q.input[1] or dq.output[0] in {o.name for o in model.graph.output}:
+        if dq.input[1] != q.input[1] or dq.output[0] in graph.index.graph_outputs:
             continue
-        layers = graph.consumers.get(dq.output[0], [])
+        layers = graph.consumers(dq.output[0])
         axes = {_layer_kind(graph, n, dq.output[0], mode) for n in layers}
         if layers and None not in axes and len(axes) == 1:
             found.append(ShiftTarget(q.input[0], q, dq, layers, axes.pop()))  # type: ignore[arg-type]
@@ -196,18 +194,18 @@ Ranges = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
 def apply_shifts(model: onnx.ModelProto, targets: list[ShiftTarget], ranges: Ranges,
-                 shapes: Mapping[str, tuple[int, ...]]) -> tuple[onnx.ModelProto, list[ShiftedTensor]]:
+                 shapes: Mapping[str, tuple[int, ...]],
+                 weights_dir: Path | None = None) -> tuple[onnx.ModelProto, list[ShiftedTensor]]:
     """Shift each target with per-channel [lo, hi] `ranges` (measured on calibration data) in place of `model`.
 
     `shapes`: the tensor's shape as measured (a padded Conv's border compensation needs its spatial size).
     Targets without ranges, or whose range would narrow by less than MIN_GAIN_DB, are left alone.
     """
-    graph = _Graph(model)
+    graph = _Graph(model, weights_dir)
     scope = NameScope(model)
     done: list[ShiftedTensor] = []
     before: list[tuple[onnx.NodeProto, onnx.NodeProto]] = []
     after: list[tuple[onnx.NodeProto, onnx.NodeProto]] = []
-    replaced: set[str] = set()  # initializers the shift replaced (old scales, old biases)
     for target in targets:
         if target.tensor not in ranges or (any(_padded(n) for n in target.layers) and target.tensor not in shapes):
             continue
@@ -230,20 +228,19 @@ def apply_shifts(model: onnx.ModelProto, targets: list[ShiftTarget], ranges: Ran
         before.append((target.quantize, helper.make_node("Sub", [target.tensor, z_name], [out],
                                                          name=scope.fresh(f"{target.tensor}_shift"))))
         target.quantize.input[0] = out
-        replaced.add(target.quantize.input[1])
+        graph.replaced.add(target.quantize.input[1])
         scale_name = scope.fresh(f"{target.tensor}_shifted_scale")
         model.graph.initializer.append(numpy_helper.from_array(np.array(step, np.float32), scale_name))
         target.quantize.input[1] = scale_name
         target.dequantize.input[1] = scale_name
         for layer in target.layers:
-            replaced.update(layer.input[2:3])
             extra = _compensate(graph, scope, layer, z, shapes.get(target.tensor))
             if extra is not None:
                 after.append((layer, extra))
             shifted.layers.append(layer.name)
         done.append(shifted)
     _insert(model, before, after)
-    _drop_unread(model, replaced | graph.replaced)
+    _drop_unread(model, graph.replaced)
     return model, done
 
 
@@ -276,7 +273,6 @@ def _compensate(graph: _Graph, scope: NameScope, layer: onnx.NodeProto, z: np.nd
     add = _bias_add(graph, layer)
     if add is not None:
         node, index = add
-        graph.replaced.add(node.input[index])
         _replace_constant(graph, scope, node, index, comp)
         return None
     return _add_after(graph, scope, layer, comp)
@@ -326,13 +322,13 @@ def _conv_of_constant(layer: onnx.NodeProto, w: np.ndarray, z: np.ndarray, shape
 
 def _bias_add(graph: _Graph, layer: onnx.NodeProto) -> tuple[onnx.NodeProto, int] | None:
     """The Add right after a MatMul whose other operand is a constant [N] used by it alone (the Linear bias)."""
-    readers = graph.consumers.get(layer.output[0], [])
+    readers = graph.consumers(layer.output[0])
     if len(readers) != 1 or readers[0].op_type != "Add":
         return None
     add = readers[0]
     other = 1 if add.input[0] == layer.output[0] else 0
     value = graph.value(add.input[other])
-    if value is None or value.ndim != 1 or len(graph.consumers.get(add.input[other], [])) != 1:
+    if value is None or value.ndim != 1 or len(graph.consumers(add.input[other])) != 1:
         return None
     return add, other
 
@@ -352,6 +348,7 @@ def _replace_constant(graph: _Graph, scope: NameScope, node: onnx.NodeProto, ind
     """node.input[index] := a new initializer holding its value + comp (the old one may be shared)."""
     value = graph.value(node.input[index])
     assert value is not None
+    graph.replaced.add(node.input[index])
     name = scope.fresh(f"{node.input[index]}_shifted")
     total = (value.astype(np.float64) + comp).astype(np.float32)
     graph.model.graph.initializer.append(numpy_helper.from_array(total, name))
