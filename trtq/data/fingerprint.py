@@ -72,18 +72,27 @@ def data_fingerprint(reader: DataReader, preprocess: PreprocessConfig | None) ->
     if preprocess is not None and _uses_pixels(source):
         settings = json.dumps(dataclasses.asdict(preprocess), sort_keys=True, default=str)
         digest.update(f"preprocess {settings}\n".encode())
-    seed = getattr(source, "seed", None)  # random data: the seed makes the values
-    if seed is not None:
-        digest.update(f"seed {seed}\n".encode())
-    files_of = getattr(source, "files_of", None)
-    files: dict[Path, None] = {}
-    for index in reader.indices:
-        digest.update(f"sample {source.keys[index]}\n".encode("utf-8", "surrogateescape"))
-        if files_of is not None:
-            files.update(dict.fromkeys(files_of(index)))
+    samples, files = _selection(reader, source)
+    digest.update(samples)
     for path in files:
         digest.update(f"file {file_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+def _selection(reader: DataReader, source: Source) -> tuple[bytes, list[Path]]:
+    """What data_fingerprint hashes of the sample selection (a random source's seed, which makes the
+    values, and the selected keys in order), and the files those samples read, each once."""
+    lines = []
+    seed = getattr(source, "seed", None)
+    if seed is not None:
+        lines.append(f"seed {seed}\n".encode())
+    files_of = getattr(source, "files_of", None)
+    files: dict[Path, None] = {}
+    for index in reader.indices:
+        lines.append(f"sample {source.keys[index]}\n".encode("utf-8", "surrogateescape"))
+        if files_of is not None:
+            files.update(dict.fromkeys(files_of(index)))
+    return b"".join(lines), list(files)
 
 
 def data_parts(reader: DataReader, preprocess: PreprocessConfig | None) -> dict[str, str]:
@@ -94,16 +103,8 @@ def data_parts(reader: DataReader, preprocess: PreprocessConfig | None) -> dict[
     source = getattr(reader, "source", None)
     if source is None:
         return {}
-    samples, contents = hashlib.sha256(_VERSION), hashlib.sha256(_VERSION)
-    seed = getattr(source, "seed", None)
-    if seed is not None:
-        samples.update(f"seed {seed}\n".encode())
-    files_of = getattr(source, "files_of", None)
-    files: dict[Path, None] = {}
-    for index in reader.indices:
-        samples.update(f"sample {source.keys[index]}\n".encode("utf-8", "surrogateescape"))
-        if files_of is not None:
-            files.update(dict.fromkeys(files_of(index)))
+    selection, files = _selection(reader, source)
+    samples, contents = hashlib.sha256(_VERSION + selection), hashlib.sha256(_VERSION)
     for path in files:  # hashed once per process (file_sha256), so this costs no second read
         contents.update(f"file {file_sha256(path)}\n".encode())
     parts = {"samples": samples.hexdigest(), "contents": contents.hexdigest()}
