@@ -3,17 +3,13 @@ depthwise conv's input, weight integers unchanged, and a smaller INT8 error end 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
-from tests.qdq.helpers import run
+from tests.qdq.helpers import build_report, run
 from trtq.accuracy.activation_equalization import HEADROOM, equalize_activations
-from trtq.cli import main
 from trtq.errors import DataError
 from trtq.qdq.graph import GraphIndex
 
@@ -128,19 +124,12 @@ def test_build_with_activation_equalization_lowers_the_int8_error(tmp_path):
     np.save(tmp_path / "calib.npy", _data(48, 3))
     np.save(tmp_path / "eval.npy", _data(16, 4))
 
-    def build(out: str, *extra: str) -> dict:
-        args = ["-q", "build", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npy"), "--eval",
-                str(tmp_path / "eval.npy"), "--method", "minmax", "-o", str(tmp_path / out), *extra]
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 0, result.output
-        return json.loads((tmp_path / out / "report.json").read_text())
-
-    plain = build("plain")
-    equalized = build("eq", "--equalization", "activations")
+    plain = build_report(tmp_path, "plain")
+    equalized = build_report(tmp_path, "eq", "--equalization", "activations")
     assert (tmp_path / "eq" / "m.equalized.onnx").exists()
     assert equalized["accuracy"]["equalization"]["method"] == "activations"
     assert "Activation equalization" in (tmp_path / "eq" / "report.md").read_text()
     sqnr = [r["comparison"]["outputs"]["y"]["sqnr_db"] for r in (plain, equalized)]
     assert sqnr[1] > sqnr[0] + 3, sqnr
-    fast = build("fast", "--equalization", "activations", "--fast")
+    fast = build_report(tmp_path, "fast", "--equalization", "activations", "--fast")
     assert fast["accuracy"].get("equalization") is None

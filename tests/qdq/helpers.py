@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -50,6 +54,21 @@ def activation_amax(model: onnx.ModelProto, feeds_list: list[dict[str, np.ndarra
             if value.dtype == np.float32 and value.size:
                 amax[name] = max(amax.get(name, 0.0), float(np.abs(value).max()))
     return amax
+
+
+def build_report(folder: Path, out: str, *extra: str) -> dict[str, Any]:
+    """`trtq build` of folder/m.onnx on folder/calib.npy with folder/eval.npy held out (minmax ranges),
+    into folder/out; asserts exit 0 and returns its report.json."""
+    from click.testing import CliRunner
+
+    from trtq.cli import main
+
+    args = ["-q", "build", str(folder / "m.onnx"), "--calib", str(folder / "calib.npy"), "--eval",
+            str(folder / "eval.npy"), "--method", "minmax", "-o", str(folder / out), *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads((folder / out / "report.json").read_text())
+    return report
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -3,17 +3,13 @@ the shift on the INT8 grid, the bias compensation in place, a padded conv's bord
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
-from tests.qdq.helpers import activation_amax, run, sqnr_db
+from tests.qdq.helpers import activation_amax, build_report, run, sqnr_db
 from trtq.accuracy.activation_shift import shift_activations
-from trtq.cli import main
 from trtq.qdq import quantize_model
 from trtq.qdq.activation_shift import shift_targets
 
@@ -231,20 +227,14 @@ def test_off_and_fast_do_nothing(tmp_path):
     np.save(tmp_path / "calib.npy", np.concatenate([b["x"] for b in _cnn_data(48, 3)]))
     np.save(tmp_path / "eval.npy", np.concatenate([b["x"] for b in _cnn_data(16, 4)]))
 
-    def build(out: str, *extra: str) -> dict:
-        args = ["-q", "build", str(tmp_path / "m.onnx"), "--calib", str(tmp_path / "calib.npy"), "--eval",
-                str(tmp_path / "eval.npy"), "--method", "minmax", "-o", str(tmp_path / out), *extra]
-        result = CliRunner().invoke(main, args)
-        assert result.exit_code == 0, result.output
-        return json.loads((tmp_path / out / "report.json").read_text())
-
-    shifted = build("shift", "--activation-shift", "all")
+    shifted = build_report(tmp_path, "shift", "--activation-shift", "all")
     assert shifted["accuracy"]["activation_shift"]["shifted"]
     assert "activation shift (all)" in (tmp_path / "shift" / "report.md").read_text()
-    assert build("fast", "--activation-shift", "all", "--fast")["accuracy"].get("activation_shift") is None
-    auto = build("auto", "--activation-shift", "auto")["accuracy"]["activation_shift"]
+    fast = build_report(tmp_path, "fast", "--activation-shift", "all", "--fast")
+    assert fast["accuracy"].get("activation_shift") is None
+    auto = build_report(tmp_path, "auto", "--activation-shift", "auto")["accuracy"]["activation_shift"]
     assert auto["mode"] == "auto" and auto["sqnr_before"] is not None
     assert auto["applied"] == (auto["sqnr_after"] > auto["sqnr_before"])
-    off = build("off", "--activation-shift", "off")
+    off = build_report(tmp_path, "off", "--activation-shift", "off")
     sqnr = [r["comparison"]["outputs"]["y"]["sqnr_db"] for r in (off, shifted)]
     assert sqnr[1] > sqnr[0] + 1.0, sqnr
