@@ -211,6 +211,9 @@ def test_auto_keeps_the_shift_only_when_the_held_out_sqnr_rises():
     kept, report = shift_activations(model, qdq, calib, "auto", reference=judge)
     assert not report.applied and kept.SerializeToString() == qdq.SerializeToString()
     assert "not kept" in report.summary()
+    # a model measured already (the fallback's last step) is not run again: its SQNR is taken as given
+    _, given = shift_activations(model, qdq, calib, "auto", reference=judge, sqnr_before=-100.0)
+    assert given.sqnr_before == -100.0 and given.applied
 
 
 def test_shift_is_deterministic():

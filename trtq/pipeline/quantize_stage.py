@@ -161,21 +161,27 @@ def _make_qdq_model(model: onnx.ModelProto, amax: dict[str, float], config: Conf
             model, outcome.model, calib.feed_dicts(), method=ROUNDING_METHODS[config.quantize.weight_rounding],
             target="self", max_samples=WEIGHT_ROUNDING_SAMPLES, ranges=ranges)
         log.info("%s", outcome.weight_rounding.summary())
+    # The worst held-out SQNR of outcome.model where a step measured it already (None: not known), so that
+    # the auto steps after it do not run the same model on the held-out data again.
+    known = outcome.fallback.steps[-1].sqnr_db if outcome.fallback and not (learned or ranges) else None
     if activation_shift(config, outcome.result):
         # after the weight rounding: the shift is taken back with the final weight integers
-        outcome.model, outcome.activation_shift = shift_activations(
+        auto = config.quantize.activation_shift == "auto" and evaluation is not None
+        outcome.model, shift = shift_activations(
             model, outcome.model, calib.feed_dicts(), config.quantize.activation_shift, max_samples=SHIFT_SAMPLES,
-            reference=reference.get() if config.quantize.activation_shift == "auto" and evaluation is not None
-            else None, weights_dir=weights_dir)
-        log.info("%s", outcome.activation_shift.summary())
+            reference=reference.get() if auto else None, sqnr_before=known, weights_dir=weights_dir)
+        outcome.activation_shift = shift
+        log.info("%s", shift.summary())
+        if shift.sqnr_after is not None:
+            known = shift.sqnr_after if shift.applied else shift.sqnr_before
+        elif shift.shifted:
+            known = None
     mode = config.quantize.bias_correction
     if mode != "none":
         judge = reference.get() if mode == "auto" and evaluation is not None else None
-        # The fallback measured its final model on the same reference: no second run of it.
-        known = outcome.fallback.steps[-1].sqnr_db if outcome.fallback and judge is not None else None
         outcome.model, outcome.bias_correction = apply_bias_correction(
             model, outcome.model, calib.feed_dicts(), mode, reference=judge, max_samples=BIAS_CORRECTION_SAMPLES,
-            sqnr_before=known, show_progress=show_progress, weights_dir=weights_dir)
+            sqnr_before=known if judge is not None else None, show_progress=show_progress, weights_dir=weights_dir)
         if outcome.bias_correction is not None:
             log.info("%s", outcome.bias_correction.summary())
     return outcome
