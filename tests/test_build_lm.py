@@ -116,10 +116,9 @@ def test_qdq_scales_come_from_the_cache_and_the_weights(built):
     qdq = onnx.load(str(root / "bert_trtq" / "bert.qdq.onnx"))
     inits = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
     amax = read_table(root / "bert_trtq" / "bert.cache").amax
-    for layer in range(2):
-        for node, inputs in ((f"layer{layer}.attention.qk", ("q.transpose", "k.transpose")),
-                             (f"layer{layer}.attention.pv", ("softmax", "v.transpose"))):
-            assert dq_inputs_of(qdq, node) == [f"layer{layer}.attention.{t}" for t in inputs]
+    for layer in range(2):  # the default --attention float: both attention MatMuls read float inputs
+        for node in (f"layer{layer}.attention.qk", f"layer{layer}.attention.pv"):
+            assert dq_inputs_of(qdq, node) == [None, None]
     checked = 0
     for tensor, (q,) in qdq_nodes(qdq).items():
         axis = next((a.i for a in q.attribute if a.name == "axis"), None)
@@ -131,7 +130,7 @@ def test_qdq_scales_come_from_the_cache_and_the_weights(built):
             assert axis is None and scale.shape == (), tensor
             assert float(scale) == pytest.approx(amax[tensor] / 127, rel=1e-6), tensor
             checked += 1
-    assert checked == 18  # the quantized activations tests/qdq/test_lm_placement.py lists
+    assert checked == 18 - 2 * 4  # those tests/qdq/test_lm_placement.py lists, less the 4 inputs of each attention
 
 
 def test_qdq_model_passes_the_checker_runs_any_length_and_lints_clean(built):
@@ -208,3 +207,11 @@ def test_engine_profile_covers_both_sequence_lengths(mixed):
     list(reader)  # `trtq build` calibrates on the reader before the engine step
     ids_range = derive_profiles(inputs, observed_shapes(reader, inputs))[0]
     assert ids_range.min[1] == SHORT and ids_range.max[1] == LONG
+
+
+def test_the_report_says_the_attention_matmuls_are_left_float_and_how_to_change_it(built):
+    root, _ = built
+    lines = [line for line in _report(root / "bert_trtq")["info"] if "attention MatMuls" in line]
+    assert lines == ["4 attention MatMuls (Q@K^T, softmax@V) left float (--attention float): TensorRT runs them in "
+                     "FP32 unless you build with --fp16; --attention int8 quantizes them (TensorRT's INT8 fused "
+                     "attention)"]

@@ -160,6 +160,11 @@ class QuantizeConfig:
     exclude_op_types: list[str] = _opt([], "Op types left in higher precision, e.g. Softmax,Resize.")
     exclude_nodes: list[str] = _opt([], "Node names left in higher precision.")
     exclude_regex: str | None = _opt(None, "Regex on node names left in higher precision.")
+    attention: str = _opt(
+        "float", "Transformer attention MatMuls (Q@K^T, softmax@V): left float (FP16 with --fp16), or int8 "
+                 "(TensorRT's INT8 fused attention, sequences <= 512). Projections and FFN are INT8 either way.",
+        ("float", "int8"),
+    )
     weights: str = _opt("qdq", "Weights as float + Q/DQ or pre-quantized int8 + DQ.", ("qdq", "int8"))
     fp16: bool = _opt(False, "Emit non-quantized parts in FP16 (TensorRT 11 strongly typed).")
     weight_clipping: str = _opt(

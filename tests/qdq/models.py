@@ -123,6 +123,23 @@ def attention(seed: int = 4) -> onnx.ModelProto:
     return _model(nodes, [_vi("x", [2, 8, d])], [_vi("y", [2, 8, d])], inits)
 
 
+def attention_with_position_bias(seed: int = 4) -> onnx.ModelProto:
+    """Single-head attention as MPNet's export writes it: the scaled scores get a relative-position
+    bias (an activation, here an input) and then the mask bias added before Softmax."""
+    model = attention(seed)
+    nodes = list(model.graph.node)
+    softmax = next(n for n in nodes if n.op_type == "Softmax")
+    softmax.input[0] = "s_masked"
+    at = nodes.index(softmax)
+    nodes[at:at] = [helper.make_node("Add", ["s_scaled", "position_bias"], ["s_biased"], name="position_add"),
+                    helper.make_node("Add", ["s_biased", "mask_bias"], ["s_masked"], name="mask_add")]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.input.extend([_vi("position_bias", [2, 8, 8]), _vi("mask_bias", [2, 8, 8])])
+    onnx.checker.check_model(model)
+    return model
+
+
 def concat_branches(seed: int = 5) -> onnx.ModelProto:
     """x -> (Conv a -> Relu, Conv b -> Relu) -> Concat -> Conv c -> y."""
     rng = _rng(seed)

@@ -32,6 +32,7 @@ WEIGHTS = {"pooler.dense.weight", "classifier.weight"} | {
 NEVER = {"input_ids", "attention_mask", "token_type_ids", "mask.bool", "mask.extended", "embeddings.seq_len"} | {
     f"layer{i}.attention.{t}" for i in range(LAYERS)
     for t in ("qk", "mask_where", "mask_add", "q.transpose", "k.transpose")}
+INT8_ATTENTION = QuantizeConfig(attention="int8")  # rule 10's INT8 layout (the default leaves attention float)
 FLOAT_OPS = ("Softmax", "LayerNormalization", "Erf", "Where", "Cast", "Div", "Mul", "Tanh", "Gather", "Slice",
              "Unsqueeze", "Reshape", "Transpose", "Identity", "Shape")
 
@@ -61,7 +62,7 @@ def test_the_attention_cores_are_found():
 
 
 def test_exactly_the_projection_ffn_and_attention_inputs_get_one_pair_each(amax):
-    result = quantize_model(_model(), amax, QuantizeConfig())
+    result = quantize_model(_model(), amax, INT8_ATTENTION)
     q = qdq_nodes(result.model)
     assert set(q) == ACTIVATIONS | WEIGHTS
     assert not set(q) & NEVER
@@ -78,8 +79,23 @@ def test_exactly_the_projection_ffn_and_attention_inputs_get_one_pair_each(amax)
     assert not result.report.warnings
 
 
+def test_by_default_attention_stays_float_and_every_projection_is_int8(amax):
+    result = quantize_model(_model(), amax, QuantizeConfig())
+    q = qdq_nodes(result.model)
+    bmm_inputs = {f"layer{i}.attention.{t}" for i in range(LAYERS)
+                  for t in ("q_scaled", "k_scaled", "softmax", "v.transpose")}
+    assert set(q) == (ACTIVATIONS - bmm_inputs) | WEIGHTS
+    skipped = {s.name: s for s in result.report.skipped}
+    for i in range(LAYERS):
+        for bmm in ("qk", "pv"):
+            assert dq_inputs_of(result.model, f"layer{i}.attention.{bmm}") == [None, None]
+            assert "attention MatMul: left float" in skipped[f"layer{i}.attention.{bmm}"].reason
+            assert not skipped[f"layer{i}.attention.{bmm}"].warning
+    assert [f.line() for f in lint_model(result.model) if f.severity != "info"] == []
+
+
 def test_no_qdq_reaches_layernorm_softmax_gelu_where_or_cast(amax):
-    model = quantize_model(_model(), amax, QuantizeConfig()).model
+    model = quantize_model(_model(), amax, INT8_ATTENTION).model
     dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     # only MatMuls: the residual Adds feed LayerNorms, so the residual stream stays float (rule 11)
     assert {n.op_type for n in model.graph.node if set(n.input) & dq_outputs} == {"MatMul"}
@@ -89,7 +105,7 @@ def test_no_qdq_reaches_layernorm_softmax_gelu_where_or_cast(amax):
 
 
 def test_the_qdq_model_lints_clean_and_tracks_fp32(amax):
-    model = quantize_model(_model(), amax, QuantizeConfig()).model
+    model = quantize_model(_model(), amax, INT8_ATTENTION).model
     assert [f.line() for f in lint_model(model) if f.severity != "info"] == []
     ids, mask = encode(sentences()[64:80], MAX_SEQ)
     feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -99,7 +115,7 @@ def test_the_qdq_model_lints_clean_and_tracks_fp32(amax):
 
 
 def test_excluding_one_attention_matmul_leaves_its_partner_in_float(amax):
-    result = quantize_model(_model(), amax, QuantizeConfig(exclude_nodes=["layer0.attention.pv"]))
+    result = quantize_model(_model(), amax, QuantizeConfig(exclude_nodes=["layer0.attention.pv"], attention="int8"))
     assert dq_inputs_of(result.model, "layer0.attention.qk") == [None, None]
     skipped = {s.name: s.reason for s in result.report.skipped}
     assert "'layer0.attention.pv', is excluded (rule 10)" in skipped["layer0.attention.qk"]
@@ -130,7 +146,7 @@ def _insert_pair(model: onnx.ModelProto, tensor: str, scale: float) -> onnx.Mode
 
 
 def test_lint_warns_on_qdq_between_bmm1_and_softmax(amax):
-    good = quantize_model(_model(), amax, QuantizeConfig()).model
+    good = quantize_model(_model(), amax, INT8_ATTENTION).model
     bad = _insert_pair(good, "layer1.attention.qk", amax["layer1.attention.qk"] / 127)
     findings = [f for f in lint_model(bad) if f.severity == "warning"]
     assert [(f.rule, f.node) for f in findings] == [("mha-scores-qdq", "layer1.attention.qk.Q")]
@@ -138,7 +154,7 @@ def test_lint_warns_on_qdq_between_bmm1_and_softmax(amax):
 
 
 def test_lint_warns_on_half_quantized_attention(amax):
-    model = quantize_model(_model(), amax, QuantizeConfig()).model
+    model = quantize_model(_model(), amax, INT8_ATTENTION).model
     for node in model.graph.node:  # layer 0's P@V reads the float Softmax output and V again
         if node.name == "layer0.attention.pv":
             node.input[:] = ["layer0.attention.softmax", "layer0.attention.v.transpose"]

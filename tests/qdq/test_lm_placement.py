@@ -45,6 +45,7 @@ def amax() -> dict[str, float]:
 
 
 def _quantize(amax: dict[str, float], gelu: str = "erf", **options):
+    options.setdefault("attention", "int8")  # rule 10's INT8 layout (the default float one: test_attention_placement)
     return quantize_model(bert_encoder(gelu=gelu), amax, QuantizeConfig(**options))
 
 

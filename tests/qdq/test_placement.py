@@ -122,8 +122,26 @@ def test_gemm_and_matmul_weight_axes():
     assert all(s.name != "bias_add" for s in result.report.skipped)  # a bias Add is not a candidate
 
 
+def test_a_position_bias_before_the_mask_is_part_of_the_attention_core():
+    from trtq.qdq.attention import find_attention
+    from trtq.qdq.graph import GraphIndex
+
+    model = models.attention_with_position_bias()
+    index = GraphIndex.build(model)
+    (core,) = find_attention(index)
+    assert [index.node(i).name for i in core.bias_adds] == ["mask_add", "position_add"]
+    assert {"s", "s_scaled", "s_biased", "s_masked", "position_bias", "mask_bias"} <= set(core.score_tensors)
+    default = _quantize(model)
+    assert dq_inputs_of(default.model, "qk") == [None, None] and dq_inputs_of(default.model, "pv") == [None, None]
+    int8 = _quantize(model, attention="int8")
+    assert dq_inputs_of(int8.model, "qk") == ["q", "kt"] and dq_inputs_of(int8.model, "pv") == ["p", "v"]
+    for result in (default, int8):  # neither bias Add is taken for a residual Add
+        for add in ("position_add", "mask_add"):
+            assert dq_inputs_of(result.model, add) == [None, None]
+
+
 def test_attention_quantizes_both_activation_inputs_per_tensor():
-    result = _quantize(models.attention())
+    result = _quantize(models.attention(), attention="int8")
     assert dq_inputs_of(result.model, "qk") == ["q", "kt"]
     assert dq_inputs_of(result.model, "pv") == ["p", "v"]
     q = qdq_nodes(result.model)

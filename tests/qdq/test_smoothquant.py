@@ -123,3 +123,63 @@ def test_auto_leaves_models_without_outliers_alone_and_settings_are_checked():
     assert parse_setting("OFF") == "off" and parse_setting("0.75") == 0.75
     with pytest.raises(ConfigError, match="alpha in"):
         parse_setting("1.5")
+
+
+def test_no_channel_is_amplified_past_half_the_median_scale():
+    from trtq.qdq import smoothquant_search
+
+    rng = np.random.default_rng(3)
+    absmax = rng.uniform(0.5, 2.0, 64)
+    absmax[:4] = 1e-3  # quiet channels: eq. 4 alone would divide them by a tiny s
+    absmax[10] = 80.0
+    s = smoothquant_search.smoothing_scales(absmax, rng.uniform(0.1, 0.3, 64), 0.5)
+    assert s.min() >= smoothquant_search.SCALE_FLOOR * np.median(s) * (1 - 1e-12)
+    assert s[10] == s.max() and s[10] > 4 * np.median(s)  # the outlier is still divided down
+
+
+def _gelu_like_matmul() -> tuple[onnx.ModelProto, np.ndarray]:
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.2, (C, N)).astype(np.float32)
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="fc2")
+    graph = helper.make_graph([node], "fc2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", C])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["t", N])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model, w
+
+
+def _token_outliers(seed: int, tokens: int, spiky: tuple[int, ...]) -> np.ndarray:
+    """GELU-output-like activations: one fixed outlier channel, and channels that are near zero
+    except on rare tokens, where they spike (outliers tied to tokens, not to channels)."""
+    rng = np.random.default_rng(seed)
+    x = np.abs(rng.normal(0, 0.3, (tokens, C)))
+    x[:, 0] *= 60.0
+    for c in spiky:
+        x[:, c] *= 0.02
+        x[rng.choice(tokens, 3, replace=False), c] = 6.0
+    return x.astype(np.float32)
+
+
+def test_the_floor_keeps_token_outliers_of_quiet_channels_in_range(monkeypatch):
+    from trtq.qdq import smoothquant_search
+
+    model, _ = _gelu_like_matmul()
+    calib = _token_outliers(1, 512, spiky=())  # channels 5..8 stay quiet in the calibration data
+    calib[:, 5:9] *= 0.02
+    held_out = _token_outliers(2, 512, spiky=(5, 6, 7, 8))  # ... and spike on new tokens
+    stats = TensorStats(ema_constant=None, channels=True)
+    stats.update(calib)
+    amax = {"x": compute_amax("minmax", stats)}
+    ref = session(model).run(None, {"x": held_out})[0]
+
+    def held_out_sqnr() -> float:
+        result = smoothquant(model, amax, {"x": stats}, "0.5")
+        assert "x" in result.smoothed
+        qdq = quantize_model(result.model, result.amax).model
+        return sqnr_db(ref, session(qdq).run(None, {"x": held_out})[0])
+
+    with_floor = held_out_sqnr()
+    monkeypatch.setattr(smoothquant_search, "SCALE_FLOOR", 0.0)
+    without = held_out_sqnr()
+    assert with_floor > without + 3.0, (with_floor, without)

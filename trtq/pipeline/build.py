@@ -47,6 +47,7 @@ from trtq.pipeline.weight_only import check_build_options, is_weight_only, quant
 from trtq.qdq import to_fp16_twin
 from trtq.qdq.equalization import EqualizationReport, equalize
 from trtq.qdq.graph import name_nodes
+from trtq.qdq.placement import FLOAT_ATTENTION
 from trtq.qdq.pow2 import pow2_summary
 from trtq.qdq.smoothquant import parse_setting, smoothquant
 from trtq.report import Report, write_report
@@ -164,6 +165,12 @@ def _build(model_path: str | Path, config: Config, show_progress: bool, plan: Da
     report.accuracy = {**qdq.to_dict(), "equalization": report.accuracy.get("equalization") if report.accuracy
                        else None}
     report.info.extend(qdq.summaries())  # make_qdq_model logged each as it ended
+    float_attention = sum(s.reason.startswith(FLOAT_ATTENTION) for s in qdq.result.report.skipped)
+    if float_attention:
+        report.info.append(f"{float_attention} attention MatMuls (Q@K^T, softmax@V) left float (--attention float): "
+                           + ("FP16 in the engine" if config.quantize.fp16 else
+                              "TensorRT runs them in FP32 unless you build with --fp16")
+                           + "; --attention int8 quantizes them (TensorRT's INT8 fused attention)")
     if config.quantize.pow2:
         report.info.append(pow2_summary(qdq.model))
     if config.prepare.prune and (lost := lost_pattern(model, qdq.model)):

@@ -77,7 +77,7 @@ def quantize_weight_only(model: onnx.ModelProto, options: QuantizeConfig,
     _check_options(options, calib)
     work = copy.deepcopy(model)
     name_nodes(work)
-    exclusions = Exclusions(options.exclude_op_types, options.exclude_nodes, options.exclude_regex, work)
+    exclusions = Exclusions.from_options(options, work)
     targets, skipped = int4_targets(work, options.block_size, exclusions)
     if not targets:
         first = f" (first: {skipped[0].op_type} '{skipped[0].name}': {skipped[0].reason})" if skipped else ""

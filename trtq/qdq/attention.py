@@ -1,4 +1,4 @@
-"""Find the attention cores of transformer blocks: Q@K^T -> [scale] -> [+ mask] -> Softmax -> P@V.
+"""Find the attention cores of transformer blocks: Q@K^T -> [scale] -> [+ bias] [+ mask] -> Softmax -> P@V.
 
 This is the pattern TensorRT fuses into one multi-head-attention kernel (TensorRT developer guide,
 "Fused Attention": BMM1, an optional scale, an optional additive or boolean mask, Softmax, BMM2)
@@ -30,9 +30,12 @@ class Attention:
         bmm1: the MatMul of Q and K^T (two activations).
         softmax: the Softmax of the scores.
         bmm2: the MatMul of the probabilities (input 0) and V.
-        mask_add: the Add of the mask bias, or None.
+        mask_add: the Add of the mask bias (the one nearest Softmax), or None.
         score_tensors: every tensor from BMM1's output to Softmax's input, the mask bias included:
             where no Q/DQ pair may go (it would split the fused kernel).
+        bias_adds: every Add of a bias to the scores, mask_add first: also a relative-position bias
+            (MPNet adds one before the mask), which TensorRT's fused kernel takes as another additive
+            mask.
     """
 
     bmm1: int
@@ -40,6 +43,7 @@ class Attention:
     bmm2: int
     mask_add: int | None
     score_tensors: tuple[str, ...]
+    bias_adds: tuple[int, ...] = ()
 
 
 def find_attention(index: GraphIndex) -> list[Attention]:
@@ -57,17 +61,21 @@ def _core(index: GraphIndex, softmax: int) -> Attention | None:
     back = _backward(index, index.node(softmax).input[0])
     if back is None:
         return None
-    bmm1, mask_add, tensors = back
+    bmm1, adds, tensors = back
     bmm2 = _forward(index, index.node(softmax).output[0])
     if bmm2 is None:
         return None
-    return Attention(bmm1, softmax, bmm2, mask_add, tuple(tensors))
+    return Attention(bmm1, softmax, bmm2, adds[0] if adds else None, tuple(tensors), tuple(adds))
 
 
-def _backward(index: GraphIndex, tensor: str) -> tuple[int, int | None, list[str]] | None:
-    """From Softmax's input back to BMM1: (BMM1, mask Add, the tensors passed), or None if no match."""
+_MAX_BIAS_ADDS = 2  # a mask, and a position bias before it
+
+
+def _backward(index: GraphIndex, tensor: str) -> tuple[int, list[int], list[str]] | None:
+    """From Softmax's input back to BMM1: (BMM1, the bias Adds nearest Softmax first, the tensors
+    passed), or None if no match."""
     tensors: list[str] = []
-    mask_add = None
+    adds: list[int] = []
     for _ in range(16):  # a few pass/scale ops at most; bounded against odd graphs
         tensors.append(tensor)
         p = index.producer.get(tensor)
@@ -76,15 +84,15 @@ def _backward(index: GraphIndex, tensor: str) -> tuple[int, int | None, list[str
         node = index.node(p)
         inputs = [t for t in node.input if t]
         if node.op_type == "MatMul":
-            return (p, mask_add, tensors) if not any(index.is_constant(t) for t in inputs) else None
+            return (p, adds, tensors) if not any(index.is_constant(t) for t in inputs) else None
         scale_by_constant = node.op_type in _SCALE and len(inputs) == 2 and index.is_constant(inputs[1])
         if node.op_type in _QDQ or node.op_type in _PASS or scale_by_constant:
             tensor = inputs[0]
         elif node.op_type == "Mul" and len(inputs) == 2 and index.is_constant(inputs[0]):
             tensor = inputs[1]
-        elif node.op_type == "Add" and mask_add is None and len(inputs) == 2 \
+        elif node.op_type == "Add" and len(adds) < _MAX_BIAS_ADDS and len(inputs) == 2 \
                 and not any(index.is_constant(t) for t in inputs):
-            mask_add = p
+            adds.append(p)
             side = _scores_side(index, inputs)
             tensors.extend(_bias_chain(index, inputs[1 - side]))
             tensor = inputs[side]

@@ -29,6 +29,6 @@ def qdq_tensors(model: onnx.ModelProto, options: QuantizeConfig) -> list[str]:
     candidates = activation_tensors(model, "all")
     work = copy.deepcopy(model)
     name_nodes(work)
-    exclusions = Exclusions(options.exclude_op_types, options.exclude_nodes, options.exclude_regex, work)
+    exclusions = Exclusions.from_options(options, work)
     placement = place(GraphIndex.build(work), dict.fromkeys(candidates, 1.0), exclusions)
     return [name for name in candidates if name in placement.activations]

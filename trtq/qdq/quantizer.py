@@ -108,7 +108,7 @@ def quantize_model(model: onnx.ModelProto, amax: Mapping[str, float],
     _check_amax(amax)
     work = copy.deepcopy(model)
     name_nodes(work)
-    exclusions = Exclusions(options.exclude_op_types, options.exclude_nodes, options.exclude_regex, work)
+    exclusions = Exclusions.from_options(options, work)
     opset_before = opset_version(work)
     index = GraphIndex.build(work, weights_dir=weights_dir)
     placement = place(index, amax, exclusions)

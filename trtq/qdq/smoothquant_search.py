@@ -19,6 +19,19 @@ e_j comes from the channel's log2 histogram (ChannelObserver): values v below d/
 static per-tensor scale); clipping candidates below it were tried and rejected: the log2 bins are
 too coarse to price clipping, and the estimate then chose ranges that measured worse. Without
 smoothing, the better of the calibrated amax of X and its max is used.
+
+The floor on s. Eq. 4 also *amplifies* the quiet channels (small max|x_j|, small s_j), and the
+static range of x / s is the calibration data's max: a channel quiet on the calibration data but
+not on new data then exceeds it many times over. GELU outputs (the FFN's second MatMul) are such
+tensors, their outliers come with particular tokens, not fixed channels as in LayerNorm outputs:
+on all-mpnet-base-v2 (200 calibration sentences, 200 held out), the held-out sentences' max of
+x / s exceeded the range 4.2-5.3x at the 99th percentile in 4 of 12 layers (LayerNorm outputs:
+<= 1.0x), and the worst held-out sentence lost most of its accuracy there. Keeping every s_j at
+least half the median s (channels are still divided down to flatten the outliers, but never
+multiplied up past the typical channel) raised that sentence's pooled cosine 0.942 -> 0.967 and
+the worst over all 0.9152 -> 0.9288 with the mean unchanged (0.9885); a floor at the median
+itself cost the mean (0.9866), and smoothing only LayerNorm outputs, or none, collapses the model
+(pooled cosine 0.70, 0.69: the GELU outputs need smoothing).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from trtq.calibrators.channels import ChannelObserver, bin_magnitudes
 
 ALPHAS = tuple(round(0.05 * k, 2) for k in range(21))
 _SCALE_LIMIT = 1e4  # s stays in [1/limit, limit]: dead channels (max |x| or |W| of 0) get s = 1
+SCALE_FLOOR = 0.5  # no channel is divided by less than half the median s: see the module docstring
 QMAX = 127.0
 
 
@@ -54,10 +68,13 @@ class SmoothingChoice:
 
 
 def smoothing_scales(absmax: np.ndarray, weight_max: np.ndarray, alpha: float) -> np.ndarray:
-    """s_j = max|x_j|^alpha / max|W_j|^(1 - alpha) (SmoothQuant eq. 4), 1 for dead channels."""
+    """s_j = max|x_j|^alpha / max|W_j|^(1 - alpha) (SmoothQuant eq. 4), at least SCALE_FLOOR times the
+    median s of the live channels; 1 for dead channels."""
     live = (absmax > 0) & (weight_max > 0)
     s = np.ones_like(absmax, dtype=np.float64)
     s[live] = absmax[live] ** alpha / weight_max[live] ** (1.0 - alpha)
+    if live.any():
+        s[live] = np.maximum(s[live], SCALE_FLOOR * np.median(s[live]))
     return np.clip(s, 1.0 / _SCALE_LIMIT, _SCALE_LIMIT)
 
 
