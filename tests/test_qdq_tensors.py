@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import onnx
 
 from trtq.cache import CalibrationTable, Provenance, names_sha256, write_cache
 from trtq.config import Config, QuantizeConfig
@@ -12,6 +13,7 @@ from trtq.onnx_model import model as model_io
 from trtq.onnx_model.tensors import activation_tensors
 from trtq.pipeline.calibrate import with_tensor_scope
 from trtq.qdq import quantize_model
+from trtq.qdq.graph import name_nodes
 from trtq.qdq.needed import qdq_tensors
 
 
@@ -21,14 +23,21 @@ def test_qdq_model_from_the_needed_ranges_equals_the_one_from_all_ranges(ocr_cla
     rng = np.random.default_rng(0)
     amax = {name: float(rng.uniform(0.5, 8.0)) for name in every}
     sets = []
+    before = model.SerializeToString()
     for options in (QuantizeConfig(), QuantizeConfig(exclude_op_types=["Conv"])):
         needed = qdq_tensors(model, options)
+        assert model.SerializeToString() == before  # planned on the model itself, never changed
         sets.append(set(needed))
         assert 0 < len(needed) < len(every)
         full = quantize_model(model, amax, options).model
         subset = quantize_model(model, {n: amax[n] for n in needed}, options).model
         assert subset.SerializeToString() == full.SerializeToString()
     assert sets[1] < sets[0]  # exclusions leave tensors unobserved
+    named = onnx.ModelProto.FromString(before)  # every node named: planned without a copy
+    name_nodes(named)
+    named_bytes = named.SerializeToString()
+    assert set(qdq_tensors(named, QuantizeConfig())) == sets[0]
+    assert named.SerializeToString() == named_bytes
 
 
 def test_build_scope_follows_what_is_built(ocr_classifier, tmp_path):
