@@ -72,6 +72,14 @@ def test_streamed_in_any_chunks_gives_the_mean_and_the_worst_sample():
     no_mask = OutputAccumulator("e")
     no_mask.update(ref, cand, 10)
     assert no_mask.result().pooled_cosine_mean is None
+    real = mask.astype(bool)  # SQNR and the other element metrics: over the real tokens only
+    r, c = ref[real].astype(np.float64), cand[real].astype(np.float64)
+    signal, noise = (r ** 2).sum(), ((c - r) ** 2).sum()
+    for acc in (one, chunked, merged):
+        m = acc.result()
+        assert m.sqnr_db == pytest.approx(10 * math.log10(signal / noise), rel=1e-9)
+        assert m.max_abs_error < 1e3  # the 1e6 at padded positions is not an error of the model
+    assert no_mask.result().max_abs_error > 1e5  # without a mask every position counts
 
 
 def test_the_mask_input_is_found_by_name():

@@ -169,3 +169,13 @@ def test_ranges_already_rechosen_are_not_suggested_again(broken, tmp_path):
     verdict = "\n".join(verdict_lines(report.to_dict()))
     assert "--min-sqnr 40 --fallback --bias-correction auto`" in verdict
     assert "--activation-ranges" not in verdict
+
+
+def test_token_embeddings_are_judged_by_their_pooled_cosine():
+    from trtq.report.verdict import CLOSE, OFF, judgements
+
+    embedding = {"sqnr_db": 14.9, "cosine": 0.97, "pooled_cosine_mean": 0.989, "pooled_cosine_min": 0.97}
+    (only,) = judgements({"last_hidden_state": embedding})
+    assert (only.metric, only.rating) == ("pooled_cosine_mean", CLOSE)
+    plain = judgements({"features": {"sqnr_db": 14.9, "cosine": 0.97}})  # no mask: SQNR judges
+    assert [(j.metric, j.rating) for j in plain] == [("sqnr_db", OFF)]
