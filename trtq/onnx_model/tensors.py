@@ -140,6 +140,18 @@ def attention_masks(model: onnx.ModelProto) -> dict[str, str]:
 
 
 
+def conv_only_inputs(model: onnx.ModelProto) -> list[str]:
+    """Graph inputs read only by Conv/ConvTranspose layers, as their data input (no normalizing op of
+    the model's own in front of them): the inputs trtq.data.sanity checks for raw pixels."""
+    weights = {t.name for t in model.graph.initializer}
+    readers: dict[str, list[tuple[str, int]]] = {}
+    for node in model.graph.node:
+        for pos, name in enumerate(node.input):
+            readers.setdefault(name, []).append((node.op_type, pos))
+    return [i.name for i in model.graph.input if i.name not in weights and readers.get(i.name)
+            and all(op in ("Conv", "ConvTranspose") and pos == 0 for op, pos in readers[i.name])]
+
+
 def producer_names(model: onnx.ModelProto, tensors: Iterable[str]) -> dict[str, str]:
     """tensor -> name of the node producing it, for those of `tensors` a named node produces.
 

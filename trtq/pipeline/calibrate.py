@@ -50,7 +50,7 @@ from trtq.data.sanity import SampleCheck
 from trtq.errors import CacheError, ConfigError, DataError, TrtqError
 from trtq.onnx_model import model as model_io
 from trtq.onnx_model.masks import summary_lines
-from trtq.onnx_model.tensors import activation_tensors, attention_masks
+from trtq.onnx_model.tensors import activation_tensors, attention_masks, conv_only_inputs
 from trtq.onnx_model.token_axes import attention_mask_input
 from trtq.progress import timed_step
 from trtq.qdq.needed import qdq_tensors
@@ -469,7 +469,7 @@ def _collect(model: onnx.ModelProto, model_path: Path, names: list[str], fp: mod
     cal = config.calibration
     mask_input = attention_mask_input(model_io.graph_inputs(model))  # padding is not observed (onnx_model.token_axes)
     skipped = None
-    check = SampleCheck()  # the Ray workers read their own shards: no check there
+    check = SampleCheck(conv_only_inputs(model))  # the Ray workers read their own shards: no check there
     if config.cluster.ray:
         result, skipped = _collect_on_ray(model, model_path, names, config, plan, mask_input, show_progress)
     else:
