@@ -375,9 +375,8 @@ class OutputAccumulator:
         # Token embeddings: the element metrics over the real tokens only. A padded position's output
         # is read by nothing, and the Q/DQ model's differs from FP32's there far more (MPNet's
         # token SQNR: 6.3 dB with them, 14.9 dB without).
-        real = token_mask.astype(bool) if token_mask is not None else None
-        r, abs_err = self.sums.update(ref[real] if real is not None else ref,
-                                      cand[real] if real is not None else cand)
+        real = token_mask.astype(bool) if token_mask is not None else slice(None)
+        r, abs_err = self.sums.update(ref[real], cand[real])
         rel = abs_err / np.where(r == 0.0, REL_EPSILON, np.abs(r))
         self.abs_hist.update(abs_err)
         self.rel_hist.update(rel)

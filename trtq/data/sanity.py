@@ -14,7 +14,7 @@ that is almost never right: a float input read by Conv layers alone (no Sub/Div/
 the model's own in front) whose values are all >= 0, reach above RAW_PIXEL_MAX and average above
 RAW_PIXEL_MEAN. Caffe-style models read mean-subtracted pixels (negative values), and models that
 normalize inside the graph have another op first, so neither is reported. MobileNetV2 fed its
-ImageNet-normalized crops: nothing; the same crops x255 without mean/std (mean 113): reported.
+ImageNet-normalized crops: nothing; the same crops x255 without mean/std (mean 88): reported.
 """
 
 from __future__ import annotations

@@ -30,20 +30,23 @@ class Attention:
         bmm1: the MatMul of Q and K^T (two activations).
         softmax: the Softmax of the scores.
         bmm2: the MatMul of the probabilities (input 0) and V.
-        mask_add: the Add of the mask bias (the one nearest Softmax), or None.
         score_tensors: every tensor from BMM1's output to Softmax's input, the mask bias included:
             where no Q/DQ pair may go (it would split the fused kernel).
-        bias_adds: every Add of a bias to the scores, mask_add first: also a relative-position bias
-            (MPNet adds one before the mask), which TensorRT's fused kernel takes as another additive
-            mask.
+        bias_adds: every Add of a bias to the scores, the one nearest Softmax (the mask's) first: also
+            a relative-position bias (MPNet adds one before the mask), which TensorRT's fused kernel
+            takes as another additive mask.
     """
 
     bmm1: int
     softmax: int
     bmm2: int
-    mask_add: int | None
     score_tensors: tuple[str, ...]
     bias_adds: tuple[int, ...] = ()
+
+    @property
+    def mask_add(self) -> int | None:
+        """The Add of the mask bias (the bias Add nearest Softmax), or None."""
+        return self.bias_adds[0] if self.bias_adds else None
 
 
 def find_attention(index: GraphIndex) -> list[Attention]:
@@ -65,7 +68,7 @@ def _core(index: GraphIndex, softmax: int) -> Attention | None:
     bmm2 = _forward(index, index.node(softmax).output[0])
     if bmm2 is None:
         return None
-    return Attention(bmm1, softmax, bmm2, adds[0] if adds else None, tuple(tensors), tuple(adds))
+    return Attention(bmm1, softmax, bmm2, tuple(tensors), tuple(adds))
 
 
 _MAX_BIAS_ADDS = 2  # a mask, and a position bias before it
